@@ -1,1 +1,14 @@
-pub fn x() {}
+//! PSRT: the `psrtd` server, the blocking client library used by `psrt-cli`
+//! and the tests, and (re-exported) the wire codec.
+//!
+//! * [`server`]: the single-threaded `mio` event loop (see `design` in the
+//!   repository README).
+//! * [`client`]: a blocking client on std sockets: control + data socket,
+//!   keep-alive pinger, UDP sender.
+//! * [`protocol`]: the `psrt-protocol` crate, the only place that knows wire
+//!   bytes.
+
+pub mod client;
+pub mod server;
+
+pub use psrt_protocol as protocol;

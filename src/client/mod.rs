@@ -1,0 +1,1 @@
+//! Blocking PSRT client (work in progress).

@@ -1,0 +1,1 @@
+//! The psrtd server (work in progress).
