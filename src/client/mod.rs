@@ -1,1 +1,53 @@
-//! Blocking PSRT client (work in progress).
+//! A small blocking PSRT client on std sockets, used by `psrt-cli` and the
+//! tests.
+//!
+//! * [`Client`]: control socket (requests, one-byte replies) plus an
+//!   optional data socket whose messages arrive on a bounded channel; a
+//!   pinger thread keeps the session alive.
+//! * [`UdpClient`]: UDP publishing, plain or AES-GCM sealed.
+//! * [`Config`]: where and how to connect; [`Error`]: what went wrong.
+//!
+//! Every byte on the wire is encoded and decoded by [`crate::protocol`];
+//! every read and write has a timeout. TLS is not supported yet.
+//!
+//! Differences from the reference clients: an `FF` reply is returned as
+//! [`Error::Server`] and the session stays usable (the reference clients
+//! drop the connection), and the data-socket `TIMEOUT_SEC` is never 0.
+
+pub mod cli;
+mod config;
+mod control;
+mod data;
+mod error;
+mod session;
+mod stream;
+mod udp;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    Config, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT, is_unix_socket,
+};
+pub use control::PipelineReport;
+pub use error::Error;
+pub use session::Client;
+pub use udp::UdpClient;
+
+/// A message received on the data socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The normalised topic it was published to (may be empty).
+    pub topic: String,
+    /// The payload.
+    pub data: Vec<u8>,
+    /// The publisher's priority byte.
+    pub priority: u8,
+}
+
+impl Message {
+    /// The payload as text, if it is UTF-8.
+    pub fn data_as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.data).ok()
+    }
+}

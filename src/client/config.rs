@@ -1,0 +1,247 @@
+//! Client settings: where to connect, who to log in as, how long to wait, and
+//! whether to open a data socket. A builder in the style of the reference
+//! Rust client (`Config::new(path).set_auth(..).set_timeout(..).build()`).
+//!
+//! TLS is not implemented yet; when it is, it gets its own setters here.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::protocol::Limits;
+
+/// Default timeout for connects, replies and the data-socket liveness check.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default bound of the incoming message queue, in messages.
+pub const DEFAULT_QUEUE_SIZE: usize = 8192;
+
+/// Default largest message frame accepted on the data socket (topic + NUL +
+/// payload). Well above the reference server's default `max_pub_size`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 64 * 1024 * 1024;
+
+/// The shortest timeout a client uses; smaller values are raised to it.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// How a [`Client`](super::Client) connects.
+#[derive(Clone)]
+pub struct Config {
+    path: String,
+    user: String,
+    password: String,
+    timeout: Duration,
+    socket_wait_timeout: Duration,
+    queue_size: usize,
+    need_data_stream: bool,
+    max_message_bytes: u32,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password.
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("user", &self.user)
+            .field("timeout", &self.timeout)
+            .field("socket_wait_timeout", &self.socket_wait_timeout)
+            .field("queue_size", &self.queue_size)
+            .field("need_data_stream", &self.need_data_stream)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// A config for `path`: `host:port` for TCP, or the path of a Unix
+    /// socket (anything ending in `.sock` or `.socket`). Defaults: anonymous,
+    /// timeout 5 s, queue of 8192 messages, with a data stream.
+    pub fn new(path: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            user: String::new(),
+            password: String::new(),
+            timeout: DEFAULT_TIMEOUT,
+            socket_wait_timeout: DEFAULT_TIMEOUT,
+            queue_size: DEFAULT_QUEUE_SIZE,
+            need_data_stream: true,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// Logs in as `user` with `password`. Both empty means anonymous.
+    #[must_use]
+    pub fn set_auth(mut self, user: &str, password: &str) -> Self {
+        user.clone_into(&mut self.user);
+        password.clone_into(&mut self.password);
+        self
+    }
+
+    /// Timeout for connecting, for each reply, and for silence on the data
+    /// socket; the keep-alive NOP goes out every half of it. Values below
+    /// 1 ms are raised to 1 ms.
+    #[must_use]
+    pub fn set_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(MIN_TIMEOUT);
+        self
+    }
+
+    /// How long to wait for a Unix socket file to appear (polled every
+    /// 100 ms). Zero: do not wait.
+    #[must_use]
+    pub fn set_socket_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.socket_wait_timeout = timeout;
+        self
+    }
+
+    /// Bound of the incoming message queue, in messages (at least 1). When
+    /// it is full the data reader stops reading, and the server drops the
+    /// data socket once its own queue for this client is full.
+    #[must_use]
+    pub fn set_queue_size(mut self, queue_size: usize) -> Self {
+        self.queue_size = queue_size.max(1);
+        self
+    }
+
+    /// Largest data frame accepted (topic + NUL + payload bytes); a larger
+    /// one is a protocol error that closes the client.
+    #[must_use]
+    pub fn set_max_message_bytes(mut self, max_message_bytes: u32) -> Self {
+        self.max_message_bytes = max_message_bytes;
+        self
+    }
+
+    /// Do not open a data socket: the client can publish and subscribe but
+    /// receives no messages (e.g. a pure publisher).
+    #[must_use]
+    pub fn disable_data_stream(mut self) -> Self {
+        self.need_data_stream = false;
+        self
+    }
+
+    /// Ends the builder chain (kept for the reference client's API shape).
+    #[must_use]
+    pub fn build(self) -> Self {
+        self
+    }
+
+    /// `host:port` or the Unix socket path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Replaces the path.
+    pub fn update_path(&mut self, path: &str) {
+        path.clone_into(&mut self.path);
+    }
+
+    /// The login; empty for anonymous.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The password; empty for anonymous.
+    pub(crate) fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The timeout (see [`Config::set_timeout`]).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The Unix socket wait timeout.
+    pub fn socket_wait_timeout(&self) -> Duration {
+        self.socket_wait_timeout
+    }
+
+    /// The incoming message queue bound.
+    pub fn queue_size(&self) -> usize {
+        self.queue_size
+    }
+
+    /// Whether a data socket is opened.
+    pub fn need_data_stream(&self) -> bool {
+        self.need_data_stream
+    }
+
+    /// The largest data frame accepted.
+    pub fn max_message_bytes(&self) -> u32 {
+        self.max_message_bytes
+    }
+
+    /// Whether [`Config::path`] names a Unix socket.
+    pub fn is_unix_socket(&self) -> bool {
+        is_unix_socket(&self.path)
+    }
+
+    /// The `TIMEOUT_SEC` byte of the data hello: whole seconds of the
+    /// timeout, capped at 255 and at least 1 (0 would make the server send
+    /// beacons in a tight loop).
+    pub fn data_timeout_byte(&self) -> u8 {
+        let secs = self.timeout.as_secs().clamp(1, u64::from(u8::MAX));
+        u8::try_from(secs).unwrap_or(u8::MAX)
+    }
+
+    /// Decoder limits for the data socket.
+    pub(crate) fn data_limits(&self) -> Limits {
+        Limits {
+            max_pub_size: self.max_message_bytes,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Whether `path` names a Unix socket: it ends in `.sock` or `.socket`.
+pub fn is_unix_socket(path: &str) -> bool {
+    Path::new(path)
+        .extension()
+        .is_some_and(|ext| ext == "sock" || ext == "socket")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_builder() {
+        let c = Config::new("localhost:2873");
+        assert_eq!(c.timeout(), Duration::from_secs(5));
+        assert!(c.need_data_stream());
+        assert_eq!(c.user(), "");
+        assert_eq!(c.queue_size(), DEFAULT_QUEUE_SIZE);
+        let c = c
+            .set_auth("u", "secret")
+            .set_timeout(Duration::ZERO)
+            .set_queue_size(0)
+            .disable_data_stream()
+            .build();
+        assert_eq!(c.timeout(), MIN_TIMEOUT);
+        assert_eq!(c.queue_size(), 1);
+        assert!(!c.need_data_stream());
+        assert_eq!((c.user(), c.password()), ("u", "secret"));
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn timeout_byte() {
+        let byte = |ms| {
+            Config::new("h:1")
+                .set_timeout(Duration::from_millis(ms))
+                .data_timeout_byte()
+        };
+        assert_eq!(byte(300), 1);
+        assert_eq!(byte(5_000), 5);
+        assert_eq!(byte(5_999), 5);
+        assert_eq!(byte(255_000), 255);
+        assert_eq!(byte(10_000_000), 255);
+    }
+
+    #[test]
+    fn unix_paths() {
+        assert!(is_unix_socket("/run/psrtd.sock"));
+        assert!(is_unix_socket("psrt.socket"));
+        assert!(!is_unix_socket("localhost:2873"));
+        assert!(!is_unix_socket("/tmp/sock"));
+        assert!(Config::new("/tmp/x.sock").is_unix_socket());
+    }
+}

@@ -1,0 +1,270 @@
+//! The control socket: greeting and login, then requests and their one-byte
+//! replies, strictly in order. [`Control`] is a plain value without locks or
+//! threads; [`Client`](super::Client) keeps it behind a mutex so that the
+//! keep-alive pinger never interleaves with a request and its reply.
+//!
+//! Replies map to results here: `01` → `Ok`, `FE` → [`Error::AccessDenied`],
+//! `FF` → [`Error::Server`] (the session stays usable, unlike in the
+//! reference clients), anything else → [`Error::Protocol`].
+
+use std::io::{Read, Write};
+use std::mem;
+use std::time::Instant;
+
+use super::stream::{Stream, read_exact_or_eof};
+use super::{Config, Error};
+use crate::protocol::{
+    CommMode, Decoded, GREETING_REPLY_LEN, Greeting, Login, Reply, Request, StreamKind, TOKEN_LEN,
+    Token, decode_greeting_reply, decode_token, encode_greeting, encode_login, encode_request,
+    encode_topics,
+};
+
+/// Most pipelined requests whose replies are left unread. At this count
+/// [`Control::publish_pipelined`] reads replies first, so the replies can
+/// never fill both socket buffers and stall the server (1 byte each).
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// Replies of pipelined publishes, counted by outcome.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineReport {
+    /// Replies `01`.
+    pub ok: u64,
+    /// Replies `FE` (access denied).
+    pub denied: u64,
+    /// Replies `FF` (server error, e.g. a topic too deep).
+    pub failed: u64,
+}
+
+impl PipelineReport {
+    /// All replies counted.
+    pub fn total(&self) -> u64 {
+        self.ok + self.denied + self.failed
+    }
+
+    /// `Ok` if every reply was `01`; otherwise the error of the first kind
+    /// seen in the order access denied, server error.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.denied > 0 {
+            Err(Error::AccessDenied)
+        } else if self.failed > 0 {
+            Err(Error::Server(Reply::Error.into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A logged-in control socket.
+#[derive(Debug)]
+pub(crate) struct Control {
+    stream: Stream,
+    /// Encoding scratch, reused for every request.
+    out: Vec<u8>,
+    /// Pipelined requests whose replies have not been read.
+    in_flight: usize,
+    /// Replies of pipelined requests read so far.
+    report: PipelineReport,
+    /// When the last request went out (for the pinger).
+    last_sent: Instant,
+}
+
+/// Greets, logs in and returns the control socket and the client token.
+pub(crate) fn open(config: &Config) -> Result<(Control, Token), Error> {
+    let stream = Stream::connect(config, config.timeout())?;
+    let mut out = Vec::new();
+    greet(&stream, StreamKind::Control, &mut out)?;
+    out.clear();
+    let login = Login {
+        login: config.user(),
+        password: config.password(),
+    };
+    encode_login(&login, &mut out);
+    (&stream).write_all(&out)?;
+    let mut token = [0u8; TOKEN_LEN];
+    if !read_exact_or_eof(&stream, &mut token)? {
+        return Err(Error::LoginFailed);
+    }
+    let Decoded::Frame { frame: token, .. } = decode_token(&token) else {
+        return Err(Error::protocol("short client token"));
+    };
+    let control = Control {
+        stream,
+        out,
+        in_flight: 0,
+        report: PipelineReport::default(),
+        last_sent: Instant::now(),
+    };
+    Ok((control, token))
+}
+
+/// Sends the greeting for `kind` and checks the server's reply.
+pub(crate) fn greet(stream: &Stream, kind: StreamKind, out: &mut Vec<u8>) -> Result<(), Error> {
+    out.clear();
+    let greeting = Greeting {
+        kind,
+        comm: CommMode::Plain,
+    };
+    encode_greeting(greeting, out);
+    stream_write(stream, out)?;
+    let mut reply = [0u8; GREETING_REPLY_LEN];
+    if !read_exact_or_eof(stream, &mut reply)? {
+        return Err(Error::protocol(
+            "the server closed the connection after the greeting (does it require TLS?)",
+        ));
+    }
+    match decode_greeting_reply(&reply)? {
+        Decoded::Frame { frame, .. } if frame == kind => Ok(()),
+        _ => Err(Error::protocol(format!(
+            "unexpected greeting reply {reply:02x?}"
+        ))),
+    }
+}
+
+fn stream_write(mut stream: &Stream, bytes: &[u8]) -> Result<(), Error> {
+    stream.write_all(bytes)?;
+    Ok(())
+}
+
+/// Maps a one-byte reply to a result.
+pub(crate) fn check_reply(byte: u8) -> Result<(), Error> {
+    match Reply::try_from(byte)? {
+        Reply::Ok => Ok(()),
+        Reply::AccessDenied => Err(Error::AccessDenied),
+        Reply::Error => Err(Error::Server(byte)),
+        Reply::OkWaiting | Reply::NotRequired => Err(Error::protocol(format!(
+            "unexpected reply {byte:#04x} to a request that is not PUBLISH_REPL"
+        ))),
+    }
+}
+
+impl Control {
+    /// A second handle to the socket, for shutting it down from elsewhere.
+    pub(crate) fn stream_clone(&self) -> Result<Stream, Error> {
+        Ok(self.stream.try_clone()?)
+    }
+
+    /// When the last request was written.
+    pub(crate) fn last_sent(&self) -> Instant {
+        self.last_sent
+    }
+
+    /// Sends one request and waits for its reply. Replies of earlier
+    /// pipelined publishes are read first and kept for
+    /// [`Control::take_pipelined`].
+    pub(crate) fn request(&mut self, req: &Request<'_>) -> Result<(), Error> {
+        self.collect_in_flight()?;
+        self.out.clear();
+        encode_request(req, &mut self.out);
+        self.send_out()?;
+        self.read_reply()
+    }
+
+    /// SUBSCRIBE (`subscribe = true`) or UNSUBSCRIBE for a list of topics.
+    pub(crate) fn topics(&mut self, subscribe: bool, topics: &[&str]) -> Result<(), Error> {
+        self.collect_in_flight()?;
+        self.out.clear();
+        encode_topics(subscribe, topics.iter().copied(), &mut self.out);
+        self.send_out()?;
+        self.read_reply()
+    }
+
+    /// Writes a PUBLISH without reading its reply.
+    pub(crate) fn publish_pipelined(
+        &mut self,
+        priority: u8,
+        topic: &str,
+        message: &[u8],
+    ) -> Result<(), Error> {
+        if self.in_flight >= MAX_IN_FLIGHT {
+            self.collect_in_flight()?;
+        }
+        self.out.clear();
+        encode_request(
+            &Request::Publish {
+                priority,
+                topic,
+                message,
+            },
+            &mut self.out,
+        );
+        self.send_out()?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Reads every outstanding pipelined reply and returns all counted since
+    /// the last call.
+    pub(crate) fn take_pipelined(&mut self) -> Result<PipelineReport, Error> {
+        self.collect_in_flight()?;
+        Ok(mem::take(&mut self.report))
+    }
+
+    fn send_out(&mut self) -> Result<(), Error> {
+        stream_write(&self.stream, &self.out)?;
+        self.last_sent = Instant::now();
+        Ok(())
+    }
+
+    fn read_reply(&mut self) -> Result<(), Error> {
+        let mut reply = [0u8; 1];
+        if !read_exact_or_eof(&self.stream, &mut reply)? {
+            return Err(Error::Disconnected);
+        }
+        check_reply(reply[0])
+    }
+
+    /// Reads the replies of all pipelined requests (several per read).
+    fn collect_in_flight(&mut self) -> Result<(), Error> {
+        let mut buf = [0u8; 512];
+        while self.in_flight > 0 {
+            let want = self.in_flight.min(buf.len());
+            let Some(chunk) = buf.get_mut(..want) else {
+                break;
+            };
+            let n = match (&self.stream).read(chunk) {
+                Ok(0) => return Err(Error::Disconnected),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for &byte in chunk.iter().take(n) {
+                match check_reply(byte) {
+                    Ok(()) => self.report.ok += 1,
+                    Err(Error::AccessDenied) => self.report.denied += 1,
+                    Err(Error::Server(_)) => self.report.failed += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.in_flight -= n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_codes() {
+        assert!(check_reply(0x01).is_ok());
+        assert!(matches!(check_reply(0xFE), Err(Error::AccessDenied)));
+        assert!(matches!(check_reply(0xFF), Err(Error::Server(0xFF))));
+        assert!(matches!(check_reply(0x02), Err(Error::Protocol(_))));
+        assert!(matches!(check_reply(0xE0), Err(Error::Protocol(_))));
+        assert!(matches!(check_reply(0x00), Err(Error::Protocol(_))));
+        assert!(matches!(check_reply(0x42), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn pipeline_report() {
+        let r = PipelineReport {
+            ok: 2,
+            denied: 0,
+            failed: 1,
+        };
+        assert_eq!(r.total(), 3);
+        assert!(matches!(r.check(), Err(Error::Server(0xFF))));
+        assert!(PipelineReport::default().check().is_ok());
+    }
+}
