@@ -1,1 +1,35 @@
-//! The psrtd server (work in progress).
+//! `psrtd`: a PSRT server on one `mio` event loop.
+//!
+//! Layout (one concept per module):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`event_loop`] | `Server`: poll, listeners, the connection slab, accept, read/flush/timer dispatch, close |
+//! | `handshake` | input dispatch by phase; greeting, login, sessions, data-socket binding |
+//! | `control` | requests of logged-in clients; delivery to subscribers |
+//! | `reload` | applying a SIGHUP reload to live sessions |
+//! | [`conn`] | one socket: phase, input buffer, send queue, deadlines |
+//! | [`matcher`] | the subscription tree |
+//! | [`auth`] | passwords, ACL, UDP keys, the bcrypt worker, the verified-login cache |
+//! | [`config`] | `config.yml` (reference format) and the embedded default |
+//! | [`timers`] | the deadline heap |
+//! | [`stats`] | counters |
+//! | `listener`, `ratelog` | listening sockets; rate-limited warnings |
+
+pub mod auth;
+pub mod config;
+pub mod conn;
+mod control;
+pub mod event_loop;
+mod handshake;
+mod listener;
+pub mod matcher;
+mod ratelog;
+mod reload;
+pub mod stats;
+pub mod sys;
+pub mod timers;
+
+pub use auth::AuthDb;
+pub use config::{Config, ConfigError};
+pub use event_loop::{Server, ShutdownHandle};

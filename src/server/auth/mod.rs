@@ -1,0 +1,129 @@
+//! Who may connect and what they may do: the password file, the ACL and the
+//! UDP keys ([`AuthDb`], loaded all-or-nothing at start and on SIGHUP), the
+//! bcrypt worker thread ([`worker`]) and the verified-login cache
+//! ([`cache`]) that spares reconnects a second bcrypt run.
+
+pub mod acl;
+pub mod cache;
+pub mod keys;
+pub mod passwords;
+pub mod worker;
+
+use std::path::Path;
+
+pub use acl::{ANONYMOUS, Acl, AclEntry};
+pub use keys::Keys;
+pub use passwords::{PasswordEntry, Passwords};
+
+use crate::server::config::{AclSource, AuthFiles, ConfigError};
+
+/// Everything loaded from the auth files. Built off the loop thread (at
+/// start, or by the worker on reload) and swapped in whole.
+#[derive(Debug, Default)]
+pub struct AuthDb {
+    /// login → permissions.
+    pub acl: Acl,
+    /// login → bcrypt hash.
+    pub passwords: Passwords,
+    /// login → UDP AES key.
+    pub keys: Keys,
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))
+}
+
+impl AuthDb {
+    /// Reads and parses every auth file. Any error fails the whole load, so
+    /// a reload never applies half a change. Skipped entries come back as
+    /// warnings.
+    pub fn load(files: &AuthFiles) -> Result<(Self, Vec<String>), ConfigError> {
+        let mut warnings = Vec::new();
+        let acl = match &files.acl {
+            AclSource::File(path) => Acl::parse(&read(path)?, path)?,
+            AclSource::AnonymousFullAccess => Acl::single(ANONYMOUS, AclEntry::anonymous_pubsub()),
+        };
+        let passwords = match &files.password_file {
+            Some(path) => {
+                let (p, w) = Passwords::parse(&read(path)?);
+                warnings.extend(w.into_iter().map(|w| format!("{}: {w}", path.display())));
+                p
+            }
+            None => Passwords::default(),
+        };
+        let keys = match &files.key_file {
+            Some(path) => {
+                let (k, w) = Keys::parse(&read(path)?, path, &acl)?;
+                warnings.extend(w);
+                k
+            }
+            None => Keys::default(),
+        };
+        Ok((
+            Self {
+                acl,
+                passwords,
+                keys,
+            },
+            warnings,
+        ))
+    }
+
+    /// One line for the log: what was loaded.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ACL entries, {} users, {} UDP keys",
+            self.acl.len(),
+            self.passwords.len(),
+            self.keys.len()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_is_all_or_nothing() {
+        let dir = std::env::temp_dir().join(format!("psrt-authdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let acl = dir.join("acl.yml");
+        let pw = dir.join("passwd");
+        std::fs::write(&acl, "_:\n  sub: '#'\nuser1:\n  pub: a/#\n").unwrap();
+        std::fs::write(&pw, "user1:$apr1$x$y\n").unwrap();
+        let files = AuthFiles {
+            acl: AclSource::File(acl.clone()),
+            password_file: Some(pw.clone()),
+            key_file: None,
+        };
+        let (db, warnings) = AuthDb::load(&files).unwrap();
+        assert_eq!(db.acl.len(), 2);
+        assert_eq!(warnings.len(), 1, "the apr1 hash is reported");
+        assert_eq!(db.summary(), "2 ACL entries, 1 users, 0 UDP keys");
+
+        let missing = AuthFiles {
+            key_file: Some(dir.join("missing.yml")),
+            ..files.clone()
+        };
+        let e = AuthDb::load(&missing).unwrap_err();
+        assert!(e.to_string().contains("missing.yml: cannot read"), "{e}");
+
+        std::fs::write(&acl, "_: [\n").unwrap();
+        let e = AuthDb::load(&files).unwrap_err();
+        assert!(e.to_string().contains("acl.yml:"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn embedded_acl() {
+        let files = AuthFiles {
+            acl: AclSource::AnonymousFullAccess,
+            password_file: None,
+            key_file: None,
+        };
+        let (db, _) = AuthDb::load(&files).unwrap();
+        let anon = db.acl.get(ANONYMOUS).unwrap();
+        assert!(anon.can_publish("a/b") && anon.can_subscribe("#") && !anon.admin);
+    }
+}

@@ -1,0 +1,568 @@
+//! `config.yml`: the reference server's format (sections `server`, `proto`,
+//! `auth`, `cluster`), loaded unchanged, plus optional new keys. Owns path
+//! resolution (relative to the config file's folder), validation with file
+//! and line, and the embedded default used when no file exists.
+//!
+//! It reads files but binds nothing: `psrtd -t` runs exactly this.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use psrt_protocol::Limits;
+use serde::Deserialize;
+
+/// Where `psrtd` looks for a config when `-C` is not given.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] =
+    ["/etc/psrtd/config.yml", "/usr/local/etc/psrtd/config.yml"];
+
+/// A config problem, with the file (and line, where YAML knows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the problem is in (or `<embedded>`).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.display().to_string(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// Maps a YAML error to file:line: message.
+    pub(crate) fn yaml(file: &Path, err: &serde_yaml::Error) -> Self {
+        let mut message = err.to_string();
+        // The YAML error already says "at line L column C"; keep only the text.
+        if let Some(at) = message.find(" at line ") {
+            message.truncate(at);
+        }
+        Self {
+            file: file.display().to_string(),
+            line: err.location().map(|l| l.line()),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A string or a list of strings (`bind: 0.0.0.0:2873` or `bind: [a, b]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::None => Vec::new(),
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    proto: ProtoSection,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    cluster: Option<ClusterSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    /// Reference: tokio worker threads. psrtd has one loop; accepted and ignored.
+    workers: Option<usize>,
+    latency_warn: Option<u32>,
+    data_queue: Option<usize>,
+    data_queue_bytes: Option<usize>,
+    max_topic_depth: Option<usize>,
+    max_topic_length: Option<u32>,
+    max_pub_size: Option<u32>,
+    pid_file: Option<PathBuf>,
+    bind_stats: Option<String>,
+    license: Option<PathBuf>,
+    max_clients: Option<usize>,
+    max_clients_per_user: Option<usize>,
+    max_clients_per_ip: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProtoSection {
+    #[serde(default)]
+    bind: OneOrMany,
+    #[serde(default)]
+    bind_udp: OneOrMany,
+    udp_frame_size: Option<u16>,
+    timeout: Option<f64>,
+    tls_pkcs12: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    fips: Option<bool>,
+    allow_no_tls: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    allow_anonymous: Option<bool>,
+    password_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    acl: Option<PathBuf>,
+    /// New: `true` gives Unix-socket clients the reference behaviour (no
+    /// password check, full ACL). Default: the same auth as TCP.
+    trust_unix_socket: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterSection {
+    config: Option<PathBuf>,
+}
+
+/// A listening address for the PSRT stream protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindAddr {
+    /// `host:port` (a name is resolved at bind time).
+    Tcp(String),
+    /// A Unix stream socket path (ends with `.sock` or `.socket`).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(a) => f.write_str(a),
+            Self::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Where the ACL comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclSource {
+    /// `auth.acl` in a config file.
+    File(PathBuf),
+    /// The embedded default: anonymous `_` may publish and subscribe `#`.
+    AnonymousFullAccess,
+}
+
+/// Auth file locations, resolved against the config folder. The files are
+/// read by `auth::AuthDb::load` at start and on every SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFiles {
+    /// ACL file (or the embedded one).
+    pub acl: AclSource,
+    /// htpasswd file with bcrypt hashes.
+    pub password_file: Option<PathBuf>,
+    /// UDP AES keys (`keys.yml`).
+    pub key_file: Option<PathBuf>,
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this came from, or `None` for the embedded default.
+    pub source: Option<PathBuf>,
+    /// PSRT stream listeners, in order.
+    pub bind: Vec<BindAddr>,
+    /// UDP listeners (accepted in the config; see README for the status).
+    pub bind_udp: Vec<String>,
+    /// Largest UDP datagram read (longer ones are refused, not truncated).
+    pub udp_frame_size: u16,
+    /// Stats HTTP listener (accepted in the config; see README for the status).
+    pub bind_stats: Option<String>,
+    /// TLS identity files, if configured.
+    pub tls_configured: bool,
+    /// Accept plain (`00`) connections.
+    pub allow_no_tls: bool,
+    /// The protocol timeout (greeting, login, data hello, idle control socket).
+    pub timeout: Duration,
+    /// Frame size limits for the decoders.
+    pub limits: Limits,
+    /// Per data socket: queued messages before the socket is dropped.
+    pub data_queue: usize,
+    /// Per data socket: queued bytes before the socket is dropped.
+    pub data_queue_bytes: usize,
+    /// Logged-in control sessions, all users together (0 = unlimited).
+    pub max_clients: usize,
+    /// Sessions per login (0 = unlimited).
+    pub max_clients_per_user: usize,
+    /// Connections per source IP, any phase (0 = unlimited).
+    pub max_clients_per_ip: usize,
+    /// Allow an empty login and password.
+    pub allow_anonymous: bool,
+    /// Unix-socket clients skip the password check and get full access.
+    pub trust_unix_socket: bool,
+    /// Auth files.
+    pub auth: AuthFiles,
+    /// Written after binding, removed on exit.
+    pub pid_file: Option<PathBuf>,
+    /// Warn when a delivery takes longer than this (µs; 0 = off).
+    pub latency_warn_us: u32,
+    /// Reference keys accepted for compatibility that this build does not use.
+    pub ignored: Vec<String>,
+}
+
+/// Default limits and sizes (the reference distribution config's values).
+const DEFAULT_TIMEOUT_SECS: f64 = 5.0;
+const DEFAULT_DATA_QUEUE: usize = 1024;
+const DEFAULT_DATA_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+const DEFAULT_MAX_CLIENTS: usize = 10_000;
+const DEFAULT_UDP_FRAME_SIZE: u16 = 4096;
+/// Header room in a queued frame beyond `max_pub_size`.
+const FRAME_OVERHEAD: usize = 16;
+
+impl Config {
+    /// The embedded default: TCP on 127.0.0.1:2873, anonymous pub/sub to
+    /// everything, reference limits.
+    pub fn embedded_default() -> Self {
+        Self {
+            source: None,
+            bind: vec![BindAddr::Tcp("127.0.0.1:2873".into())],
+            bind_udp: Vec::new(),
+            udp_frame_size: DEFAULT_UDP_FRAME_SIZE,
+            bind_stats: None,
+            tls_configured: false,
+            allow_no_tls: true,
+            timeout: Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
+            limits: Limits::default(),
+            data_queue: DEFAULT_DATA_QUEUE,
+            data_queue_bytes: DEFAULT_DATA_QUEUE_BYTES,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_clients_per_user: 0,
+            max_clients_per_ip: 0,
+            allow_anonymous: true,
+            trust_unix_socket: false,
+            auth: AuthFiles {
+                acl: AclSource::AnonymousFullAccess,
+                password_file: None,
+                key_file: None,
+            },
+            pid_file: None,
+            latency_warn_us: 0,
+            ignored: Vec::new(),
+        }
+    }
+
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, format!("cannot read: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text as if it were the file `path` (relative paths in
+    /// it are taken from `path`'s folder).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: FileConfig =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(path, &e))?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
+        let err = |msg: String| ConfigError::new(path, msg);
+
+        let FileConfig {
+            server,
+            proto,
+            auth,
+            cluster,
+        } = file;
+        let mut ignored = Vec::new();
+        if let Some(w) = server.workers.filter(|&w| w != 1) {
+            ignored.push(format!(
+                "server.workers: {w} (psrtd runs one event loop thread)"
+            ));
+        }
+        if server.license.is_some() {
+            ignored.push("server.license (cluster licensing is not used)".into());
+        }
+        if proto.fips.unwrap_or(false) {
+            ignored.push("proto.fips (no OpenSSL in this build)".into());
+        }
+        if let Some(c) = &cluster {
+            if c.config.is_some() {
+                ignored.push("cluster.config (outgoing replication is not built yet)".into());
+            }
+        }
+
+        let defaults = Self::embedded_default();
+        let timeout_secs = proto.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS);
+        if !(timeout_secs.is_finite() && (0.1..=3600.0).contains(&timeout_secs)) {
+            return Err(err(format!(
+                "proto.timeout: {timeout_secs} is out of range (0.1 to 3600 seconds)"
+            )));
+        }
+        let limits = Limits {
+            max_pub_size: server.max_pub_size.unwrap_or(defaults.limits.max_pub_size),
+            max_topic_length: server
+                .max_topic_length
+                .unwrap_or(defaults.limits.max_topic_length),
+            max_topic_depth: server
+                .max_topic_depth
+                .unwrap_or(defaults.limits.max_topic_depth),
+        };
+        if limits.max_pub_size < 2 || limits.max_topic_length < 1 {
+            return Err(err(
+                "server.max_pub_size must be at least 2 and server.max_topic_length at least 1"
+                    .into(),
+            ));
+        }
+        let data_queue = server.data_queue.unwrap_or(DEFAULT_DATA_QUEUE);
+        if data_queue == 0 {
+            return Err(err("server.data_queue must be at least 1".into()));
+        }
+        let min_queue_bytes = limits.max_pub_size as usize + FRAME_OVERHEAD;
+        let data_queue_bytes = match server.data_queue_bytes {
+            Some(b) if b < min_queue_bytes => {
+                return Err(err(format!(
+                    "server.data_queue_bytes: {b} cannot hold one message of max_pub_size ({}); use at least {min_queue_bytes}",
+                    limits.max_pub_size
+                )));
+            }
+            Some(b) => b,
+            None => DEFAULT_DATA_QUEUE_BYTES.max(min_queue_bytes),
+        };
+
+        let mut bind = Vec::new();
+        for entry in proto.bind.into_vec() {
+            if entry.ends_with(".sock") || entry.ends_with(".socket") {
+                bind.push(BindAddr::Unix(resolve(PathBuf::from(entry))));
+            } else if entry
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                bind.push(BindAddr::Tcp(entry));
+            } else {
+                return Err(err(format!(
+                    "proto.bind: {entry:?} is neither host:port nor a Unix socket path ending in .sock/.socket"
+                )));
+            }
+        }
+        let bind_udp = proto.bind_udp.into_vec();
+        if let Some(stats) = &server.bind_stats {
+            stats.parse::<SocketAddr>().map_err(|_| {
+                err(format!(
+                    "server.bind_stats: {stats:?} is not an IP:port address"
+                ))
+            })?;
+        }
+        let tls_configured = proto.tls_pkcs12.is_some() || proto.tls_cert.is_some();
+        if proto.tls_cert.is_some() && proto.tls_key.is_none() {
+            return Err(err(
+                "proto.tls_cert is set but proto.tls_key is missing".into()
+            ));
+        }
+        let allow_no_tls = proto.allow_no_tls.unwrap_or(true);
+        if !allow_no_tls && !tls_configured {
+            return Err(err(
+                "proto.allow_no_tls is false but no TLS identity is configured: no client could connect"
+                    .into(),
+            ));
+        }
+        let acl = auth
+            .acl
+            .map(|p| AclSource::File(resolve(p)))
+            .ok_or_else(|| err("auth.acl is required (the ACL file)".into()))?;
+
+        Ok(Self {
+            source: Some(path.to_path_buf()),
+            bind,
+            bind_udp,
+            udp_frame_size: proto.udp_frame_size.unwrap_or(DEFAULT_UDP_FRAME_SIZE),
+            bind_stats: server.bind_stats,
+            tls_configured,
+            allow_no_tls,
+            timeout: Duration::from_secs_f64(timeout_secs),
+            limits,
+            data_queue,
+            data_queue_bytes,
+            max_clients: server.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
+            max_clients_per_user: server.max_clients_per_user.unwrap_or(0),
+            max_clients_per_ip: server.max_clients_per_ip.unwrap_or(0),
+            allow_anonymous: auth.allow_anonymous.unwrap_or(false),
+            trust_unix_socket: auth.trust_unix_socket.unwrap_or(false),
+            auth: AuthFiles {
+                acl,
+                password_file: auth.password_file.map(resolve),
+                key_file: auth.key_file.map(resolve),
+            },
+            pid_file: server.pid_file,
+            latency_warn_us: server.latency_warn.unwrap_or(0),
+            ignored,
+        })
+    }
+
+    /// The first default path that exists, if any.
+    pub fn find_default_file() -> Option<PathBuf> {
+        DEFAULT_CONFIG_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/psrtd/config.yml"))
+    }
+
+    /// The reference repository's test config, with its paths.
+    const REFERENCE: &str = r#"
+server:
+  workers: 4
+  latency_warn: 500000
+  data_queue: 1024
+  max_topic_depth: 64
+  max_topic_length: 1000000
+  max_pub_size: 1100000
+  pid_file: /tmp/psrtd.pid
+  bind_stats: 0.0.0.0:8880
+  license: /opt/workstuff/psrt-license.yml
+proto:
+  bind:
+    - 0.0.0.0:2873
+    - /tmp/psrt.sock
+  bind_udp: 0.0.0.0:2873
+  udp_frame_size: 8192
+  tls_cert: certs/server.crt
+  tls_key: certs/server.key
+  allow_no_tls: true
+  timeout: 10
+auth:
+  allow_anonymous: true
+  password_file: psrt-passwd
+  key_file: keys.yml
+  acl: acl.yml
+cluster:
+  config: cluster.yml
+"#;
+
+    #[test]
+    fn reference_config_loads() {
+        let c = parse(REFERENCE).unwrap();
+        assert_eq!(
+            c.bind,
+            [
+                BindAddr::Tcp("0.0.0.0:2873".into()),
+                BindAddr::Unix("/tmp/psrt.sock".into())
+            ]
+        );
+        assert_eq!(c.bind_udp, ["0.0.0.0:2873"]);
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert_eq!(c.limits.max_topic_depth, 64);
+        assert_eq!(c.limits.max_pub_size, 1_100_000);
+        assert_eq!(c.data_queue, 1024);
+        assert_eq!(
+            c.auth.acl,
+            AclSource::File("/etc/psrtd/acl.yml".into()),
+            "relative paths are taken from the config folder"
+        );
+        assert_eq!(
+            c.auth.password_file.as_deref(),
+            Some(Path::new("/etc/psrtd/psrt-passwd"))
+        );
+        assert!(c.allow_anonymous);
+        assert!(c.tls_configured);
+        assert_eq!(c.ignored.len(), 3, "{:?}", c.ignored);
+        assert_eq!(c.pid_file.as_deref(), Some(Path::new("/tmp/psrtd.pid")));
+    }
+
+    #[test]
+    fn minimal_reference_config_and_defaults() {
+        let c = parse(
+            "server:\n  pid_file: /tmp/x.pid\n  latency_warn: 0\n  data_queue: 10\n  max_topic_depth: 8\n  max_topic_length: 100\n  max_pub_size: 1000\nproto:\n  bind: 127.0.0.1:2873\n  bind_udp: []\n  allow_no_tls: true\nauth:\n  allow_anonymous: false\n  acl: /etc/psrtd/acl.yml\n",
+        )
+        .unwrap();
+        assert_eq!(c.bind, [BindAddr::Tcp("127.0.0.1:2873".into())]);
+        assert!(c.bind_udp.is_empty());
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(c.data_queue_bytes, DEFAULT_DATA_QUEUE_BYTES);
+        assert!(!c.allow_anonymous);
+        assert!(c.ignored.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = parse("server:\n  data_queue: 5\n  foo: 1\nauth:\n  acl: a.yml\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(
+            e.to_string().starts_with("/etc/psrtd/config.yml:3: "),
+            "{e}"
+        );
+        assert!(e.message.contains("unknown field `foo`"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values() {
+        for (text, needle) in [
+            ("auth:\n  allow_anonymous: true\n", "auth.acl is required"),
+            ("proto:\n  timeout: -1\nauth:\n  acl: a\n", "proto.timeout"),
+            ("proto:\n  bind: nonsense\nauth:\n  acl: a\n", "proto.bind"),
+            (
+                "server:\n  bind_stats: localhost:80\nauth:\n  acl: a\n",
+                "bind_stats",
+            ),
+            ("server:\n  data_queue: 0\nauth:\n  acl: a\n", "data_queue"),
+            (
+                "server:\n  max_pub_size: 1000\n  data_queue_bytes: 100\nauth:\n  acl: a\n",
+                "data_queue_bytes",
+            ),
+            ("proto:\n  tls_cert: c.pem\nauth:\n  acl: a\n", "tls_key"),
+            (
+                "proto:\n  allow_no_tls: false\nauth:\n  acl: a\n",
+                "allow_no_tls",
+            ),
+            (
+                "server:\n  data_queue: many\nauth:\n  acl: a\n",
+                "invalid type",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.to_string().contains(needle), "{text:?} -> {e}");
+        }
+    }
+
+    #[test]
+    fn embedded_default_is_loopback_and_anonymous() {
+        let c = Config::embedded_default();
+        assert_eq!(c.bind, [BindAddr::Tcp("127.0.0.1:2873".into())]);
+        assert!(c.allow_anonymous);
+        assert_eq!(c.auth.acl, AclSource::AnonymousFullAccess);
+        assert!(c.source.is_none());
+    }
+}

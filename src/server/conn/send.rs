@@ -1,0 +1,312 @@
+//! `SendQueue`: a connection's outgoing bytes, written with one `writev` per
+//! flush instead of one syscall per frame.
+//!
+//! Small frames are copied into shared-nothing 16 KiB chunks (taken from a
+//! pool and returned when written); a large frame built once for many
+//! subscribers is queued as an `Rc<[u8]>` and never copied again. For data
+//! sockets the queue also counts whole messages, for the `data_queue` limit.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+
+/// Capacity of a pooled output chunk.
+pub const TX_CHUNK: usize = 16 * 1024;
+/// Pooled output chunks kept for reuse.
+const TX_POOL_MAX: usize = 64;
+/// Most chunks handed to one `writev`.
+const MAX_IOV: usize = 64;
+
+/// Free output chunks.
+#[derive(Debug, Default)]
+pub struct TxPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl TxPool {
+    fn take(&mut self) -> Vec<u8> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(TX_CHUNK))
+    }
+
+    fn give(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() == TX_CHUNK && self.free.len() < TX_POOL_MAX {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Rc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Owned(v) => v,
+            Self::Shared(s) => s,
+        }
+    }
+}
+
+/// What a flush achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything was written.
+    Drained,
+    /// The socket buffer is full; wait for WRITABLE.
+    Blocked,
+}
+
+/// Outgoing bytes of one connection.
+#[derive(Debug, Default)]
+pub struct SendQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    head: usize,
+    /// Unwritten bytes.
+    bytes: usize,
+    /// Stream offsets at which counted messages end.
+    ends: VecDeque<u64>,
+    /// Bytes appended since the connection began.
+    appended: u64,
+    /// Bytes written since the connection began.
+    written: u64,
+}
+
+impl SendQueue {
+    /// Unwritten bytes.
+    pub fn len(&self) -> usize {
+        self.bytes
+    }
+
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Counted messages not yet fully written.
+    pub fn messages(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Appends `len` bytes produced by `fill`, which must push exactly `len`
+    /// bytes. Counts one message if `count`.
+    pub fn push_with(
+        &mut self,
+        len: usize,
+        count: bool,
+        pool: &mut TxPool,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let fits =
+            matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.capacity() - v.len() >= len);
+        if !fits {
+            let buf = if len <= TX_CHUNK {
+                pool.take()
+            } else {
+                Vec::with_capacity(len)
+            };
+            self.chunks.push_back(Chunk::Owned(buf));
+        }
+        if let Some(Chunk::Owned(v)) = self.chunks.back_mut() {
+            let before = v.len();
+            fill(v);
+            let pushed = v.len() - before;
+            debug_assert_eq!(pushed, len, "fill pushed a different length");
+            self.account(pushed, count);
+        }
+    }
+
+    /// Appends bytes by copying them.
+    pub fn push_slice(&mut self, bytes: &[u8], count: bool, pool: &mut TxPool) {
+        self.push_with(bytes.len(), count, pool, |v| v.extend_from_slice(bytes));
+    }
+
+    /// Appends a frame shared with other queues (no copy).
+    pub fn push_shared(&mut self, frame: Rc<[u8]>, count: bool) {
+        let len = frame.len();
+        self.chunks.push_back(Chunk::Shared(frame));
+        self.account(len, count);
+    }
+
+    fn account(&mut self, len: usize, count: bool) {
+        self.bytes += len;
+        self.appended += len as u64;
+        if count {
+            self.ends.push_back(self.appended);
+        }
+    }
+
+    /// Writes as much as the socket takes: one `writev` per call of up to
+    /// 64 chunks, repeated until drained or `WouldBlock`.
+    pub fn write_to(&mut self, dst: &mut impl Write, pool: &mut TxPool) -> io::Result<Flushed> {
+        while !self.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut n_iov = 0;
+            for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
+                let bytes = chunk.bytes();
+                iov[i] = IoSlice::new(if i == 0 { &bytes[self.head..] } else { bytes });
+                n_iov = i + 1;
+            }
+            let result = if n_iov == 1 {
+                dst.write(&iov[0])
+            } else {
+                dst.write_vectored(&iov[..n_iov])
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.advance(n, pool),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Flushed::Drained)
+    }
+
+    fn advance(&mut self, mut n: usize, pool: &mut TxPool) {
+        self.bytes -= n;
+        self.written += n as u64;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let left = front.bytes().len() - self.head;
+            if n < left {
+                self.head += n;
+                break;
+            }
+            n -= left;
+            self.head = 0;
+            if let Some(Chunk::Owned(v)) = self.chunks.pop_front() {
+                pool.give(v);
+            }
+        }
+        while self.ends.front().is_some_and(|&end| end <= self.written) {
+            self.ends.pop_front();
+        }
+    }
+
+    /// Drops everything queued (a slow consumer being disconnected).
+    pub fn clear(&mut self, pool: &mut TxPool) {
+        for chunk in self.chunks.drain(..) {
+            if let Chunk::Owned(v) = chunk {
+                pool.give(v);
+            }
+        }
+        self.head = 0;
+        self.bytes = 0;
+        self.ends.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `cap` bytes per call, then blocks.
+    struct Trickle {
+        out: Vec<u8>,
+        per_call: usize,
+        budget: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls += 1;
+            let mut room = self.per_call.min(self.budget);
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(room);
+                self.out.extend_from_slice(&b[..take]);
+                room -= take;
+                n += take;
+            }
+            self.budget -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn small_frames_coalesce_into_one_write() {
+        let mut pool = TxPool::default();
+        let mut q = SendQueue::default();
+        for i in 0..1000u32 {
+            q.push_slice(&i.to_le_bytes(), true, &mut pool);
+        }
+        assert_eq!(q.messages(), 1000);
+        assert_eq!(q.len(), 4000);
+        let mut w = Trickle {
+            out: vec![],
+            per_call: usize::MAX,
+            budget: usize::MAX,
+            calls: 0,
+        };
+        assert_eq!(q.write_to(&mut w, &mut pool).unwrap(), Flushed::Drained);
+        assert_eq!(w.calls, 1, "one syscall for 1000 frames");
+        assert_eq!(q.messages(), 0);
+        assert!(q.is_empty());
+        assert_eq!(pool.free.len(), 1, "the chunk went back to the pool");
+        let want: Vec<u8> = (0..1000u32).flat_map(|i| i.to_le_bytes()).collect();
+        assert_eq!(w.out, want);
+    }
+
+    #[test]
+    fn partial_writes_keep_order_and_message_counts() {
+        let mut pool = TxPool::default();
+        let mut q = SendQueue::default();
+        let big: Rc<[u8]> = (0..50_000u32).map(|i| i as u8).collect::<Vec<_>>().into();
+        q.push_slice(b"head", true, &mut pool);
+        q.push_shared(big.clone(), true);
+        q.push_slice(b"tail", true, &mut pool);
+        q.push_with(3, false, &mut pool, |v| v.extend_from_slice(b"abc"));
+        assert_eq!(q.messages(), 3);
+        let mut w = Trickle {
+            out: vec![],
+            per_call: 7,
+            budget: 10,
+            calls: 0,
+        };
+        assert_eq!(q.write_to(&mut w, &mut pool).unwrap(), Flushed::Blocked);
+        assert_eq!(w.out.len(), 10);
+        assert_eq!(q.messages(), 2, "the 4-byte head message is complete");
+        w.budget = usize::MAX;
+        w.per_call = 4096;
+        assert_eq!(q.write_to(&mut w, &mut pool).unwrap(), Flushed::Drained);
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"tailabc");
+        assert_eq!(w.out, want);
+        assert_eq!(q.messages(), 0);
+    }
+
+    #[test]
+    fn large_frames_get_their_own_chunk_and_clear_frees() {
+        let mut pool = TxPool::default();
+        let mut q = SendQueue::default();
+        q.push_with(TX_CHUNK * 2, true, &mut pool, |v| {
+            v.resize(v.len() + TX_CHUNK * 2, 7)
+        });
+        q.push_slice(b"x", true, &mut pool);
+        assert_eq!(q.len(), TX_CHUNK * 2 + 1);
+        q.clear(&mut pool);
+        assert!(q.is_empty());
+        assert_eq!(q.messages(), 0);
+        assert_eq!(pool.free.len(), 1, "only the standard chunk is pooled");
+    }
+}

@@ -1,0 +1,715 @@
+//! The server: one `mio::Poll`, the listeners, every connection in a `Slab`,
+//! and the shared [`Core`] the phase handlers work on. `run` is the loop:
+//!
+//! ```text
+//! poll (timeout = next deadline, 0 if a connection is still due input)
+//!   → dispatch each event by token (accept, read + decode, writable, wake-ups, signals)
+//!   → resume connections whose input budget ran out
+//!   → flush: one write/writev per connection that has output
+//!   → fire due timers (deadlines, beacons, write stalls, closing linger)
+//! ```
+//!
+//! Nothing here blocks: sockets are non-blocking, bcrypt and file reads run
+//! in the auth worker, and every buffer is bounded before it grows.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use mio::{Events, Interest, Poll, Token, Waker};
+use psrt_protocol::Token as ClientToken;
+use ring::rand::SystemRandom;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use super::auth::AuthDb;
+use super::auth::cache::VerifiedCache;
+use super::auth::worker::{Job, LoopMsg, Worker};
+use super::config::Config;
+use super::conn::{CloseReason, Conn, ConnId, Flushed, Phase, RxPool, TxPool};
+use super::listener::Listener;
+use super::matcher::Matcher;
+use super::ratelog::RateLog;
+use super::stats::Stats;
+use super::timers::Timers;
+
+const WAKER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const FIRST_LISTENER: usize = 2;
+const MAX_LISTENERS: usize = 64;
+/// Slab key k is `Token(FIRST_CONN + k)`.
+const FIRST_CONN: usize = FIRST_LISTENER + MAX_LISTENERS;
+/// Input read from one connection per loop iteration before others get a turn.
+const READ_BUDGET: usize = 256 * 1024;
+/// How long accepting pauses after the process ran out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Connections beyond the session limit allowed in the handshake phases.
+const HANDSHAKE_HEADROOM: usize = 256;
+
+/// State shared by every connection handler.
+pub(crate) struct Core {
+    pub(crate) config: Config,
+    pub(crate) matcher: Matcher,
+    pub(crate) auth: AuthDb,
+    pub(crate) cache: VerifiedCache,
+    pub(crate) worker: Worker,
+    pub(crate) reload_queued: bool,
+    pub(crate) reload_running: bool,
+    pub(crate) tokens: HashMap<ClientToken, ConnId>,
+    pub(crate) stats: Stats,
+    pub(crate) timers: Timers,
+    pub(crate) flush_list: Vec<ConnId>,
+    pub(crate) ready_list: Vec<ConnId>,
+    pub(crate) slow_scratch: Vec<ConnId>,
+    pub(crate) rx_pool: RxPool,
+    pub(crate) tx_pool: TxPool,
+    /// Message sequence number, for once-per-client delivery.
+    pub(crate) seq: u64,
+    /// The loop's notion of now, taken once per iteration.
+    pub(crate) now: Instant,
+    next_serial: u64,
+    pub(crate) per_ip: HashMap<IpAddr, usize>,
+    pub(crate) per_user: HashMap<Box<str>, usize>,
+    pub(crate) sessions: usize,
+    pub(crate) ratelog: RateLog,
+    pub(crate) rng: SystemRandom,
+}
+
+impl Core {
+    /// Puts a connection on the flush list (once).
+    pub(crate) fn schedule_flush(&mut self, id: ConnId, conn: &mut Conn) {
+        if !conn.in_flush_list {
+            conn.in_flush_list = true;
+            self.flush_list.push(id);
+        }
+    }
+
+    /// Puts a connection on the ready list: its input is processed again
+    /// next iteration even if no new event arrives.
+    pub(crate) fn schedule_input(&mut self, id: ConnId, conn: &mut Conn) {
+        if !conn.in_ready_list {
+            conn.in_ready_list = true;
+            self.ready_list.push(id);
+        }
+    }
+
+    /// Queues the connection's current deadline.
+    pub(crate) fn rearm(&mut self, id: ConnId, conn: &mut Conn) {
+        if let Some(at) = conn.due(self.config.timeout) {
+            self.timers.arm(id, conn.serial, at, &mut conn.armed);
+        }
+    }
+}
+
+/// Stops a running server from another thread.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    tx: Sender<LoopMsg>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the loop to stop: it closes every connection and `run` returns.
+    pub fn shutdown(&self) {
+        if self.tx.send(LoopMsg::Shutdown).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The PSRT server.
+pub struct Server {
+    pub(crate) poll: Poll,
+    listeners: Vec<Listener>,
+    signals: Option<Signals>,
+    pub(crate) conns: Slab<Conn>,
+    pub(crate) core: Core,
+    inbox: Receiver<LoopMsg>,
+    handle: ShutdownHandle,
+    running: bool,
+    accept_paused_until: Option<Instant>,
+}
+
+impl Server {
+    /// Binds every listener of `config` and prepares the loop. `auth` is the
+    /// database loaded at start (`AuthDb::load`).
+    pub fn bind(config: Config, auth: AuthDb) -> io::Result<Self> {
+        if config.bind.len() > MAX_LISTENERS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("at most {MAX_LISTENERS} bind addresses are supported"),
+            ));
+        }
+        let poll = Poll::new()?;
+        let mut listeners = Vec::new();
+        for (i, addr) in config.bind.iter().enumerate() {
+            let mut l = Listener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+            poll.registry()
+                .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
+            listeners.push(l);
+        }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, inbox) = channel();
+        let worker = Worker::spawn(tx.clone(), waker.clone())?;
+        let cache = VerifiedCache::new()
+            .map_err(|_| io::Error::other("no system random source for the login cache"))?;
+        let now = Instant::now();
+        Ok(Self {
+            poll,
+            listeners,
+            signals: None,
+            conns: Slab::new(),
+            core: Core {
+                config,
+                matcher: Matcher::new(),
+                auth,
+                cache,
+                worker,
+                reload_queued: false,
+                reload_running: false,
+                tokens: HashMap::new(),
+                stats: Stats::default(),
+                timers: Timers::default(),
+                flush_list: Vec::new(),
+                ready_list: Vec::new(),
+                slow_scratch: Vec::new(),
+                rx_pool: RxPool::default(),
+                tx_pool: TxPool::default(),
+                seq: 0,
+                now,
+                next_serial: 0,
+                per_ip: HashMap::new(),
+                per_user: HashMap::new(),
+                sessions: 0,
+                ratelog: RateLog::default(),
+                rng: SystemRandom::new(),
+            },
+            inbox,
+            handle: ShutdownHandle { tx, waker },
+            running: true,
+            accept_paused_until: None,
+        })
+    }
+
+    /// Handles SIGHUP (reload) and SIGTERM/SIGINT (stop) on the loop. Only
+    /// the process's main server should do this.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// A handle that stops the loop from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// The bound TCP addresses, in `bind` order.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(Listener::local_addr)
+            .collect()
+    }
+
+    /// What the server listens on, for the start-up log line.
+    pub fn describe_listeners(&self) -> Vec<String> {
+        self.listeners.iter().map(Listener::describe).collect()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.core.stats
+    }
+
+    /// Runs until a shutdown is requested, then closes every connection.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while self.running {
+            let now = Instant::now();
+            let timeout = if self.core.ready_list.is_empty() {
+                let accept = self
+                    .accept_paused_until
+                    .map(|t| t.saturating_duration_since(now));
+                match (self.core.timers.until_next(now), accept) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => other?,
+            }
+            self.core.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.on_wake(),
+                    SIGNALS => self.on_signals(),
+                    Token(t) if t >= FIRST_CONN => {
+                        let id = t - FIRST_CONN;
+                        if event.is_writable() {
+                            self.on_writable(id);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(id);
+                        }
+                    }
+                    Token(t) => self.accept_all(t - FIRST_LISTENER),
+                }
+            }
+            if self.accept_paused_until.is_some_and(|t| t <= self.core.now) {
+                self.accept_paused_until = None;
+                for i in 0..self.listeners.len() {
+                    self.accept_all(i);
+                }
+            }
+            self.resume_ready();
+            self.flush_pending();
+            self.fire_timers();
+        }
+        self.close_all();
+        Ok(())
+    }
+
+    fn on_wake(&mut self) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                LoopMsg::Shutdown => {
+                    info!("shutdown requested");
+                    self.running = false;
+                }
+                LoopMsg::Verified {
+                    ticket,
+                    login,
+                    hash,
+                    password,
+                    ok,
+                } => self.on_verified(ticket, &login, hash, &password, ok),
+                LoopMsg::Reloaded(result) => self.on_reloaded(*result),
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let pending: Vec<i32> = signals.pending().collect();
+        for sig in pending {
+            match sig {
+                SIGHUP => self.request_reload(),
+                SIGTERM | SIGINT => {
+                    info!(
+                        "terminating ({})",
+                        if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
+                    );
+                    self.running = false;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Queues a reload of the auth files in the worker (SIGHUP).
+    pub(crate) fn request_reload(&mut self) {
+        if self.core.reload_running {
+            self.core.reload_queued = true;
+            return;
+        }
+        info!("reloading ACL, passwords and keys");
+        let files = self.core.config.auth.clone();
+        if self.core.worker.submit(Job::Reload(files)).is_err() {
+            error!("auth worker is gone: reload impossible");
+            return;
+        }
+        self.core.reload_running = true;
+    }
+
+    fn accept_all(&mut self, index: usize) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    let now = self.core.now;
+                    self.core.ratelog.warn(
+                        "accept",
+                        now,
+                        format_args!("cannot accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}"),
+                    );
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+                Err(e) => {
+                    let now = self.core.now;
+                    self.core
+                        .ratelog
+                        .warn("accept", now, format_args!("accept failed: {e}"));
+                    continue;
+                }
+            };
+            self.add_conn(stream, peer);
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: super::conn::Stream, peer: super::conn::Peer) {
+        let core = &mut self.core;
+        let limits = &core.config;
+        let refuse = if limits.max_clients > 0
+            && self.conns.len() >= limits.max_clients.saturating_mul(2) + HANDSHAKE_HEADROOM
+        {
+            Some("max_clients (sockets)")
+        } else if let (Some(ip), true) = (peer.ip(), limits.max_clients_per_ip > 0) {
+            let n = core.per_ip.get(&ip).copied().unwrap_or(0);
+            (n >= limits.max_clients_per_ip).then_some("max_clients_per_ip")
+        } else {
+            None
+        };
+        if let Some(which) = refuse {
+            core.stats.limit_refusals += 1;
+            let now = core.now;
+            core.ratelog.warn(
+                "limit",
+                now,
+                format_args!("{peer}: refused, {which} reached"),
+            );
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let id = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(FIRST_CONN + id),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("{peer}: cannot register the connection: {e}");
+            return;
+        }
+        if let Some(ip) = peer.ip() {
+            *core.per_ip.entry(ip).or_insert(0) += 1;
+        }
+        debug!("{peer}: connected");
+        core.next_serial += 1;
+        let conn = entry.insert(Conn::new(stream, peer, core.next_serial, core.now));
+        core.rearm(id, conn);
+    }
+
+    fn on_writable(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.writable = true;
+        if !conn.tx.is_empty() {
+            self.core.schedule_flush(id, conn);
+        }
+    }
+
+    /// Reads until `WouldBlock`, the input budget, or a pause, decoding as it
+    /// goes.
+    pub(crate) fn on_readable(&mut self, id: ConnId) {
+        let mut read = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(id) else {
+                return;
+            };
+            if !conn.wants_input() {
+                if matches!(conn.phase, Phase::Data(_)) {
+                    self.drain_data_input(id);
+                }
+                return;
+            }
+            match conn.rx.read_from(&mut conn.stream, &mut self.core.rx_pool) {
+                Ok(0) => {
+                    self.close(id, CloseReason::PeerClosed);
+                    return;
+                }
+                Ok(n) => read += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.rx.release_if_empty(&mut self.core.rx_pool);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close(id, CloseReason::Io(e.kind()));
+                    return;
+                }
+            }
+            self.process_input(id);
+            if read >= READ_BUDGET {
+                if let Some(conn) = self.conns.get_mut(id) {
+                    self.core.schedule_input(id, conn);
+                }
+                return;
+            }
+        }
+    }
+
+    /// A data socket is never read after its hello; input is discarded so
+    /// the end of the stream is noticed.
+    fn drain_data_input(&mut self, id: ConnId) {
+        let mut scratch = [0u8; 4096];
+        let mut budget = READ_BUDGET;
+        while budget > 0 {
+            let Some(conn) = self.conns.get_mut(id) else {
+                return;
+            };
+            match conn.stream.read(&mut scratch) {
+                Ok(0) => return self.close(id, CloseReason::PeerClosed),
+                Ok(n) => budget = budget.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.close(id, CloseReason::Io(e.kind())),
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(id) {
+            self.core.schedule_input(id, conn);
+        }
+    }
+
+    fn resume_ready(&mut self) {
+        let ready = std::mem::take(&mut self.core.ready_list);
+        for &id in &ready {
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if !conn.in_ready_list {
+                continue;
+            }
+            conn.in_ready_list = false;
+            self.process_input(id);
+            self.on_readable(id);
+        }
+    }
+
+    /// Writes every connection on the flush list once and reaps closing
+    /// connections that have nothing left to write.
+    fn flush_pending(&mut self) {
+        while !self.core.flush_list.is_empty() {
+            let list = std::mem::take(&mut self.core.flush_list);
+            for id in list {
+                self.flush_one(id);
+            }
+        }
+    }
+
+    fn flush_one(&mut self, id: ConnId) {
+        let now = self.core.now;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if !conn.in_flush_list {
+            return;
+        }
+        conn.in_flush_list = false;
+        if conn.writable && !conn.tx.is_empty() {
+            let paused = !conn.wants_input();
+            let before = conn.tx.len();
+            match conn.tx.write_to(&mut conn.stream, &mut self.core.tx_pool) {
+                Ok(flushed) => {
+                    if conn.tx.len() < before {
+                        conn.last_write = now;
+                    }
+                    if flushed == Flushed::Blocked {
+                        conn.writable = false;
+                        self.core.rearm(id, conn);
+                    }
+                    if paused && conn.wants_input() {
+                        self.core.schedule_input(id, conn);
+                    }
+                }
+                Err(e) => return self.close(id, CloseReason::Io(e.kind())),
+            }
+        }
+        if matches!(conn.phase, Phase::Closing(_)) && conn.tx.is_empty() {
+            self.remove_conn(id);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.core.now;
+        while let Some((id, serial, at)) = self.core.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if conn.serial != serial || conn.armed != Some(at) {
+                continue;
+            }
+            conn.armed = None;
+            match conn.due(self.core.config.timeout) {
+                Some(due) if due <= now => self.on_due(id),
+                Some(due) => self.core.timers.arm(id, serial, due, &mut conn.armed),
+                None => {}
+            }
+        }
+    }
+
+    /// A connection's deadline passed.
+    fn on_due(&mut self, id: ConnId) {
+        let now = self.core.now;
+        let timeout = self.core.config.timeout;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let stalled = !conn.tx.is_empty() && conn.last_write + timeout <= now;
+        let reason = match &conn.phase {
+            Phase::Closing(_) => return self.remove_conn(id),
+            _ if stalled => CloseReason::WriteStall,
+            Phase::Data(_) => {
+                // Beacon: nothing was written for half the client's timeout.
+                conn.tx.push_slice(&[0], false, &mut self.core.tx_pool);
+                conn.last_write = now;
+                self.core.schedule_flush(id, conn);
+                self.core.rearm(id, conn);
+                return;
+            }
+            Phase::Control(_) if conn.partial_since.is_some() => {
+                CloseReason::Timeout("an incomplete request (too slow)")
+            }
+            Phase::Control(_) => CloseReason::Timeout("control (idle: no request)"),
+            Phase::Authenticating => return,
+            other => CloseReason::Timeout(other.name()),
+        };
+        self.core.stats.timeouts += 1;
+        self.close(id, reason);
+    }
+
+    /// Ends a connection: logs once, tears down its session or data link,
+    /// and either flushes what is queued (replies, pending messages) or drops
+    /// it, then the connection is removed.
+    pub(crate) fn close(&mut self, id: ConnId, reason: CloseReason) {
+        let now = self.core.now;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if matches!(conn.phase, Phase::Closing(_)) {
+            return;
+        }
+        let phase_name = conn.phase.name();
+        if reason.is_routine() {
+            debug!("{}: {phase_name}: {reason}", conn.peer);
+        } else {
+            let kind = match reason {
+                CloseReason::SlowConsumer { .. } => "slow-consumer",
+                CloseReason::LoginFailed(_) => "login",
+                CloseReason::Timeout(_) => "timeout",
+                _ => "close",
+            };
+            self.core.ratelog.warn(
+                kind,
+                now,
+                format_args!("{}: {phase_name}: {reason}", conn.peer),
+            );
+        }
+        match &reason {
+            CloseReason::BadGreeting(_)
+            | CloseReason::TlsUnavailable
+            | CloseReason::PlainForbidden => {
+                self.core.stats.bad_greetings += 1;
+            }
+            CloseReason::Protocol(_)
+            | CloseReason::WildcardPublish
+            | CloseReason::Unsupported(_) => {
+                self.core.stats.protocol_errors += 1;
+            }
+            CloseReason::LoginFailed(_) => self.core.stats.login_failures += 1,
+            CloseReason::SlowConsumer { .. } => self.core.stats.slow_consumers += 1,
+            _ => {}
+        }
+        let keep_output = !matches!(
+            reason,
+            CloseReason::PeerClosed
+                | CloseReason::Io(_)
+                | CloseReason::SlowConsumer { .. }
+                | CloseReason::WriteStall
+                | CloseReason::Shutdown
+        );
+        if !keep_output {
+            conn.tx.clear(&mut self.core.tx_pool);
+        }
+        let old = std::mem::replace(&mut conn.phase, Phase::Closing(reason));
+        conn.phase_since = now;
+        conn.rx.consume(conn.rx.len());
+        conn.rx.release_if_empty(&mut self.core.rx_pool);
+        self.core.schedule_flush(id, conn);
+        self.core.rearm(id, conn);
+        match old {
+            Phase::Control(session) => self.end_session(id, *session),
+            Phase::Data(link) => {
+                if let Some(Phase::Control(session)) =
+                    self.conns.get_mut(link.owner).map(|c| &mut c.phase)
+                {
+                    if session.data == Some(id) {
+                        session.data = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops a session's subscriptions, token and counts, and closes its data
+    /// socket.
+    fn end_session(&mut self, id: ConnId, session: super::conn::Session) {
+        for mask in &session.masks {
+            self.core.matcher.unsubscribe(mask, id);
+        }
+        self.core.tokens.remove(&session.token);
+        self.core.sessions -= 1;
+        if let Some(n) = self.core.per_user.get_mut(&session.login) {
+            *n -= 1;
+            if *n == 0 {
+                self.core.per_user.remove(&session.login);
+            }
+        }
+        if let Some(data) = session.data {
+            self.close(data, CloseReason::SessionEnded);
+        }
+    }
+
+    fn remove_conn(&mut self, id: ConnId) {
+        if !self.conns.contains(id) {
+            return;
+        }
+        let mut conn = self.conns.remove(id);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        conn.tx.clear(&mut self.core.tx_pool);
+        if let Some(ip) = conn.ip() {
+            if let Some(n) = self.core.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.core.per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        let ids: Vec<ConnId> = self.conns.iter().map(|(id, _)| id).collect();
+        for id in &ids {
+            self.close(*id, CloseReason::Shutdown);
+        }
+        for id in ids {
+            self.remove_conn(id);
+        }
+        self.listeners.clear();
+        info!("stopped");
+    }
+}
