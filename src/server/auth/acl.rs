@@ -220,7 +220,7 @@ replicator:
         assert!(e.to_string().contains("\"u\": sub: empty mask"), "{e}");
         let e = Acl::parse("u:\n  sub: x\n  color: red\n", Path::new("acl.yml")).unwrap_err();
         assert!(e.to_string().contains("unknown field `color`"), "{e}");
-        assert_eq!(e.line, Some(2), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
         let e = Acl::parse("u: [\n", Path::new("acl.yml")).unwrap_err();
         assert!(e.line.is_some(), "{e}");
         assert!(Acl::parse("", Path::new("a")).unwrap().len() == 0);
