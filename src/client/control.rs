@@ -16,7 +16,7 @@ use super::{Config, Error};
 use crate::protocol::{
     CommMode, Decoded, GREETING_REPLY_LEN, Greeting, Login, Reply, Request, StreamKind, TOKEN_LEN,
     Token, decode_greeting_reply, decode_token, encode_greeting, encode_login, encode_request,
-    encode_topics,
+    encode_topics, validate_publish_topic,
 };
 
 /// Most pipelined requests whose replies are left unread. At this count
@@ -79,7 +79,7 @@ pub(crate) fn open(config: &Config) -> Result<(Control, Token), Error> {
         password: config.password(),
     };
     encode_login(&login, &mut out);
-    (&stream).write_all(&out)?;
+    stream_write(&stream, &out)?;
     let mut token = [0u8; TOKEN_LEN];
     if !read_exact_or_eof(&stream, &mut token)? {
         return Err(Error::LoginFailed);
@@ -137,6 +137,29 @@ pub(crate) fn check_reply(byte: u8) -> Result<(), Error> {
     }
 }
 
+/// Refuses, before sending, a publish topic the server would close the
+/// connection for (empty, `+` or `#` anywhere) or cut short (a NUL).
+pub(crate) fn check_publish_topic(topic: &str) -> Result<(), Error> {
+    if topic.is_empty() {
+        return Err(Error::InvalidTopic(
+            "an empty topic cannot be published".into(),
+        ));
+    }
+    check_no_nul(topic)?;
+    validate_publish_topic(topic)
+        .map_err(|_| Error::InvalidTopic("'+' and '#' cannot be published".to_owned()))
+}
+
+/// A NUL would end the topic early (and split a subscribe request).
+fn check_no_nul(topic: &str) -> Result<(), Error> {
+    if topic.contains('\0') {
+        return Err(Error::InvalidTopic(format!(
+            "{topic:?} contains a NUL byte"
+        )));
+    }
+    Ok(())
+}
+
 impl Control {
     /// A second handle to the socket, for shutting it down from elsewhere.
     pub(crate) fn stream_clone(&self) -> Result<Stream, Error> {
@@ -152,6 +175,9 @@ impl Control {
     /// pipelined publishes are read first and kept for
     /// [`Control::take_pipelined`].
     pub(crate) fn request(&mut self, req: &Request<'_>) -> Result<(), Error> {
+        if let Request::Publish { topic, .. } = req {
+            check_publish_topic(topic)?;
+        }
         self.collect_in_flight()?;
         self.out.clear();
         encode_request(req, &mut self.out);
@@ -161,6 +187,9 @@ impl Control {
 
     /// SUBSCRIBE (`subscribe = true`) or UNSUBSCRIBE for a list of topics.
     pub(crate) fn topics(&mut self, subscribe: bool, topics: &[&str]) -> Result<(), Error> {
+        for topic in topics {
+            check_no_nul(topic)?;
+        }
         self.collect_in_flight()?;
         self.out.clear();
         encode_topics(subscribe, topics.iter().copied(), &mut self.out);
@@ -175,6 +204,7 @@ impl Control {
         topic: &str,
         message: &[u8],
     ) -> Result<(), Error> {
+        check_publish_topic(topic)?;
         if self.in_flight >= MAX_IN_FLIGHT {
             self.collect_in_flight()?;
         }
@@ -254,6 +284,20 @@ mod tests {
         assert!(matches!(check_reply(0xE0), Err(Error::Protocol(_))));
         assert!(matches!(check_reply(0x00), Err(Error::Protocol(_))));
         assert!(matches!(check_reply(0x42), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn topics_checked_before_sending() {
+        assert!(check_publish_topic("a/b").is_ok());
+        assert!(check_publish_topic("/").is_ok());
+        for bad in ["", "a/#", "a/+/c", "a+b", "a\0b"] {
+            assert!(
+                matches!(check_publish_topic(bad), Err(Error::InvalidTopic(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(check_no_nul("a/#").is_ok());
+        assert!(check_no_nul("x\0").is_err());
     }
 
     #[test]

@@ -57,12 +57,15 @@ pub(crate) enum DataEvent {
     Message(Message),
 }
 
-/// Buffers bytes of the data stream and cuts them into frames.
+/// Buffers bytes of the data stream and cuts them into frames. The buffer
+/// is zeroed once when it grows, not on every read.
 #[derive(Debug)]
 pub(crate) struct FrameBuffer {
     buf: Vec<u8>,
-    /// Start of the first undecoded byte in `buf`.
+    /// First undecoded byte.
     start: usize,
+    /// End of the bytes read so far; `buf[end..]` is free space.
+    end: usize,
     /// Bytes the decoder last said it still needs.
     need: usize,
     limits: Limits,
@@ -73,6 +76,7 @@ impl FrameBuffer {
         Self {
             buf: Vec::new(),
             start: 0,
+            end: 0,
             need: 1,
             limits,
         }
@@ -81,27 +85,27 @@ impl FrameBuffer {
     /// Appends bytes (used by the tests; the reader uses [`Self::fill_from`]).
     #[cfg(test)]
     pub(crate) fn push(&mut self, bytes: &[u8]) {
-        self.compact();
-        self.buf.extend_from_slice(bytes);
+        self.make_room(bytes.len());
+        if let Some(free) = self.buf.get_mut(self.end..self.end + bytes.len()) {
+            free.copy_from_slice(bytes);
+            self.end += bytes.len();
+        }
     }
 
     /// One read from `r` into the buffer; `Ok(0)` is end of stream.
     pub(crate) fn fill_from(&mut self, mut r: impl Read) -> io::Result<usize> {
-        self.compact();
-        let want = self.need.clamp(READ_CHUNK, MAX_READ_CHUNK);
-        let len = self.buf.len();
-        self.buf.resize(len + want, 0);
-        let result = match self.buf.get_mut(len..) {
-            Some(spare) => r.read(spare),
-            None => Ok(0),
+        self.make_room(self.need.clamp(READ_CHUNK, MAX_READ_CHUNK));
+        let n = match self.buf.get_mut(self.end..) {
+            Some(free) => r.read(free)?,
+            None => 0,
         };
-        self.buf.truncate(len + *result.as_ref().unwrap_or(&0));
-        result
+        self.end += n;
+        Ok(n)
     }
 
     /// The next complete frame, if the buffer holds one.
     pub(crate) fn next_frame(&mut self) -> Result<Option<DataEvent>, DecodeError> {
-        let pending = self.buf.get(self.start..).unwrap_or_default();
+        let pending = self.buf.get(self.start..self.end).unwrap_or_default();
         let (event, len) = match decode_data_frame(pending, &self.limits)? {
             Decoded::Incomplete { need } => {
                 self.need = need;
@@ -128,17 +132,27 @@ impl FrameBuffer {
         Ok(Some(event))
     }
 
-    /// Drops decoded bytes from the front.
-    fn compact(&mut self) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            if self.buf.capacity() > KEEP_CAPACITY {
-                self.buf.shrink_to(READ_CHUNK);
+    /// Makes at least `want` bytes free after `end`: moves undecoded bytes
+    /// to the front, grows the buffer if that is not enough, and gives
+    /// memory back after a big message.
+    fn make_room(&mut self, want: usize) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > KEEP_CAPACITY {
+                self.buf.truncate(READ_CHUNK);
+                self.buf.shrink_to_fit();
             }
-        } else if self.start > 0 {
-            self.buf.drain(..self.start);
         }
+        if self.buf.len() - self.end >= want {
+            return;
+        }
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
         self.start = 0;
+        if self.buf.len() - self.end < want {
+            self.buf.resize(self.end + want, 0);
+        }
     }
 }
 

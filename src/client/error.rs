@@ -33,6 +33,10 @@ pub enum Error {
     /// The connection is closed (by the server, by [`bye`](super::Client::bye),
     /// or after an earlier error).
     Disconnected,
+    /// A topic the server would answer by closing the connection (empty,
+    /// or `+`/`#` in a published topic) or would misread (a NUL byte). It
+    /// was not sent; the session stays open.
+    InvalidTopic(String),
     /// The client was built without a data stream, or its message receiver
     /// was taken with [`take_receiver`](super::Client::take_receiver).
     NoDataStream,
@@ -63,6 +67,7 @@ impl fmt::Display for Error {
             Self::Protocol(what) => write!(f, "protocol error: {what}"),
             Self::Timeout => f.write_str("timed out waiting for the server"),
             Self::Disconnected => f.write_str("disconnected from the server"),
+            Self::InvalidTopic(why) => write!(f, "invalid topic: {why}"),
             Self::NoDataStream => f.write_str("no data stream on this client"),
         }
     }
@@ -119,6 +124,7 @@ mod tests {
             Error::from(DecodeError::UnknownReply(0x42)),
             Error::Timeout,
             Error::Disconnected,
+            Error::InvalidTopic("empty".into()),
             Error::NoDataStream,
         ] {
             let text = e.to_string();

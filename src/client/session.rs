@@ -65,7 +65,10 @@ impl Shared {
         }
         let result = f(&mut control);
         if let Err(e) = &result
-            && !matches!(e, Error::AccessDenied | Error::Server(_))
+            && !matches!(
+                e,
+                Error::AccessDenied | Error::Server(_) | Error::InvalidTopic(_)
+            )
         {
             drop(control);
             self.close();

@@ -249,6 +249,17 @@ fn request_bytes_and_reply_mapping() {
         Err(Error::Server(0xFF))
     ));
     assert!(client.is_connected());
+    // Refused before sending: the server would close the connection.
+    for bad in ["a/#", "", "t\0x"] {
+        assert!(matches!(
+            client.publish(0x7F, bad, b""),
+            Err(Error::InvalidTopic(_))
+        ));
+    }
+    assert!(matches!(
+        client.subscribe_bulk(&["ok", "no\0pe"]),
+        Err(Error::InvalidTopic(_))
+    ));
     client.unsubscribe("a").unwrap();
     client.subscribe("z").unwrap();
     // An unknown reply byte: the stream can no longer be trusted.

@@ -16,7 +16,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use super::Error;
 use super::config::DEFAULT_TIMEOUT;
-use super::control::check_reply;
+use super::control::{check_publish_topic, check_reply};
 use super::stream::is_timeout;
 use crate::protocol::{
     AES_KEY_LEN, DEFAULT_PRIORITY, GCM_NONCE_LEN, UDP_ACK_LEN, UdpCipher, UdpKey, UdpOp,
@@ -186,6 +186,7 @@ impl UdpClient {
     }
 
     fn send(&mut self, op: UdpOp, topic: &str, data: &[u8]) -> Result<(), Error> {
+        check_publish_topic(topic)?;
         self.body.clear();
         encode_udp_body(op, DEFAULT_PRIORITY, topic, data, &mut self.body);
         self.out.clear();

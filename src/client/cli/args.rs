@@ -94,6 +94,13 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Parsed, String> {
     if p.contains(["-V", "--version"]) {
         return Ok(Parsed::Version);
     }
+    // Options of the reference cli this one does not have yet: say so
+    // instead of "unknown option".
+    for option in ["--tls", "--tls-ca", "--benchmark-cluster-sub"] {
+        if p.contains(option) {
+            return Err(format!("{option} is not supported by this psrt-cli yet"));
+        }
+    }
     let verbose = p.contains(["-v", "--verbose"]);
     let top = p.contains("--top");
     let benchmark = p.contains("--benchmark");
@@ -297,6 +304,7 @@ mod tests {
             &["h:1", "h:2", "-t", "a"],
             &["h:1", "-t"],
             &["h:1", "-t", "a", "--bogus"],
+            &["h:1", "-t", "a", "--tls"],
         ] {
             assert!(parsed(bad).is_err(), "{bad:?}");
         }
