@@ -7,7 +7,9 @@ use psrt::server::config::BindAddr;
 use psrt::server::{AuthDb, Config};
 
 fn sample(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(name)
 }
 
 /// config.yml, acl.yml and psrt-passwd load together and mean what their

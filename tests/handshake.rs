@@ -47,7 +47,12 @@ fn login_with_password_and_failures() {
     let (mut c2, _) = Raw::control(srv.addr, "user1", "123");
     assert_eq!(c2.publish("a/b", b"x"), 0x01);
 
-    for (login, password) in [("user1", "wrong"), ("nobody", "x"), ("", ""), ("stranger", "pw")] {
+    for (login, password) in [
+        ("user1", "wrong"),
+        ("nobody", "x"),
+        ("", ""),
+        ("stranger", "pw"),
+    ] {
         let mut c = Raw::connect(srv.addr);
         c.greet(StreamKind::Control);
         let mut f = Vec::new();

@@ -19,9 +19,9 @@ pub type ClientId = usize;
 #[derive(Debug, Default)]
 struct Node {
     /// Literal next levels.
-    children: BTreeMap<Box<str>, Box<Node>>,
+    children: BTreeMap<Box<str>, Box<Self>>,
     /// `+` as the next level.
-    plus: Option<Box<Node>>,
+    plus: Option<Box<Self>>,
     /// Masks that end at this node.
     exact: BTreeSet<ClientId>,
     /// Masks with `#` as the next level (match one or more further levels).

@@ -155,6 +155,11 @@ impl Acl {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -223,7 +228,7 @@ replicator:
         assert_eq!(e.line, Some(3), "{e}");
         let e = Acl::parse("u: [\n", Path::new("acl.yml")).unwrap_err();
         assert!(e.line.is_some(), "{e}");
-        assert!(Acl::parse("", Path::new("a")).unwrap().len() == 0);
+        assert!(Acl::parse("", Path::new("a")).unwrap().is_empty());
         assert!(
             Acl::parse("u:\n", Path::new("a"))
                 .unwrap()

@@ -69,6 +69,11 @@ impl VerifiedCache {
     pub fn len(&self) -> usize {
         self.seen.len()
     }
+
+    /// Nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ impl Keys {
     pub fn len(&self) -> usize {
         self.keys.len()
     }
+
+    /// Nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,11 @@ impl Passwords {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 #[cfg(test)]
