@@ -14,13 +14,21 @@ use psrt_protocol::{
     normalize_topic, push_frame_len, validate_publish_topic,
 };
 
-use super::conn::{CloseReason, ConnId, Phase, Session};
+use super::conn::{CloseReason, ConnId, Flushed, Phase, SendQueue, Session};
 use super::event_loop::Server;
 use super::handshake::{Step, frame};
 
 /// Frames at least this long are built once and shared between subscribers
 /// instead of being copied into each queue.
 const SHARE_MIN: usize = 8 * 1024;
+
+/// The exact bytes of a pushed frame, when the caller already has them: the
+/// incoming PUBLISH (same layout), possibly in a buffer queues can share.
+#[derive(Clone, Copy)]
+pub(crate) struct Raw<'a> {
+    bytes: &'a [u8],
+    shared: Option<&'a Rc<[u8]>>,
+}
 
 /// A SUBSCRIBE or UNSUBSCRIBE.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,7 +46,14 @@ fn session(server: &mut Server, id: ConnId) -> &mut Session {
 }
 
 impl Server {
-    pub(crate) fn on_control(&mut self, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
+    /// Handles the request at the front of `data`. `shared` is set when
+    /// `data` is one large frame in a buffer send queues may share.
+    pub(crate) fn on_control(
+        &mut self,
+        id: ConnId,
+        data: &[u8],
+        shared: Option<&(Rc<[u8]>, usize)>,
+    ) -> Result<Step, CloseReason> {
         if let Some(topic) = session(self, id).repl_topic.take() {
             return match frame(decode_repl_body(data, &self.core.config.limits))? {
                 Ok((body, len)) => {
@@ -66,7 +81,10 @@ impl Server {
                 topic,
                 message,
             } => {
-                let raw = data.get(..len).unwrap_or_default();
+                let raw = Raw {
+                    bytes: data.get(..len).unwrap_or_default(),
+                    shared: shared.filter(|(_, l)| *l == len).map(|(b, _)| b),
+                };
                 self.on_publish(id, priority, topic, message, raw)?
             }
             Request::Subscribe(topics) => self.on_topics(id, topics, Change::Subscribe),
@@ -90,7 +108,7 @@ impl Server {
         priority: u8,
         topic: &str,
         message: &[u8],
-        raw: &[u8],
+        raw: Raw<'_>,
     ) -> Result<Reply, CloseReason> {
         let limits = self.core.config.limits;
         let Ok(normalized) = normalize_topic(topic, limits.max_topic_depth) else {
@@ -172,7 +190,7 @@ impl Server {
         priority: u8,
         topic: &str,
         message: &[u8],
-        raw: Option<&[u8]>,
+        raw: Option<Raw<'_>>,
     ) {
         let frame_len = push_frame_len(topic.len(), message.len());
         self.core.seq += 1;
@@ -203,7 +221,30 @@ impl Server {
             if !matches!(conn.phase, Phase::Data(_)) {
                 return;
             }
-            if conn.tx.messages() >= max_messages || conn.tx.len() + frame_len > max_bytes {
+            let full =
+                |q: &SendQueue| q.messages() >= max_messages || q.len() + frame_len > max_bytes;
+            // A burst of pipelined publishes is delivered before the next
+            // flush: write out what the socket takes before calling the
+            // subscriber slow. Only a socket that is really full counts.
+            if full(&conn.tx) && conn.writable {
+                let before = conn.tx.len();
+                match conn.tx.write_to(&mut conn.stream, &mut core.tx_pool) {
+                    Ok(Flushed::Blocked) => conn.writable = false,
+                    Ok(Flushed::Drained) => {}
+                    Err(_) => {
+                        // The flush meets the error again and closes it.
+                        if !conn.in_flush_list {
+                            conn.in_flush_list = true;
+                            core.flush_list.push(data_id);
+                        }
+                        return;
+                    }
+                }
+                if conn.tx.len() < before {
+                    conn.last_write = now;
+                }
+            }
+            if full(&conn.tx) {
                 core.slow_scratch.push(data_id);
                 return;
             }
@@ -213,9 +254,9 @@ impl Server {
             if frame_len >= SHARE_MIN {
                 let frame =
                     shared.get_or_insert_with(|| build_frame(priority, topic, message, raw));
-                conn.tx.push_shared(frame.clone(), true);
+                conn.tx.push_shared(frame.clone(), frame_len, true);
             } else if let Some(raw) = raw {
-                conn.tx.push_slice(raw, true, &mut core.tx_pool);
+                conn.tx.push_slice(raw.bytes, true, &mut core.tx_pool);
             } else {
                 conn.tx.push_with(frame_len, true, &mut core.tx_pool, |v| {
                     encode_push_header(priority, topic, message.len(), v);
@@ -243,9 +284,13 @@ impl Server {
     }
 }
 
-fn build_frame(priority: u8, topic: &str, message: &[u8], raw: Option<&[u8]>) -> Rc<[u8]> {
-    if let Some(raw) = raw {
-        return raw.into();
+fn build_frame(priority: u8, topic: &str, message: &[u8], raw: Option<Raw<'_>>) -> Rc<[u8]> {
+    match raw {
+        Some(Raw {
+            shared: Some(buf), ..
+        }) => return buf.clone(),
+        Some(Raw { bytes, .. }) => return bytes.into(),
+        None => {}
     }
     let mut v = Vec::with_capacity(push_frame_len(topic.len(), message.len()));
     encode_push_header(priority, topic, message.len(), &mut v);

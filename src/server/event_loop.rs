@@ -236,7 +236,9 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         while self.running {
             let now = Instant::now();
-            let timeout = if self.core.ready_list.is_empty() {
+            // Output queued by the timers (beacons, closes) must not wait
+            // for the next deadline: poll without sleeping then.
+            let timeout = if self.core.ready_list.is_empty() && self.core.flush_list.is_empty() {
                 let accept = self
                     .accept_paused_until
                     .map(|t| t.saturating_duration_since(now));
@@ -646,7 +648,7 @@ impl Server {
         }
         let old = std::mem::replace(&mut conn.phase, Phase::Closing(reason));
         conn.phase_since = now;
-        conn.rx.consume(conn.rx.len());
+        conn.rx.consume(conn.rx.len(), &mut self.core.rx_pool);
         conn.rx.release_if_empty(&mut self.core.rx_pool);
         self.core.schedule_flush(id, conn);
         self.core.rearm(id, conn);

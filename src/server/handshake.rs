@@ -58,20 +58,21 @@ impl Server {
             if data.is_empty() || !conn.wants_input() {
                 break;
             }
+            let shared = rx.shared_frame().map(|(buf, len)| (buf.clone(), len));
             let step = match &conn.phase {
                 Phase::Greeting => self.on_greeting(id, data),
                 Phase::Login => self.on_login(id, data),
-                Phase::Control(_) => self.on_control(id, data),
+                Phase::Control(_) => self.on_control(id, data, shared.as_ref()),
                 Phase::DataHello => self.on_data_hello(id, data),
                 _ => break,
             };
             match step {
                 Ok(Step::Used(n)) => {
-                    rx.consume(n);
+                    rx.consume(n, &mut self.core.rx_pool);
                     handled = true;
                 }
                 Ok(Step::Need(need)) => {
-                    rx.reserve(need);
+                    rx.reserve(need, &mut self.core.rx_pool);
                     break;
                 }
                 Err(reason) => {
@@ -85,7 +86,7 @@ impl Server {
             return;
         };
         if matches!(conn.phase, Phase::Closing(_)) {
-            rx.consume(rx.len());
+            rx.consume(rx.len(), &mut self.core.rx_pool);
             rx.release_if_empty(&mut self.core.rx_pool);
             return;
         }

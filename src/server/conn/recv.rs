@@ -3,18 +3,30 @@
 //!
 //! The buffer is allocated only while it holds bytes: an idle connection owns
 //! no input memory, and drained buffers go back to a small shared pool.
+//!
+//! A frame too large for a standard buffer is assembled on its own in a
+//! shared `Rc<[u8]>` of (about) its size, read up to its last byte and no
+//! further. A publish can then hand that very buffer to every subscriber's
+//! send queue ([`RecvBuf::shared_frame`]): a 1 MB message is never copied in
+//! user space. Such buffers return to the pool once every queue has written
+//! them.
 
 use std::io::{self, Read};
+use std::rc::Rc;
 
 /// Size of a pooled input buffer (also the most read per `read` call).
 pub const RX_CHUNK: usize = 64 * 1024;
 /// Pooled input buffers kept for reuse.
 const RX_POOL_MAX: usize = 16;
+/// Large-frame buffers kept for reuse.
+const BIG_POOL_MAX: usize = 8;
 
 /// Free input buffers (zeroed once, reused without re-zeroing).
 #[derive(Debug, Default)]
 pub struct RxPool {
     free: Vec<Vec<u8>>,
+    /// Large-frame buffers; one is free when this pool holds its only handle.
+    big: Vec<Rc<[u8]>>,
 }
 
 impl RxPool {
@@ -27,34 +39,89 @@ impl RxPool {
             self.free.push(buf);
         }
     }
+
+    /// A buffer for a `len`-byte frame: a free pooled one no more than twice
+    /// that size, or a new one of exactly that size.
+    fn take_big(&mut self, len: usize) -> Rc<[u8]> {
+        let free = self.big.iter().position(|b| {
+            Rc::strong_count(b) == 1 && Rc::weak_count(b) == 0 && (len..=len * 2).contains(&b.len())
+        });
+        match free {
+            Some(i) => self.big.swap_remove(i),
+            None => std::iter::repeat_n(0u8, len).collect(),
+        }
+    }
+
+    fn give_big(&mut self, buf: Rc<[u8]>) {
+        if self.big.len() < BIG_POOL_MAX {
+            self.big.push(buf);
+        } else if let Some(i) = self.big.iter().position(|b| Rc::strong_count(b) == 1) {
+            // Keep the pool's entries reusable: replace one that is free.
+            self.big[i] = buf;
+        }
+    }
 }
 
-/// Input bytes `buf[start..end]`; `buf.len()` is the capacity.
+/// One large frame being assembled: `buf[..filled]` of `len` bytes.
+#[derive(Debug)]
+struct BigFrame {
+    buf: Rc<[u8]>,
+    filled: usize,
+    len: usize,
+}
+
+/// Input bytes `buf[start..end]` (`buf.len()` is the capacity), or one
+/// large frame in its own buffer.
 #[derive(Debug, Default)]
 pub struct RecvBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    big: Option<BigFrame>,
 }
 
 impl RecvBuf {
     /// The unconsumed bytes.
     pub fn data(&self) -> &[u8] {
-        self.buf.get(self.start..self.end).unwrap_or_default()
+        match &self.big {
+            Some(b) => b.buf.get(..b.filled).unwrap_or_default(),
+            None => self.buf.get(self.start..self.end).unwrap_or_default(),
+        }
+    }
+
+    /// The large frame in its shared buffer, once it is complete: exactly
+    /// `data()`, as a buffer a send queue can hold without copying.
+    pub fn shared_frame(&self) -> Option<(&Rc<[u8]>, usize)> {
+        self.big
+            .as_ref()
+            .filter(|b| b.filled == b.len)
+            .map(|b| (&b.buf, b.len))
     }
 
     /// Number of unconsumed bytes.
     pub fn len(&self) -> usize {
-        self.end - self.start
+        match &self.big {
+            Some(b) => b.filled,
+            None => self.end - self.start,
+        }
     }
 
     /// No unconsumed bytes.
     pub fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.len() == 0
     }
 
     /// Drops `n` decoded bytes from the front.
-    pub fn consume(&mut self, n: usize) {
+    pub fn consume(&mut self, n: usize, pool: &mut RxPool) {
+        if let Some(big) = &self.big {
+            // A large frame is only ever consumed whole (or dropped on close).
+            if n >= big.filled {
+                if let Some(big) = self.big.take() {
+                    pool.give_big(big.buf);
+                }
+            }
+            return;
+        }
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             self.start = 0;
@@ -63,27 +130,63 @@ impl RecvBuf {
     }
 
     /// Makes room for `need` more bytes after the current data. The caller
-    /// has already checked `need` against the frame limits.
-    pub fn reserve(&mut self, need: usize) {
-        let want = self.len().saturating_add(need);
-        if want > self.buf.len() {
-            let mut bigger = vec![0; want.max(RX_CHUNK)];
-            bigger[..self.len()].copy_from_slice(self.data());
-            self.end = self.len();
-            self.start = 0;
-            self.buf = bigger;
+    /// has already checked `need` against the frame limits. The current data
+    /// is a prefix of one frame, so a frame that does not fit a standard
+    /// buffer moves to a buffer of its own.
+    pub fn reserve(&mut self, need: usize, pool: &mut RxPool) {
+        if self.big.is_some() {
+            return;
         }
+        let want = self.len().saturating_add(need);
+        if want <= RX_CHUNK {
+            if self.buf.len() < RX_CHUNK {
+                self.grow_small(RX_CHUNK);
+            }
+            return;
+        }
+        let mut buf = pool.take_big(want);
+        let filled = self.len();
+        match Rc::get_mut(&mut buf).and_then(|b| b.get_mut(..filled)) {
+            Some(dst) => dst.copy_from_slice(self.data()),
+            None => return self.grow_small(want),
+        }
+        self.big = Some(BigFrame {
+            buf,
+            filled,
+            len: want,
+        });
+        self.start = 0;
+        self.end = 0;
+        self.release_if_empty(pool);
+    }
+
+    fn grow_small(&mut self, cap: usize) {
+        let mut bigger = vec![0; cap.max(self.len())];
+        bigger[..self.len()].copy_from_slice(self.data());
+        self.end = self.len();
+        self.start = 0;
+        self.buf = bigger;
     }
 
     /// One `read` into the free space; `Ok(0)` is end of stream.
     pub fn read_from(&mut self, src: &mut impl Read, pool: &mut RxPool) -> io::Result<usize> {
+        if let Some(big) = &mut self.big {
+            // Read up to the frame's last byte and no further.
+            let Some(dst) = Rc::get_mut(&mut big.buf).and_then(|b| b.get_mut(big.filled..big.len))
+            else {
+                return Err(io::Error::other("large-frame buffer is shared"));
+            };
+            let n = src.read(dst)?;
+            big.filled += n;
+            return Ok(n);
+        }
         if self.buf.is_empty() {
             self.buf = pool.take();
         }
         if self.end == self.buf.len() {
             if self.start == 0 {
                 // Full of one partial frame: the caller reserves what it needs.
-                self.reserve(RX_CHUNK);
+                self.grow_small(self.buf.len() + RX_CHUNK);
             } else {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
@@ -98,7 +201,7 @@ impl RecvBuf {
     /// Returns the buffer to the pool when nothing is left in it, so idle
     /// connections hold no input memory.
     pub fn release_if_empty(&mut self, pool: &mut RxPool) {
-        if self.is_empty() && !self.buf.is_empty() {
+        if self.big.is_none() && self.is_empty() && !self.buf.is_empty() {
             pool.give(std::mem::take(&mut self.buf));
             self.start = 0;
             self.end = 0;
@@ -107,7 +210,7 @@ impl RecvBuf {
 
     /// Bytes allocated for this buffer.
     pub fn capacity(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.big.as_ref().map_or(0, |b| b.buf.len())
     }
 }
 
@@ -116,7 +219,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn partial_frames_survive_compaction_and_growth() {
+    fn partial_frames_survive_compaction() {
         let mut pool = RxPool::default();
         let mut rb = RecvBuf::default();
         assert_eq!(rb.capacity(), 0);
@@ -124,27 +227,54 @@ mod tests {
         let mut src = &input[..];
         rb.read_from(&mut src, &mut pool).unwrap();
         assert_eq!(rb.len(), RX_CHUNK);
-        rb.consume(10);
+        rb.consume(10, &mut pool);
         // Reading into a full buffer with a consumed front compacts it.
         rb.read_from(&mut src, &mut pool).unwrap();
         assert_eq!(rb.len(), RX_CHUNK);
         assert_eq!(rb.data()[0], 10);
-        // A frame larger than the buffer: reserve grows it.
-        rb.reserve(100_000);
-        while !src.is_empty() {
-            rb.read_from(&mut src, &mut pool).unwrap();
-        }
-        assert_eq!(rb.data(), &input[10..]);
         let n = rb.len();
-        rb.consume(n);
+        rb.consume(n, &mut pool);
         assert!(rb.is_empty());
         rb.release_if_empty(&mut pool);
         assert_eq!(rb.capacity(), 0, "an empty buffer is released");
-        assert!(pool.free.is_empty(), "oversized buffers are not pooled");
-        let mut small = &input[..5];
-        rb.read_from(&mut small, &mut pool).unwrap();
-        rb.consume(5);
-        rb.release_if_empty(&mut pool);
-        assert_eq!(pool.free.len(), 1);
+        assert_eq!(pool.free.len(), 1, "and pooled");
+    }
+
+    #[test]
+    fn large_frames_are_assembled_exactly_and_shared() {
+        let mut pool = RxPool::default();
+        let mut rb = RecvBuf::default();
+        // A 100 000-byte frame followed by the next frame's first bytes.
+        let frame: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut input = frame.clone();
+        input.extend_from_slice(b"NEXT");
+        let mut src = &input[..];
+        rb.read_from(&mut src, &mut pool).unwrap();
+        let have = rb.len();
+        rb.reserve(frame.len() - have, &mut pool);
+        assert!(rb.shared_frame().is_none(), "not complete yet");
+        while rb.len() < frame.len() {
+            assert!(rb.read_from(&mut src, &mut pool).unwrap() > 0);
+        }
+        assert_eq!(src, b"NEXT", "nothing past the frame was read");
+        assert_eq!(rb.data(), &frame[..]);
+        let (shared, len) = rb.shared_frame().unwrap();
+        assert_eq!(len, frame.len());
+        let held = shared.clone(); // a send queue's handle
+        rb.consume(frame.len(), &mut pool);
+        assert!(rb.is_empty());
+        assert_eq!(pool.big.len(), 1);
+        // Still held by a queue: a new frame gets another buffer.
+        let other = pool.take_big(frame.len());
+        assert!(!Rc::ptr_eq(&other, &held));
+        drop(held);
+        pool.give_big(other);
+        // Written by every queue: reused, no allocation.
+        let again = pool.take_big(90_000);
+        assert_eq!(again.len(), 100_000);
+        assert!(
+            pool.take_big(10_000).len() == 10_000,
+            "too large to reuse for 10 kB"
+        );
     }
 }

@@ -41,14 +41,15 @@ impl TxPool {
 #[derive(Debug)]
 enum Chunk {
     Owned(Vec<u8>),
-    Shared(Rc<[u8]>),
+    /// The first `usize` bytes of a buffer shared with other queues.
+    Shared(Rc<[u8]>, usize),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Self::Owned(v) => v,
-            Self::Shared(s) => s,
+            Self::Shared(s, len) => s.get(..*len).unwrap_or_default(),
         }
     }
 }
@@ -127,10 +128,11 @@ impl SendQueue {
         self.push_with(bytes.len(), count, pool, |v| v.extend_from_slice(bytes));
     }
 
-    /// Appends a frame shared with other queues (no copy).
-    pub fn push_shared(&mut self, frame: Rc<[u8]>, count: bool) {
-        let len = frame.len();
-        self.chunks.push_back(Chunk::Shared(frame));
+    /// Appends the first `len` bytes of a buffer shared with other queues
+    /// (no copy).
+    pub fn push_shared(&mut self, frame: Rc<[u8]>, len: usize, count: bool) {
+        let len = len.min(frame.len());
+        self.chunks.push_back(Chunk::Shared(frame, len));
         self.account(len, count);
     }
 
@@ -272,7 +274,7 @@ mod tests {
         let mut q = SendQueue::default();
         let big: Rc<[u8]> = (0..50_000u32).map(|i| i as u8).collect::<Vec<_>>().into();
         q.push_slice(b"head", true, &mut pool);
-        q.push_shared(big.clone(), true);
+        q.push_shared(big.clone(), big.len(), true);
         q.push_slice(b"tail", true, &mut pool);
         q.push_with(3, false, &mut pool, |v| v.extend_from_slice(b"abc"));
         assert_eq!(q.messages(), 3);
