@@ -49,6 +49,16 @@ impl Error {
         matches!(self, Self::AccessDenied | Self::LoginFailed)
     }
 
+    /// `true` for the errors after which a TCP session is still usable: the
+    /// server refused one request (`FE`, `FF`) or the client refused to send
+    /// it ([`Error::InvalidTopic`]). Every other error closes the client.
+    pub fn keeps_session(&self) -> bool {
+        matches!(
+            self,
+            Self::AccessDenied | Self::Server(_) | Self::InvalidTopic(_)
+        )
+    }
+
     /// Builds a [`Error::Protocol`] from anything printable.
     pub(crate) fn protocol(what: impl fmt::Display) -> Self {
         Self::Protocol(what.to_string())
@@ -136,5 +146,7 @@ mod tests {
         );
         assert!(Error::LoginFailed.is_access_denied());
         assert!(!Error::Server(0xFF).is_access_denied());
+        assert!(Error::Server(0xFF).keeps_session());
+        assert!(!Error::Timeout.keeps_session());
     }
 }

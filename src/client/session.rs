@@ -54,7 +54,7 @@ impl Shared {
 
     /// Runs `f` on the control socket if the client is still connected, and
     /// closes the client if `f` fails in a way that leaves the stream in an
-    /// unknown state (anything but `FE` / `FF` replies).
+    /// unknown state (see [`Error::keeps_session`]).
     fn with_control<T>(
         &self,
         f: impl FnOnce(&mut Control) -> Result<T, Error>,
@@ -65,14 +65,13 @@ impl Shared {
         }
         let result = f(&mut control);
         if let Err(e) = &result
-            && !matches!(
-                e,
-                Error::AccessDenied | Error::Server(_) | Error::InvalidTopic(_)
-            )
+            && !e.keeps_session()
         {
-            drop(control);
+            // Still under the lock: no other request (the pinger's NOP)
+            // may slip in before the client is marked closed.
             self.close();
         }
+        drop(control);
         result
     }
 
@@ -259,12 +258,13 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.shared.stop_pinger();
+        // Closing first wakes a pinger that waits for a reply. The data
+        // reader exits on the shutdown too (or, if it is blocked on a full
+        // queue, once the receiver is read or dropped); it is not joined.
+        self.shared.close();
         if let Some(pinger) = self.pinger.take() {
             let _ = pinger.join();
         }
-        // The data reader exits on the shutdown (or, if it is blocked on a
-        // full queue, once the receiver is read or dropped).
-        self.shared.close();
     }
 }
 
