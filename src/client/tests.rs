@@ -121,6 +121,14 @@ fn config(addr: &str) -> Config {
 }
 
 #[test]
+fn client_types_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Client>();
+    send_sync::<UdpClient>();
+    send_sync::<Error>();
+}
+
+#[test]
 fn handshake_bytes_are_exact_and_bye_closes() {
     let (addr, server) = fake_server(|l| {
         let mut control = accept(&l);
