@@ -443,7 +443,10 @@ impl Server {
                     self.close(id, CloseReason::PeerClosed);
                     return;
                 }
-                Ok(n) => read += n,
+                Ok(n) => {
+                    read += n;
+                    conn.last_input = self.core.now;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.rx.release_if_empty(&mut self.core.rx_pool);
                     return;
@@ -531,8 +534,11 @@ impl Server {
                     }
                     if flushed == Flushed::Blocked {
                         conn.writable = false;
-                        self.core.rearm(id, conn);
                     }
+                    // Blocked: the write-stall deadline. Drained: a data
+                    // socket's next beacon, earlier than the stall deadline
+                    // armed while its queue was not empty.
+                    self.core.rearm(id, conn);
                     if paused && conn.wants_input() {
                         self.core.schedule_input(id, conn);
                     }

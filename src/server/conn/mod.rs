@@ -54,6 +54,8 @@ pub struct Conn {
     pub last_request: Instant,
     /// First byte of the incomplete frame in `rx`, if any.
     pub partial_since: Option<Instant>,
+    /// Last read that returned bytes (a stalled partial frame).
+    pub last_input: Instant,
     /// Last time a write made progress or the queue went from empty to
     /// non-empty (data beacons, write stall).
     pub last_write: Instant,
@@ -80,6 +82,7 @@ impl Conn {
             phase_since: now,
             last_request: now,
             partial_since: None,
+            last_input: now,
             last_write: now,
             writable: true,
             in_flush_list: false,
@@ -119,11 +122,15 @@ impl Conn {
                 Some(since) => {
                     let allowance =
                         Duration::from_millis(self.rx.len() as u64 * 1000 / MIN_FRAME_RATE);
-                    since + timeout + allowance
+                    // At least MIN_FRAME_RATE on average, and never a
+                    // silence longer than the timeout.
+                    (since + timeout + allowance).min(self.last_input + timeout)
                 }
                 None => self.last_request + timeout,
             }),
-            Phase::Data(link) => Some(self.last_write + link.beacon),
+            // Pending output is its own keep-alive; a beacon queued behind it
+            // would only push the write-stall deadline back.
+            Phase::Data(link) => self.tx.is_empty().then(|| self.last_write + link.beacon),
             Phase::Closing(_) => Some(self.phase_since + CLOSE_LINGER),
         };
         match (phase, stall) {
