@@ -1,0 +1,406 @@
+//! Interop check: drives a running psrtd with the published `psrt` client
+//! crate (0.3.8, async, tokio) and exits non-zero on the first mismatch.
+//!
+//! usage: psrt-interop-rust-client ADDR USER PASSWORD
+//!
+//! The server must allow anonymous logins with pub+sub `#`, and USER must be
+//! allowed to subscribe `interop/#` and publish `interop/#` only (see the
+//! interop-rust stage of tests/run.sh, which writes exactly that ACL).
+//! Every await has a deadline, and the whole run has one too, so it never hangs.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use psrt::client::{Client, Config};
+use psrt::{ErrorKind, Message, DEFAULT_PRIORITY};
+
+/// Deadline of one step (a connect, a command, a receive).
+const STEP: Duration = Duration::from_secs(15);
+/// Deadline of the whole run.
+const TOTAL: Duration = Duration::from_secs(180);
+/// Client timeout: the crate pings every floor(timeout)/2 s.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle time in the keep-alive check: longer than the server's 5 s timeout.
+const IDLE: Duration = Duration::from_secs(6);
+
+type Rx = async_channel::Receiver<Message>;
+
+struct Args {
+    addr: String,
+    user: String,
+    password: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    match v.as_slice() {
+        [addr, user, password] => Ok(Args {
+            addr: addr.clone(),
+            user: user.clone(),
+            password: password.clone(),
+        }),
+        _ => Err("usage: psrt-interop-rust-client ADDR USER PASSWORD".into()),
+    }
+}
+
+/// Awaits `fut` for at most STEP.
+async fn step<T>(what: &str, fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(STEP, fut)
+        .await
+        .map_err(|_| format!("{what}: no result within {STEP:?}"))
+}
+
+/// Awaits a client call that must succeed.
+async fn ok<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, psrt::Error>>,
+) -> Result<T, String> {
+    step(what, fut)
+        .await?
+        .map_err(|e| format!("{what}: expected success, got error {:?}: {e}", e.kind()))
+}
+
+/// Awaits a client call that must fail with `kind`.
+async fn fails<T>(
+    what: &str,
+    kind: ErrorKind,
+    fut: impl std::future::Future<Output = Result<T, psrt::Error>>,
+) -> Result<psrt::Error, String> {
+    match step(what, fut).await? {
+        Ok(_) => Err(format!("{what}: expected error {kind:?}, got success")),
+        Err(e) if e.kind() == kind => Ok(e),
+        Err(e) => Err(format!(
+            "{what}: expected error {kind:?}, got {:?}: {e}",
+            e.kind()
+        )),
+    }
+}
+
+async fn recv(what: &str, rx: &Rx) -> Result<Message, String> {
+    step(what, rx.recv())
+        .await?
+        .map_err(|_| format!("{what}: the data channel closed"))
+}
+
+/// Receives one message and checks its topic and payload.
+async fn expect_msg(what: &str, rx: &Rx, topic: &str, data: &[u8]) -> Result<(), String> {
+    let m = recv(&format!("{what} (waiting for {topic:?})"), rx).await?;
+    if m.topic() != topic {
+        return Err(format!(
+            "{what}: expected a message on {topic:?}, got one on {:?} ({} bytes)",
+            m.topic(),
+            m.data().len()
+        ));
+    }
+    if m.data() != data {
+        return Err(format!(
+            "{what}: topic {topic:?}: payload differs: expected {} bytes {:?}, got {} bytes {:?}",
+            data.len(),
+            preview(data),
+            m.data().len(),
+            preview(m.data())
+        ));
+    }
+    Ok(())
+}
+
+fn preview(d: &[u8]) -> &[u8] {
+    &d[..d.len().min(16)]
+}
+
+fn no_more(what: &str, rx: &Rx) -> Result<(), String> {
+    match rx.try_recv() {
+        Ok(m) => Err(format!(
+            "{what}: unexpected extra message on {:?} ({} bytes)",
+            m.topic(),
+            m.data().len()
+        )),
+        Err(_) => Ok(()),
+    }
+}
+
+fn check(what: &str, cond: bool) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(format!("{what}: check failed"))
+    }
+}
+
+fn pass(what: &str) {
+    println!("ok   {what}");
+}
+
+async fn publish(c: &Client, what: &str, topic: &str, data: &[u8]) -> Result<(), String> {
+    ok(
+        what,
+        c.publish(DEFAULT_PRIORITY, topic.to_owned(), data.to_vec()),
+    )
+    .await
+}
+
+fn config(a: &Args) -> Config {
+    Config::new(&a.addr)
+        .set_auth(&a.user, &a.password)
+        .set_timeout(CLIENT_TIMEOUT)
+        .build()
+}
+
+async fn run(a: &Args) -> Result<(), String> {
+    // Login failures: wrong password and unknown user.
+    for (what, user, password) in [
+        (
+            "login with a wrong password",
+            a.user.as_str(),
+            "wrong-password",
+        ),
+        ("login as an unknown user", "no-such-user", "x"),
+    ] {
+        let cfg = Config::new(&a.addr)
+            .set_auth(user, password)
+            .set_timeout(CLIENT_TIMEOUT);
+        fails(what, ErrorKind::AccessDenied, Client::connect(&cfg)).await?;
+        pass(what);
+    }
+
+    // Anonymous (no set_auth), without a data stream: publisher for later.
+    let anon_cfg = Config::new(&a.addr)
+        .set_timeout(CLIENT_TIMEOUT)
+        .disable_data_stream()
+        .build();
+    let anon = ok("anonymous connect", Client::connect(&anon_cfg)).await?;
+    check("anonymous client is_connected", anon.is_connected())?;
+    pass("anonymous connect (no data stream)");
+
+    // The user's session, with its data channel.
+    let mut c = ok("connect with user/password", Client::connect(&config(a))).await?;
+    check("client is_connected", c.is_connected())?;
+    let rx = c
+        .take_data_channel()
+        .ok_or("take_data_channel: expected Some on the first call")?;
+    check(
+        "take_data_channel: None on the second call",
+        c.take_data_channel().is_none(),
+    )?;
+    pass("connect with Config::new(path).set_auth(..).set_timeout(..)");
+
+    // subscribe + publish (own session) + receive.
+    let single = "interop/rust/single";
+    ok("subscribe", c.subscribe(single.to_owned())).await?;
+    publish(&c, "publish (own session)", single, b"hello").await?;
+    expect_msg("receive own publish", &rx, single, b"hello").await?;
+    pass("subscribe, publish, receive from take_data_channel()");
+
+    // Cross-session delivery: the anonymous client publishes.
+    publish(&anon, "publish (anonymous)", single, b"from anon").await?;
+    expect_msg(
+        "receive another session's publish",
+        &rx,
+        single,
+        b"from anon",
+    )
+    .await?;
+    pass("delivery from another session");
+
+    // subscribe_bulk (the crate ends every topic with NUL), incl. wildcards.
+    let bulk = vec![
+        "interop/rust/bulk/a".to_owned(),
+        "interop/rust/bulk/b".to_owned(),
+        "interop/rust/wild/+/x".to_owned(),
+        "interop/rust/tree/#".to_owned(),
+    ];
+    ok("subscribe_bulk", c.subscribe_bulk(bulk.clone())).await?;
+    let cases: [(&str, &[u8]); 4] = [
+        ("interop/rust/bulk/a", b"a"),
+        ("interop/rust/bulk/b", b"b"),
+        ("interop/rust/wild/q/x", b"plus"),
+        ("interop/rust/tree/1/2/3", b"hash"),
+    ];
+    // Non-matching topics are published first: they must never arrive.
+    // (`a/#` matches one or more further levels, not `a` itself.)
+    for t in [
+        "interop/rust/bulk/c",
+        "interop/rust/wild/q/y",
+        "interop/rust/wild/q/r/x",
+        "interop/rust/tree",
+    ] {
+        publish(&anon, "publish (no subscriber)", t, b"nope").await?;
+    }
+    for (t, d) in cases {
+        publish(&anon, "publish (bulk)", t, d).await?;
+    }
+    for (t, d) in cases {
+        expect_msg("receive (bulk/wildcards)", &rx, t, d).await?;
+    }
+    no_more("after bulk/wildcards", &rx)?;
+    pass("subscribe_bulk with exact, + and # masks; non-matching topics not delivered");
+
+    // Binary payload (every byte value, NULs included) and an empty one.
+    let binary: Vec<u8> = (0..=255u8).cycle().take(1024).collect();
+    publish(&anon, "publish binary", single, &binary).await?;
+    expect_msg("receive binary", &rx, single, &binary).await?;
+    publish(&anon, "publish empty", single, b"").await?;
+    expect_msg("receive empty", &rx, single, b"").await?;
+    pass("binary and empty payloads");
+
+    // 1 MiB round trip.
+    let big: Vec<u8> = (0..1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    publish(&c, "publish 1 MiB", single, &big).await?;
+    expect_msg("receive 1 MiB", &rx, single, &big).await?;
+    pass("1 MiB payload round trip");
+
+    // Many messages, in order.
+    let n = 1000;
+    let many = "interop/rust/bulk/a";
+    let started = Instant::now();
+    for i in 0..n {
+        publish(&anon, "publish many", many, format!("{i}").as_bytes()).await?;
+    }
+    for i in 0..n {
+        expect_msg(
+            "receive many (in order)",
+            &rx,
+            many,
+            format!("{i}").as_bytes(),
+        )
+        .await?;
+    }
+    no_more("after many", &rx)?;
+    pass(&format!(
+        "{n} messages received in publish order ({:?})",
+        started.elapsed()
+    ));
+
+    // Publish denied: AccessDenied, and the session stays usable.
+    let e = fails(
+        "publish outside the user's pub ACL",
+        ErrorKind::AccessDenied,
+        c.publish(DEFAULT_PRIORITY, "denied/x".to_owned(), b"x".to_vec()),
+    )
+    .await?;
+    check("still connected after a denied publish", c.is_connected())?;
+    publish(&c, "publish after the denial", single, b"still here").await?;
+    expect_msg("receive after the denial", &rx, single, b"still here").await?;
+    pass(&format!(
+        "publish denied -> AccessDenied ({e}), session still usable"
+    ));
+
+    // Subscribe denied: also AccessDenied, non-fatal for this crate.
+    fails(
+        "subscribe outside the user's sub ACL",
+        ErrorKind::AccessDenied,
+        c.subscribe("other/topic".to_owned()),
+    )
+    .await?;
+    check("still connected after a denied subscribe", c.is_connected())?;
+    publish(&anon, "publish after the sub denial", single, b"ok").await?;
+    expect_msg("receive after the sub denial", &rx, single, b"ok").await?;
+    pass("subscribe denied -> AccessDenied, session still usable");
+
+    // unsubscribe / unsubscribe_bulk: nothing more arrives on those topics.
+    ok("unsubscribe", c.unsubscribe(single.to_owned())).await?;
+    ok(
+        "unsubscribe_bulk",
+        c.unsubscribe_bulk(vec![bulk[0].clone(), bulk[1].clone(), bulk[2].clone()]),
+    )
+    .await?;
+    for t in [
+        single,
+        "interop/rust/bulk/a",
+        "interop/rust/bulk/b",
+        "interop/rust/wild/q/x",
+    ] {
+        publish(&anon, "publish to an unsubscribed topic", t, b"gone").await?;
+    }
+    // Still subscribed to tree/#: a sentinel that must come first.
+    publish(&anon, "publish sentinel", "interop/rust/tree/end", b"end").await?;
+    expect_msg(
+        "only the sentinel after unsubscribe",
+        &rx,
+        "interop/rust/tree/end",
+        b"end",
+    )
+    .await?;
+    no_more("after unsubscribe", &rx)?;
+    pass("unsubscribe and unsubscribe_bulk");
+
+    // Keep-alive: idle longer than the server timeout; the pinger keeps us in.
+    tokio::time::sleep(IDLE).await;
+    check("connected after idling", c.is_connected())?;
+    check("anonymous connected after idling", anon.is_connected())?;
+    publish(
+        &anon,
+        "publish after idling",
+        "interop/rust/tree/idle",
+        b"idle",
+    )
+    .await?;
+    expect_msg(
+        "receive after idling",
+        &rx,
+        "interop/rust/tree/idle",
+        b"idle",
+    )
+    .await?;
+    pass(&format!(
+        "idle {IDLE:?} (> server timeout): still connected (pings)"
+    ));
+
+    // bye: clean close, the data channel ends.
+    ok("bye", c.bye()).await?;
+    check("not connected after bye", !c.is_connected())?;
+    match step("data channel after bye", async {
+        loop {
+            if rx.recv().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+    {
+        Ok(()) => {}
+        Err(e) => return Err(e),
+    }
+    ok("bye (anonymous)", anon.bye()).await?;
+    check("anonymous not connected after bye", !anon.is_connected())?;
+    pass("bye; the data channel closes");
+
+    // The server still accepts new sessions.
+    let again = ok("reconnect", Client::connect(&config(a))).await?;
+    ok("bye after reconnect", again.bye()).await?;
+    pass("reconnect after bye");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "psrt crate {} against {} (user {})",
+        psrt::VERSION,
+        args.addr,
+        args.user
+    );
+    match tokio::time::timeout(TOTAL, run(&args)).await {
+        Ok(Ok(())) => {
+            println!("PASS: psrt crate {} interop", psrt::VERSION);
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("FAIL: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("FAIL: the run did not finish within {TOTAL:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
