@@ -15,11 +15,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # Order matters: later stages may use what earlier ones built.
-ALL_STAGES=(fmt clippy test fuzz)
-# Planned, see the placeholders below: release-build integration interop-python
+ALL_STAGES=(fmt clippy test release-build integration interop-python interop-rust fuzz)
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 FAIL_FAST="${FAIL_FAST:-0}"
+# Upper bound of one interop run (pytest, or the Rust client), in seconds.
+INTEROP_TIMEOUT="${INTEROP_TIMEOUT:-600}"
 
 usage() {
     cat <<EOF
@@ -29,18 +30,29 @@ Runs the named stages (default: all, in this order) and prints a PASS/FAIL
 summary. Exits non-zero if any stage failed.
 
 stages:
-  fmt       cargo fmt --check on the workspace and on fuzz/
+  fmt       cargo fmt --check on the workspace, fuzz/ and the Rust interop client
   clippy    clippy -D warnings on the workspace and on fuzz/ (stable, so this
             also checks that the fuzz targets build on stable)
   test      cargo test --workspace
+  release-build   cargo build --release --bin psrtd --bin psrt-cli
+  integration     the integration tests (tests/*.rs) again, with the
+                  child-process tests running the release psrtd
+  interop-python  the published Python client (psrt 0.0.19, pytest) against
+                  the release psrtd: tests/interop/python, in .venv
+  interop-rust    the published Rust client crate (psrt =0.3.8) against the
+                  release psrtd: tests/interop/rust-client
   fuzz      every target in fuzz/fuzz_targets for FUZZ_SECONDS each (nightly,
             installs cargo-fuzz if missing), on a copy of fuzz/corpus
-planned (placeholders in this script):
-  release-build  integration  interop-python
+
+The integration and interop stages build the release psrtd themselves when
+PSRTD_BIN is not set (a no-op after release-build).
 
 environment:
-  FUZZ_SECONDS=N   seconds per fuzz target (default 20)
-  FAIL_FAST=1      stop at the first failing stage
+  FUZZ_SECONDS=N     seconds per fuzz target (default 20)
+  FAIL_FAST=1        stop at the first failing stage
+  PSRTD_BIN=PATH     the psrtd the integration and interop stages run
+                     (default: target/release/psrtd)
+  INTEROP_TIMEOUT=N  seconds one interop run may take (default 600)
 EOF
 }
 
@@ -57,12 +69,147 @@ ensure_component() {
     fi
 }
 
+# Runs a command as root: directly, or through passwordless sudo.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif have sudo && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        return 1
+    fi
+}
+
+can_apt() { have apt-get && as_root true; }
+
+# apt-get install, with one apt-get update first (per stage).
+APT_UPDATED=0
+apt_install() {
+    if [[ $APT_UPDATED == 0 ]]; then
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# Prints the psrtd to test: $PSRTD_BIN, or the release build, built here if
+# it is missing or stale (cargo's no-op when release-build ran before).
+release_psrtd() {
+    if [[ -n ${PSRTD_BIN:-} ]]; then
+        if [[ ! -x $PSRTD_BIN ]]; then
+            log "PSRTD_BIN=$PSRTD_BIN is not an executable"
+            return 1
+        fi
+        (cd "$(dirname "$PSRTD_BIN")" && printf '%s/%s\n' "$PWD" "$(basename "$PSRTD_BIN")")
+        return 0
+    fi
+    # (A command substitution does not inherit `set -e`: check explicitly.)
+    cargo build --release --bin psrtd >&2 || return 1
+    printf '%s\n' "$ROOT/target/release/psrtd"
+}
+
+# Makes .venv (repository root) with a working pip: python3 -m venv, else
+# install Debian's python3-venv and retry, else virtualenv from pip --user.
+ensure_venv() {
+    local py="${PYTHON:-python3}"
+    if .venv/bin/python -m pip --version >/dev/null 2>&1; then
+        return 0
+    fi
+    if ! have "$py"; then
+        log "no $py: install Python 3 (Debian: apt-get install python3)"
+        return 1
+    fi
+    # A failed `-m venv` leaves a .venv without pip behind; start over.
+    rm -rf .venv
+    if "$py" -m venv .venv && .venv/bin/python -m pip --version >/dev/null 2>&1; then
+        return 0
+    fi
+    rm -rf .venv
+    log "$py -m venv failed (on Debian the python3-venv package provides ensurepip)"
+    if can_apt; then
+        log "installing python3-venv"
+        if apt_install python3-venv &&
+            "$py" -m venv .venv && .venv/bin/python -m pip --version >/dev/null 2>&1; then
+            return 0
+        fi
+        rm -rf .venv
+    fi
+    log "falling back to virtualenv (pip install --user virtualenv)"
+    "$py" -m pip install --user --quiet virtualenv ||
+        "$py" -m pip install --user --quiet --break-system-packages virtualenv
+    "$py" -m virtualenv --quiet .venv
+    .venv/bin/python -m pip --version >/dev/null
+}
+
+# openssl-sys (under the psrt crate's native-tls) needs pkg-config and the
+# OpenSSL headers.
+ensure_openssl_dev() {
+    if have pkg-config && pkg-config --exists openssl; then
+        return 0
+    fi
+    if can_apt; then
+        log "installing pkg-config and libssl-dev (the psrt crate links OpenSSL)"
+        apt_install pkg-config libssl-dev
+        return 0
+    fi
+    log "the psrt crate needs OpenSSL's headers and pkg-config (Debian: apt-get install pkg-config libssl-dev), and this user cannot install them"
+    return 1
+}
+
+# Starts BIN in DIR (cd there) on DIR/config.yml, logging to DIR/psrtd.log;
+# waits for its "listening on tcp:127.0.0.1:PORT" line. Sets PSRTD_PID and
+# PSRTD_PORT.
+start_psrtd() {
+    local bin="$1" dir="$2" i
+    (cd "$dir" && exec "$bin" -C config.yml -v) >"$dir/psrtd.log" 2>&1 &
+    PSRTD_PID=$!
+    PSRTD_PORT=""
+    for ((i = 0; i < 200; i++)); do
+        PSRTD_PORT="$(sed -n 's/.*listening on tcp:127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$dir/psrtd.log" | head -n 1)"
+        if [[ -n $PSRTD_PORT ]]; then
+            return 0
+        fi
+        if ! kill -0 "$PSRTD_PID" 2>/dev/null; then
+            break
+        fi
+        sleep 0.05
+    done
+    log "psrtd did not report a TCP listener; its log:"
+    cat "$dir/psrtd.log" >&2
+    return 1
+}
+
+# SIGTERM to PSRTD_PID; fails unless it exits 0 within 10 s with no ERROR
+# line in DIR/psrtd.log.
+stop_psrtd() {
+    local dir="$1" rc=0 i errors
+    kill -TERM "$PSRTD_PID"
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$PSRTD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$PSRTD_PID" 2>/dev/null; then
+        kill -KILL "$PSRTD_PID"
+        log "psrtd did not exit within 10 s of SIGTERM"
+        rc=1
+    fi
+    wait "$PSRTD_PID" || rc=$?
+    PSRTD_PID=""
+    errors="$(grep -c '\[ERROR\]' "$dir/psrtd.log" || true)"
+    if [[ $rc -ne 0 || $errors -ne 0 ]]; then
+        log "psrtd after SIGTERM: exit $rc (expected 0), $errors ERROR line(s); its log:"
+        cat "$dir/psrtd.log" >&2
+        return 1
+    fi
+}
+
 # ---------------------------------------------------------------- stages ----
 
 stage_fmt() {
     ensure_component fmt rustfmt
     cargo fmt --all -- --check
     cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
+    cargo fmt --manifest-path tests/interop/rust-client/Cargo.toml -- --check
 }
 
 stage_clippy() {
@@ -73,6 +220,65 @@ stage_clippy() {
 
 stage_test() {
     cargo test --workspace
+}
+
+stage_release_build() {
+    cargo build --release --bin psrtd --bin psrt-cli
+}
+
+# The integration tests only (the test stage ran them and the unit tests on
+# the debug build): tests that start psrtd as a child process take
+# $PSRTD_BIN, here the release binary.
+stage_integration() {
+    local bin
+    bin="$(release_psrtd)"
+    PSRTD_BIN="$bin" cargo test --workspace --test '*'
+}
+
+# tests/interop/python: pytest starts psrtd itself (conftest.py: temp config,
+# ACL, bcrypt password file, SIGTERM at the end, exit 0 and no ERROR line).
+stage_interop_python() {
+    local bin
+    bin="$(release_psrtd)"
+    ensure_venv
+    log "installing tests/interop/python/requirements.txt into .venv"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        -r tests/interop/python/requirements.txt
+    PSRTD_BIN="$bin" timeout -k 10 "$INTEROP_TIMEOUT" \
+        .venv/bin/python -m pytest tests/interop/python
+}
+
+# tests/interop/rust-client: a separate cargo project (its own workspace,
+# lock file and target dir) on the published psrt crate; its binary drives a
+# psrtd started here on the config in tests/interop/rust-client/server.
+stage_interop_rust() {
+    local bin dir
+    bin="$(release_psrtd)"
+    ensure_openssl_dev
+    local manifest=tests/interop/rust-client/Cargo.toml
+    cargo build --locked --manifest-path "$manifest"
+    local client="$ROOT/tests/interop/rust-client/target/debug/psrt-interop-rust-client"
+
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/psrt-interop-rust.XXXXXX")"
+    PSRTD_PID=""
+    # shellcheck disable=SC2064 # expand the dir now; PSRTD_PID when it runs
+    trap "[[ -n \$PSRTD_PID ]] && kill -KILL \$PSRTD_PID 2>/dev/null; rm -rf '$dir'" EXIT
+    cp tests/interop/rust-client/server/* "$dir/"
+    start_psrtd "$bin" "$dir"
+    log "psrtd on 127.0.0.1:$PSRTD_PORT (log: $dir/psrtd.log)"
+    # The password of "rust" in server/passwd (a $2y$ hash, as htpasswd -B).
+    local rc=0 stopped=0
+    timeout -k 10 "$INTEROP_TIMEOUT" "$client" "127.0.0.1:$PSRTD_PORT" rust rust-interop-pw || rc=$?
+    stop_psrtd "$dir" || stopped=$?
+    if [[ $rc -ne 0 ]]; then
+        log "the Rust interop client failed (exit $rc)"
+        if [[ $stopped -eq 0 ]]; then
+            log "psrtd log:"
+            cat "$dir/psrtd.log" >&2
+        fi
+        return 1
+    fi
+    return "$stopped"
 }
 
 stage_fuzz() {
@@ -129,31 +335,6 @@ stage_fuzz() {
         return 1
     fi
 }
-
-# ------------------------------------------------- placeholders (to do) ----
-#
-# release-build: build what the integration and interop stages run.
-# stage_release_build() {
-#     cargo build --release --bins
-# }
-#
-# integration: needs the release psrtd from release-build. Starts
-# target/release/psrtd on 127.0.0.1 with ephemeral ports and runs the
-# end-to-end checks against it.
-# stage_integration() {
-#     test -x target/release/psrtd
-#     ...
-# }
-#
-# interop-python: the published Python client against our server.
-# stage_interop_python() {
-#     python3.11 -m venv .venv
-#     .venv/bin/pip install --quiet psrt==0.0.19 pycryptodomex
-#     ...   # start target/release/psrtd, run the Python scripts with .venv/bin/python
-# }
-#
-# Then add the names to ALL_STAGES (after test, before fuzz if they are
-# quicker) and to usage().
 
 # ---------------------------------------------------------------- driver ----
 
