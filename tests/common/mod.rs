@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use psrt::protocol::{
     CommMode, DataFrame, DataHello, Decoded, Greeting, Limits, Login, Request, StreamKind,
-    TOKEN_LEN, Token, Topics, decode_data_frame, encode_data_hello, encode_greeting,
-    encode_login, encode_request,
+    TOKEN_LEN, Token, Topics, decode_data_frame, encode_data_hello, encode_greeting, encode_login,
+    encode_request,
 };
 use psrt::server::config::{AclSource, BindAddr};
 use psrt::server::stats::Stats;
@@ -236,7 +236,12 @@ impl Raw {
             match self.s.read(&mut buf) {
                 Ok(0) => return seen,
                 Ok(n) => seen.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                    ) =>
+                {
                     return seen;
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -406,14 +411,12 @@ impl Proc {
             addr: None,
             log,
         };
-        p.addr = p
-            .wait_log("listening on", IO_TIMEOUT)
-            .and_then(|line| {
-                let start = line.find("tcp:")? + 4;
-                let rest = &line[start..];
-                let end = rest.find([',', ' ']).unwrap_or(rest.len());
-                rest[..end].parse().ok()
-            });
+        p.addr = p.wait_log("listening on", IO_TIMEOUT).and_then(|line| {
+            let start = line.find("tcp:")? + 4;
+            let rest = &line[start..];
+            let end = rest.find([',', ' ']).unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        });
         p
     }
 
@@ -516,4 +519,102 @@ pub fn write_config(dir: &TempDir, extra_server: &str, extra_auth: &str) -> Path
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// A logged-in client: control socket plus a bound data socket whose
+/// beacon interval (30 s) is far beyond any test, so silence checks hold.
+pub struct Session {
+    pub ctl: Raw,
+    pub data: Raw,
+    pub token: Token,
+}
+
+impl Session {
+    /// Data-socket TIMEOUT_SEC used by [`Session`]: beacons every 30 s.
+    pub const QUIET_TIMEOUT_SEC: u8 = 60;
+
+    pub fn login(addr: SocketAddr, login: &str, password: &str) -> Self {
+        let (ctl, token) = Raw::control(addr, login, password);
+        let data = Raw::data(addr, token, Self::QUIET_TIMEOUT_SEC);
+        Self { ctl, data, token }
+    }
+
+    pub fn anonymous(addr: SocketAddr) -> Self {
+        Self::login(addr, "", "")
+    }
+
+    /// Subscribes (Python layout) and asserts `01`.
+    pub fn sub(&mut self, topics: &[&str]) {
+        assert_eq!(self.ctl.subscribe(topics), 0x01, "subscribe {topics:?}");
+    }
+
+    /// Next message as (topic, payload).
+    pub fn recv(&mut self) -> (String, Vec<u8>) {
+        let (_, topic, message) = self.data.next_message();
+        (topic, message)
+    }
+
+    /// Asserts the next message is exactly `topic` / `message`.
+    pub fn expect(&mut self, topic: &str, message: &[u8]) {
+        let (t, m) = self.recv();
+        assert_eq!(
+            (t.as_str(), m.as_slice()),
+            (topic, message),
+            "unexpected message"
+        );
+    }
+}
+
+impl Raw {
+    /// PUBLISH with an explicit priority byte; returns the reply.
+    pub fn publish_prio(&mut self, priority: u8, topic: &str, message: &[u8]) -> u8 {
+        self.request(&Request::Publish {
+            priority,
+            topic,
+            message,
+        })
+    }
+
+    /// SUBSCRIBE with a raw body (any NUL layout); returns the reply.
+    pub fn subscribe_raw(&mut self, body: &[u8]) -> u8 {
+        self.request(&Request::Subscribe(Topics::new(body).unwrap()))
+    }
+
+    /// UNSUBSCRIBE with a raw body; returns the reply.
+    pub fn unsubscribe_raw(&mut self, body: &[u8]) -> u8 {
+        self.request(&Request::Unsubscribe(Topics::new(body).unwrap()))
+    }
+
+    pub fn nop(&mut self) -> u8 {
+        self.request(&Request::Nop)
+    }
+
+    /// Greeting, then sends a login frame and asserts the server closes
+    /// without sending a token.
+    pub fn expect_login_refused(addr: SocketAddr, login: &str, password: &str) {
+        let mut c = Self::connect(addr);
+        c.greet(StreamKind::Control);
+        let mut f = Vec::new();
+        encode_login(&Login { login, password }, &mut f);
+        c.send(&f);
+        let got = c.expect_closed();
+        assert!(
+            got.is_empty(),
+            "login {login:?}: no token expected, got {got:02x?}"
+        );
+    }
+}
+
+/// Waits until `text()` contains `needle` at least `count` times.
+pub fn wait_count(text: impl Fn() -> String, needle: &str, count: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if text().matches(needle).count() >= count {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
