@@ -65,7 +65,7 @@ impl std::error::Error for ConfigError {}
 
 /// A string or a list of strings (`bind: 0.0.0.0:2873` or `bind: [a, b]`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "an address string or a list of address strings")]
 enum OneOrMany {
     #[default]
     None,
@@ -195,7 +195,7 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// PSRT stream listeners, in order.
     pub bind: Vec<BindAddr>,
-    /// UDP listeners (accepted in the config; see README for the status).
+    /// UDP publish listeners (`host:port`).
     pub bind_udp: Vec<String>,
     /// Largest UDP datagram read (longer ones are refused, not truncated).
     pub udp_frame_size: u16,
@@ -242,14 +242,20 @@ const DEFAULT_UDP_FRAME_SIZE: u16 = 4096;
 /// Header room in a queued frame beyond `max_pub_size`.
 const FRAME_OVERHEAD: usize = 16;
 
+/// `host:port` (or `[v6]:port`) with a numeric port.
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+}
+
 impl Config {
-    /// The embedded default: TCP on 127.0.0.1:2873, anonymous pub/sub to
-    /// everything, reference limits.
+    /// The embedded default: TCP and UDP on 127.0.0.1:2873, anonymous
+    /// pub/sub to everything, reference limits.
     pub fn embedded_default() -> Self {
         Self {
             source: None,
             bind: vec![BindAddr::Tcp("127.0.0.1:2873".into())],
-            bind_udp: Vec::new(),
+            bind_udp: vec!["127.0.0.1:2873".into()],
             udp_frame_size: DEFAULT_UDP_FRAME_SIZE,
             bind_stats: None,
             tls_configured: false,
@@ -371,6 +377,17 @@ impl Config {
             }
         }
         let bind_udp = proto.bind_udp.into_vec();
+        for entry in &bind_udp {
+            if !is_host_port(entry) {
+                return Err(err(format!("proto.bind_udp: {entry:?} is not host:port")));
+            }
+        }
+        let udp_frame_size = proto.udp_frame_size.unwrap_or(DEFAULT_UDP_FRAME_SIZE);
+        if udp_frame_size < 64 {
+            return Err(err(format!(
+                "proto.udp_frame_size: {udp_frame_size} is too small (at least 64)"
+            )));
+        }
         if let Some(stats) = &server.bind_stats {
             stats.parse::<SocketAddr>().map_err(|_| {
                 err(format!(
@@ -400,7 +417,7 @@ impl Config {
             source: Some(path.to_path_buf()),
             bind,
             bind_udp,
-            udp_frame_size: proto.udp_frame_size.unwrap_or(DEFAULT_UDP_FRAME_SIZE),
+            udp_frame_size,
             bind_stats: server.bind_stats,
             tls_configured,
             allow_no_tls,
@@ -539,6 +556,15 @@ cluster:
             ),
             ("server:\n  data_queue: 0\nauth:\n  acl: a\n", "data_queue"),
             (
+                "proto:\n  bind_udp: 2873\nauth:\n  acl: a\n",
+                "2: proto: an address string",
+            ),
+            ("proto:\n  bind_udp: '2873'\nauth:\n  acl: a\n", "bind_udp"),
+            (
+                "proto:\n  udp_frame_size: 10\nauth:\n  acl: a\n",
+                "udp_frame_size",
+            ),
+            (
                 "server:\n  max_pub_size: 1000\n  data_queue_bytes: 100\nauth:\n  acl: a\n",
                 "data_queue_bytes",
             ),
@@ -561,6 +587,7 @@ cluster:
     fn embedded_default_is_loopback_and_anonymous() {
         let c = Config::embedded_default();
         assert_eq!(c.bind, [BindAddr::Tcp("127.0.0.1:2873".into())]);
+        assert_eq!(c.bind_udp, ["127.0.0.1:2873"]);
         assert!(c.allow_anonymous);
         assert_eq!(c.auth.acl, AclSource::AnonymousFullAccess);
         assert!(c.source.is_none());

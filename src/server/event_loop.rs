@@ -29,7 +29,7 @@ use slab::Slab;
 
 use super::auth::AuthDb;
 use super::auth::cache::VerifiedCache;
-use super::auth::worker::{Job, LoopMsg, Worker};
+use super::auth::worker::{Job, LoopMsg, Ticket, Worker};
 use super::config::Config;
 use super::conn::{CloseReason, Conn, ConnId, Flushed, Phase, RxPool, TxPool};
 use super::listener::Listener;
@@ -37,13 +37,15 @@ use super::matcher::Matcher;
 use super::ratelog::RateLog;
 use super::stats::Stats;
 use super::timers::Timers;
+use super::udp::Udp;
 
 const WAKER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const FIRST_LISTENER: usize = 2;
 const MAX_LISTENERS: usize = 64;
+const FIRST_UDP: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// Slab key k is `Token(FIRST_CONN + k)`.
-const FIRST_CONN: usize = FIRST_LISTENER + MAX_LISTENERS;
+const FIRST_CONN: usize = FIRST_UDP + MAX_LISTENERS;
 /// Input read from one connection per loop iteration before others get a turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// How long accepting pauses after the process ran out of file descriptors.
@@ -126,6 +128,7 @@ impl ShutdownHandle {
 pub struct Server {
     pub(crate) poll: Poll,
     listeners: Vec<Listener>,
+    pub(crate) udp: Udp,
     signals: Option<Signals>,
     pub(crate) conns: Slab<Conn>,
     pub(crate) core: Core,
@@ -139,10 +142,12 @@ impl Server {
     /// Binds every listener of `config` and prepares the loop. `auth` is the
     /// database loaded at start (`AuthDb::load`).
     pub fn bind(config: Config, auth: AuthDb) -> io::Result<Self> {
-        if config.bind.len() > MAX_LISTENERS {
+        if config.bind.len() > MAX_LISTENERS || config.bind_udp.len() > MAX_LISTENERS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("at most {MAX_LISTENERS} bind addresses are supported"),
+                format!(
+                    "at most {MAX_LISTENERS} TCP and {MAX_LISTENERS} UDP addresses are supported"
+                ),
             ));
         }
         let poll = Poll::new()?;
@@ -154,6 +159,11 @@ impl Server {
                 .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
             listeners.push(l);
         }
+        let mut udp = Udp::bind(&config.bind_udp, config.udp_frame_size)?;
+        for (i, socket) in udp.sockets.iter_mut().enumerate() {
+            poll.registry()
+                .register(socket, Token(FIRST_UDP + i), Interest::READABLE)?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, inbox) = channel();
         let worker = Worker::spawn(tx.clone(), waker.clone())?;
@@ -163,6 +173,7 @@ impl Server {
         Ok(Self {
             poll,
             listeners,
+            udp,
             signals: None,
             conns: Slab::new(),
             core: Core {
@@ -221,9 +232,20 @@ impl Server {
             .collect()
     }
 
+    /// The bound UDP addresses, in `bind_udp` order.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp.local_addrs()
+    }
+
     /// What the server listens on, for the start-up log line.
     pub fn describe_listeners(&self) -> Vec<String> {
-        self.listeners.iter().map(Listener::describe).collect()
+        let tcp = self.listeners.iter().map(Listener::describe);
+        let udp = self
+            .udp
+            .local_addrs()
+            .into_iter()
+            .map(|a| format!("udp:{a}"));
+        tcp.chain(udp).collect()
     }
 
     /// Counters so far.
@@ -258,6 +280,9 @@ impl Server {
                 match event.token() {
                     WAKER => self.on_wake(),
                     SIGNALS => self.on_signals(),
+                    Token(t) if (FIRST_UDP..FIRST_CONN).contains(&t) => {
+                        self.drain_udp(t - FIRST_UDP)
+                    }
                     Token(t) if t >= FIRST_CONN => {
                         let id = t - FIRST_CONN;
                         if event.is_writable() {
@@ -277,6 +302,9 @@ impl Server {
                 }
             }
             self.resume_ready();
+            for index in std::mem::take(&mut self.udp.backlog) {
+                self.drain_udp(index);
+            }
             self.flush_pending();
             self.fire_timers();
         }
@@ -297,7 +325,15 @@ impl Server {
                     hash,
                     password,
                     ok,
-                } => self.on_verified(ticket, &login, hash, &password, ok),
+                } => match ticket {
+                    Ticket::Conn { conn, serial } => {
+                        self.on_verified(conn, serial, &login, hash, &password, ok);
+                    }
+                    Ticket::Datagram(id) => {
+                        self.core.worker.in_flight = self.core.worker.in_flight.saturating_sub(1);
+                        self.on_datagram_verified(id, &login, &hash, &password, ok);
+                    }
+                },
                 LoopMsg::Reloaded(result) => self.on_reloaded(*result),
             }
         }

@@ -174,7 +174,7 @@ impl Server {
                 "too many logins waiting for verification",
             ));
         }
-        let ticket = Ticket {
+        let ticket = Ticket::Conn {
             conn: id,
             serial: self.conns[id].serial,
         };
@@ -195,19 +195,24 @@ impl Server {
     /// A bcrypt verification came back from the worker.
     pub(crate) fn on_verified(
         &mut self,
-        ticket: Ticket,
+        conn_id: ConnId,
+        serial: u64,
         login: &str,
         hash: Box<str>,
         password: &str,
         ok: bool,
     ) {
         self.core.worker.in_flight = self.core.worker.in_flight.saturating_sub(1);
-        let Some(conn) = self.conns.get_mut(ticket.conn) else {
+        let Some(conn) = self.conns.get_mut(conn_id) else {
             return;
         };
-        if conn.serial != ticket.serial || !matches!(conn.phase, Phase::Authenticating) {
+        if conn.serial != serial || !matches!(conn.phase, Phase::Authenticating) {
             return;
         }
+        let ticket = Ticket::Conn {
+            conn: conn_id,
+            serial,
+        };
         // A reload between the request and the answer may have changed the hash.
         let current = self.core.auth.passwords.get(login).map(|e| e.hash.clone());
         if ok && current.as_ref() != Some(&hash) {
@@ -220,28 +225,28 @@ impl Server {
                 },
                 None => {
                     let reason = format!("user {login:?}: removed by a reload");
-                    return self.close(ticket.conn, CloseReason::LoginFailed(reason));
+                    return self.close(conn_id, CloseReason::LoginFailed(reason));
                 }
             };
             if self.core.worker.submit(job).is_err() {
                 let reason = CloseReason::LoginFailed("auth worker unavailable".into());
-                self.close(ticket.conn, reason);
+                self.close(conn_id, reason);
             }
             return;
         }
         if !ok {
             let reason = format!("user {login:?}: wrong password");
-            return self.close(ticket.conn, CloseReason::LoginFailed(reason));
+            return self.close(conn_id, CloseReason::LoginFailed(reason));
         }
         self.core.cache.insert(login, password, &hash);
-        match self.start_session(ticket.conn, login, Some(hash), false) {
+        match self.start_session(conn_id, login, Some(hash), false) {
             Ok(()) => {
                 // Requests the client pipelined after its login frame.
-                if let Some(conn) = self.conns.get_mut(ticket.conn) {
-                    self.core.schedule_input(ticket.conn, conn);
+                if let Some(conn) = self.conns.get_mut(conn_id) {
+                    self.core.schedule_input(conn_id, conn);
                 }
             }
-            Err(reason) => self.close(ticket.conn, reason),
+            Err(reason) => self.close(conn_id, reason),
         }
     }
 

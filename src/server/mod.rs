@@ -13,6 +13,7 @@
 //! | [`auth`] | passwords, ACL, UDP keys, the bcrypt worker, the verified-login cache |
 //! | [`config`] | `config.yml` (reference format) and the embedded default |
 //! | [`timers`] | the deadline heap |
+//! | `udp` | UDP publish datagrams (plain and AES-GCM) |
 //! | [`stats`] | counters |
 //! | `listener`, `ratelog` | listening sockets; rate-limited warnings |
 
@@ -29,6 +30,7 @@ mod reload;
 pub mod stats;
 pub mod sys;
 pub mod timers;
+mod udp;
 
 pub use auth::AuthDb;
 pub use config::{Config, ConfigError};

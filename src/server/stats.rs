@@ -28,7 +28,13 @@ pub struct Stats {
     pub protocol_errors: u64,
     /// Connections closed by a timeout.
     pub timeouts: u64,
-    /// Reloads applied / refused.
+    /// UDP datagrams received.
+    pub udp_datagrams: u64,
+    /// UDP datagrams published.
+    pub udp_messages: u64,
+    /// UDP datagrams dropped (malformed, unauthenticated, oversize, backlog).
+    pub udp_dropped: u64,
+    /// Reloads applied.
     pub reloads_ok: u64,
     /// Reloads that kept the previous files because one failed to load.
     pub reloads_failed: u64,

@@ -26,8 +26,53 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// Asks for a socket receive buffer of `bytes` (the kernel caps it at
+/// `net.core.rmem_max`). Returns the size the kernel granted.
+pub fn set_recv_buffer(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Result<usize> {
+    let fd = socket.as_raw_fd();
+    let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `want` is a live c_int and `len` its size; `fd` is an open socket
+    // owned by the caller for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const want).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut got: libc::c_int = 0;
+    let mut got_len = len;
+    // SAFETY: `got` and `got_len` are live and writable; `fd` as above.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw mut got).cast(),
+            &mut got_len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(got).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn receive_buffer_grows() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let granted = super::set_recv_buffer(&s, 1 << 20).unwrap();
+        assert!(granted >= 64 * 1024, "{granted}");
+    }
+
     #[test]
     fn soft_limit_reaches_hard_limit() {
         let n = super::raise_nofile_limit().unwrap();

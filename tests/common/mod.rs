@@ -112,6 +112,7 @@ impl Setup {
     pub fn config(self, dir: &TempDir) -> Config {
         let mut c = Config::embedded_default();
         c.bind = vec![BindAddr::Tcp("127.0.0.1:0".into())];
+        c.bind_udp = vec!["127.0.0.1:0".into()];
         c.auth.acl = AclSource::File(dir.write("acl.yml", &self.acl));
         if !self.users.is_empty() {
             let users: Vec<(&str, &str)> = self
@@ -132,6 +133,8 @@ impl Setup {
 /// A server running in this process on its own thread.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The UDP publish socket (None if the tweak removed `bind_udp`).
+    pub udp_addr: Option<SocketAddr>,
     pub dir: TempDir,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<Stats>>,
@@ -151,14 +154,16 @@ impl TestServer {
         let thread = std::thread::spawn(move || {
             let (auth, _) = AuthDb::load(&config.auth).expect("load auth files");
             let mut server = Server::bind(config, auth).expect("bind test server");
-            tx.send((server.tcp_addrs()[0], server.shutdown_handle()))
+            let udp = server.udp_addrs().first().copied();
+            tx.send((server.tcp_addrs()[0], udp, server.shutdown_handle()))
                 .expect("report address");
             server.run().expect("event loop");
             server.stats().clone()
         });
-        let (addr, handle) = rx.recv_timeout(IO_TIMEOUT).expect("server started");
+        let (addr, udp_addr, handle) = rx.recv_timeout(IO_TIMEOUT).expect("server started");
         Self {
             addr,
+            udp_addr,
             dir,
             handle,
             thread: Some(thread),

@@ -12,14 +12,19 @@ use mio::Waker;
 use super::AuthDb;
 use crate::server::config::{AuthFiles, ConfigError};
 
-/// Identifies who asked for a verification: a connection slot and the
-/// connection's serial, so a reused slot never gets someone else's result.
+/// Identifies who asked for a verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket {
-    /// Slab key of the connection.
-    pub conn: usize,
-    /// Serial number of the connection.
-    pub serial: u64,
+pub enum Ticket {
+    /// A logging-in connection: its slab key and serial, so a reused slot
+    /// never gets someone else's result.
+    Conn {
+        /// Slab key of the connection.
+        conn: usize,
+        /// Serial number of the connection.
+        serial: u64,
+    },
+    /// A UDP datagram parked until its password is verified.
+    Datagram(u64),
 }
 
 /// Work for the worker.
@@ -137,7 +142,7 @@ mod tests {
         let hash: Box<str> = bcrypt::hash("123", 4).unwrap().into();
         for (n, pw) in ["123", "wrong"].into_iter().enumerate() {
             w.submit(Job::Verify {
-                ticket: Ticket { conn: n, serial: 7 },
+                ticket: Ticket::Conn { conn: n, serial: 7 },
                 login: "u".into(),
                 hash: hash.clone(),
                 password: pw.into(),
@@ -162,7 +167,7 @@ mod tests {
             got[0],
             LoopMsg::Verified {
                 ok: true,
-                ticket: Ticket { conn: 0, .. },
+                ticket: Ticket::Conn { conn: 0, .. },
                 ..
             }
         ));
@@ -170,7 +175,7 @@ mod tests {
             got[1],
             LoopMsg::Verified {
                 ok: false,
-                ticket: Ticket { conn: 1, .. },
+                ticket: Ticket::Conn { conn: 1, .. },
                 ..
             }
         ));
