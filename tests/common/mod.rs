@@ -387,35 +387,14 @@ pub struct Proc {
     pub child: Child,
     pub addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
+    /// The threads collecting stdout and stderr (done at the pipes' EOF).
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl Proc {
     /// Starts `psrtd ARGS`, and if it binds TCP, waits for its listening line.
     pub fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(psrtd_bin())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn psrtd");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        let mut p = Self {
-            child,
-            addr: None,
-            log,
-        };
+        let mut p = Self::spawn_no_wait(args);
         p.addr = p.wait_log("listening on", IO_TIMEOUT).and_then(|line| {
             let start = line.find("tcp:")? + 4;
             let rest = &line[start..];
@@ -479,7 +458,12 @@ impl Drop for Proc {
 pub fn run_psrtd(args: &[&str], within: Duration) -> (Option<i32>, String) {
     let mut p = Proc::spawn_no_wait(args);
     let code = p.wait_exit(within);
-    std::thread::sleep(Duration::from_millis(50));
+    if code.is_some() {
+        // All output is in once both pipes reach EOF.
+        for r in std::mem::take(&mut p.readers) {
+            let _ = r.join();
+        }
+    }
     (code, p.log_text())
 }
 
@@ -494,21 +478,23 @@ impl Proc {
             .spawn()
             .expect("spawn psrtd");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for pipe in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let log = log.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     log.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         Self {
             child,
             addr: None,
             log,
+            readers,
         }
     }
 }
