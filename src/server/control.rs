@@ -196,10 +196,7 @@ impl Server {
         self.core.seq += 1;
         let seq = self.core.seq;
         let now = self.core.now;
-        let (max_messages, max_bytes) = (
-            self.core.config.data_queue,
-            self.core.config.data_queue_bytes,
-        );
+        let max_bytes = self.core.config.data_queue_bytes;
         let core = &mut self.core;
         let conns = &mut self.conns;
         let mut shared: Option<Rc<[u8]>> = None;
@@ -221,11 +218,12 @@ impl Server {
             if !matches!(conn.phase, Phase::Data(_)) {
                 return;
             }
-            let full =
-                |q: &SendQueue| q.messages() >= max_messages || q.len() + frame_len > max_bytes;
-            // A burst of pipelined publishes is delivered before the next
-            // flush: write out what the socket takes before calling the
-            // subscriber slow. Only a socket that is really full counts.
+            // The byte limit bounds memory, so it holds at every message.
+            // (The message-count limit is checked after each flush, see
+            // `Server::flush_one`: a burst of pipelined publishes is queued
+            // within one loop turn, before the flush.) Write out what the
+            // socket takes before calling the subscriber slow.
+            let full = |q: &SendQueue| q.len() + frame_len > max_bytes;
             if full(&conn.tx) && conn.writable {
                 let before = conn.tx.len();
                 match conn.tx.write_to(&mut conn.stream, &mut core.tx_pool) {

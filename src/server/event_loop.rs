@@ -582,6 +582,14 @@ impl Server {
                 Err(e) => return self.close(id, CloseReason::Io(e.kind())),
             }
         }
+        if matches!(conn.phase, Phase::Data(_)) && conn.tx.messages() > self.core.config.data_queue
+        {
+            let reason = CloseReason::SlowConsumer {
+                bytes: conn.tx.len(),
+                messages: conn.tx.messages(),
+            };
+            return self.close(id, reason);
+        }
         if matches!(conn.phase, Phase::Closing(_)) && conn.tx.is_empty() {
             self.remove_conn(id);
         }
