@@ -113,6 +113,7 @@ struct ServerSection {
     max_clients: Option<usize>,
     max_clients_per_user: Option<usize>,
     max_clients_per_ip: Option<usize>,
+    max_queued_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +142,9 @@ struct AuthSection {
     /// New: `true` gives Unix-socket clients the reference behaviour (no
     /// password check, full ACL). Default: the same auth as TCP.
     trust_unix_socket: Option<bool>,
+    /// New: failed TCP logins per source address and minute before its
+    /// connections are refused for a while (0 = off).
+    max_login_failures: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +217,9 @@ pub struct Config {
     pub data_queue: usize,
     /// Per data socket: queued bytes before the socket is dropped.
     pub data_queue_bytes: usize,
+    /// All data sockets together: queued bytes before the largest queues
+    /// are dropped (0 = unlimited).
+    pub max_queued_bytes: usize,
     /// Logged-in control sessions, all users together (0 = unlimited).
     pub max_clients: usize,
     /// Sessions per login (0 = unlimited).
@@ -223,6 +230,8 @@ pub struct Config {
     pub allow_anonymous: bool,
     /// Unix-socket clients skip the password check and get full access.
     pub trust_unix_socket: bool,
+    /// Failed logins per address and minute that start a refusal (0 = off).
+    pub max_login_failures: u32,
     /// Auth files.
     pub auth: AuthFiles,
     /// Written after binding, removed on exit.
@@ -237,6 +246,8 @@ pub struct Config {
 const DEFAULT_TIMEOUT_SECS: f64 = 5.0;
 const DEFAULT_DATA_QUEUE: usize = 1024;
 const DEFAULT_DATA_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+const DEFAULT_MAX_QUEUED_BYTES: usize = 256 * 1024 * 1024;
+const DEFAULT_MAX_LOGIN_FAILURES: u32 = 10;
 const DEFAULT_MAX_CLIENTS: usize = 10_000;
 const DEFAULT_UDP_FRAME_SIZE: u16 = 4096;
 /// Header room in a queued frame beyond `max_pub_size`.
@@ -264,11 +275,13 @@ impl Config {
             limits: Limits::default(),
             data_queue: DEFAULT_DATA_QUEUE,
             data_queue_bytes: DEFAULT_DATA_QUEUE_BYTES,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_clients_per_user: 0,
             max_clients_per_ip: 0,
             allow_anonymous: true,
             trust_unix_socket: false,
+            max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
             auth: AuthFiles {
                 acl: AclSource::AnonymousFullAccess,
                 password_file: None,
@@ -360,6 +373,14 @@ impl Config {
             Some(b) => b,
             None => DEFAULT_DATA_QUEUE_BYTES.max(min_queue_bytes),
         };
+        let max_queued_bytes = server
+            .max_queued_bytes
+            .unwrap_or_else(|| DEFAULT_MAX_QUEUED_BYTES.max(data_queue_bytes));
+        if max_queued_bytes != 0 && max_queued_bytes < data_queue_bytes {
+            return Err(err(format!(
+                "server.max_queued_bytes: {max_queued_bytes} is below data_queue_bytes ({data_queue_bytes})"
+            )));
+        }
 
         let mut bind = Vec::new();
         for entry in proto.bind.into_vec() {
@@ -425,11 +446,15 @@ impl Config {
             limits,
             data_queue,
             data_queue_bytes,
+            max_queued_bytes,
             max_clients: server.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
             max_clients_per_user: server.max_clients_per_user.unwrap_or(0),
             max_clients_per_ip: server.max_clients_per_ip.unwrap_or(0),
             allow_anonymous: auth.allow_anonymous.unwrap_or(false),
             trust_unix_socket: auth.trust_unix_socket.unwrap_or(false),
+            max_login_failures: auth
+                .max_login_failures
+                .unwrap_or(DEFAULT_MAX_LOGIN_FAILURES),
             auth: AuthFiles {
                 acl,
                 password_file: auth.password_file.map(resolve),
@@ -567,6 +592,10 @@ cluster:
             (
                 "server:\n  max_pub_size: 1000\n  data_queue_bytes: 100\nauth:\n  acl: a\n",
                 "data_queue_bytes",
+            ),
+            (
+                "server:\n  data_queue_bytes: 2000000\n  max_queued_bytes: 1000000\nauth:\n  acl: a\n",
+                "max_queued_bytes",
             ),
             ("proto:\n  tls_cert: c.pem\nauth:\n  acl: a\n", "tls_key"),
             (

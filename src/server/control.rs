@@ -252,7 +252,8 @@ impl Server {
             if frame_len >= SHARE_MIN {
                 let frame =
                     shared.get_or_insert_with(|| build_frame(priority, topic, message, raw));
-                conn.tx.push_shared(frame.clone(), frame_len, true);
+                conn.tx
+                    .push_shared(frame.clone(), frame_len, true, &mut core.tx_pool);
             } else if let Some(raw) = raw {
                 conn.tx.push_slice(raw.bytes, true, &mut core.tx_pool);
             } else {
@@ -269,6 +270,10 @@ impl Server {
         });
         core.stats.c_sent_messages += delivered;
         core.stats.c_sent_bytes += delivered * frame_len as u64;
+        let cap = core.config.max_queued_bytes;
+        if cap > 0 && core.tx_pool.queued_total > cap {
+            self.enforce_queue_cap(cap);
+        }
         while let Some(data_id) = self.core.slow_scratch.pop() {
             let Some(conn) = self.conns.get(data_id) else {
                 continue;
@@ -278,6 +283,34 @@ impl Server {
                 messages: conn.tx.messages(),
             };
             self.close(data_id, reason);
+        }
+    }
+}
+
+impl Server {
+    /// All data sockets together hold more than `cap` queued bytes: drop the
+    /// largest queues (their data sockets) until the total fits.
+    fn enforce_queue_cap(&mut self, cap: usize) {
+        while self.core.tx_pool.queued_total > cap {
+            let largest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| matches!(c.phase, Phase::Data(_)) && !c.tx.is_empty())
+                .max_by_key(|(_, c)| c.tx.len())
+                .map(|(id, c)| (id, c.tx.len(), c.tx.messages()));
+            let Some((id, bytes, messages)) = largest else {
+                return;
+            };
+            self.core.stats.queue_cap_drops += 1;
+            let now = self.core.now;
+            self.core.ratelog.warn(
+                "queue-cap",
+                now,
+                format_args!(
+                    "all data queues together exceed max_queued_bytes ({cap}): dropping the largest ({bytes} bytes)"
+                ),
+            );
+            self.close(id, CloseReason::SlowConsumer { bytes, messages });
         }
     }
 }

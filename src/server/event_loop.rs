@@ -36,6 +36,7 @@ use super::listener::Listener;
 use super::matcher::Matcher;
 use super::ratelog::RateLog;
 use super::stats::Stats;
+use super::throttle::LoginThrottle;
 use super::timers::Timers;
 use super::udp::Udp;
 
@@ -78,6 +79,7 @@ pub(crate) struct Core {
     pub(crate) per_ip: HashMap<IpAddr, usize>,
     pub(crate) per_user: HashMap<Box<str>, usize>,
     pub(crate) sessions: usize,
+    pub(crate) throttle: LoginThrottle,
     pub(crate) ratelog: RateLog,
     pub(crate) rng: SystemRandom,
 }
@@ -170,6 +172,7 @@ impl Server {
         let cache = VerifiedCache::new()
             .map_err(|_| io::Error::other("no system random source for the login cache"))?;
         let now = Instant::now();
+        let config_max_login_failures = config.max_login_failures;
         Ok(Self {
             poll,
             listeners,
@@ -198,6 +201,7 @@ impl Server {
                 per_ip: HashMap::new(),
                 per_user: HashMap::new(),
                 sessions: 0,
+                throttle: LoginThrottle::new(config_max_login_failures),
                 ratelog: RateLog::default(),
                 rng: SystemRandom::new(),
             },
@@ -415,6 +419,18 @@ impl Server {
             && self.conns.len() >= limits.max_clients.saturating_mul(2) + HANDSHAKE_HEADROOM
         {
             Some("max_clients (sockets)")
+        } else if let Some(left) = peer.ip().and_then(|ip| core.throttle.blocked(ip, core.now)) {
+            core.stats.auth_blocked += 1;
+            let now = core.now;
+            core.ratelog.warn(
+                "auth-block",
+                now,
+                format_args!(
+                    "{peer}: refused for {}s more after repeated failed logins",
+                    left.as_secs() + 1
+                ),
+            );
+            return;
         } else if let (Some(ip), true) = (peer.ip(), limits.max_clients_per_ip > 0) {
             let n = core.per_ip.get(&ip).copied().unwrap_or(0);
             (n >= limits.max_clients_per_ip).then_some("max_clients_per_ip")
@@ -681,7 +697,17 @@ impl Server {
             | CloseReason::Unsupported(_) => {
                 self.core.stats.protocol_errors += 1;
             }
-            CloseReason::LoginFailed(_) => self.core.stats.login_failures += 1,
+            CloseReason::LoginFailed(_) => {
+                self.core.stats.login_failures += 1;
+                if let Some(ip) = conn.ip() {
+                    if let Some((failures, block)) = self.core.throttle.failure(ip, now) {
+                        warn!(
+                            "{ip}: {failures} failed logins within a minute: refusing its connections for {}s",
+                            block.as_secs()
+                        );
+                    }
+                }
+            }
             CloseReason::SlowConsumer { .. } => self.core.stats.slow_consumers += 1,
             _ => {}
         }

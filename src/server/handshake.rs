@@ -292,6 +292,9 @@ impl Server {
         let now = self.core.now;
         let conn = &mut self.conns[id];
         debug!("{}: logged in as {login}", conn.peer);
+        if let Some(ip) = conn.ip() {
+            self.core.throttle.success(ip);
+        }
         conn.tx.push_slice(&token.0, false, &mut self.core.tx_pool);
         conn.set_phase(
             Phase::Control(Box::new(Session {
@@ -336,6 +339,7 @@ impl Server {
         let conn = &mut self.conns[id];
         conn.tx
             .push_slice(&[Reply::Ok.into()], false, &mut self.core.tx_pool);
+        conn.tx.count_in_total(&mut self.core.tx_pool);
         conn.set_phase(
             Phase::Data(DataLink {
                 owner,

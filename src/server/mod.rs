@@ -15,7 +15,7 @@
 //! | [`timers`] | the deadline heap |
 //! | `udp` | UDP publish datagrams (plain and AES-GCM) |
 //! | [`stats`] | counters |
-//! | `listener`, `ratelog` | listening sockets; rate-limited warnings |
+//! | `listener`, `ratelog`, `throttle` | listening sockets; rate-limited warnings; login brute-force refusals |
 
 pub mod auth;
 pub mod config;
@@ -29,6 +29,7 @@ mod ratelog;
 mod reload;
 pub mod stats;
 pub mod sys;
+mod throttle;
 pub mod timers;
 mod udp;
 

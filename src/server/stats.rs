@@ -22,6 +22,10 @@ pub struct Stats {
     pub login_failures: u64,
     /// Connections refused by a limit.
     pub limit_refusals: u64,
+    /// Connections refused because their address failed to log in too often.
+    pub auth_blocked: u64,
+    /// Data sockets dropped to keep all queues under `max_queued_bytes`.
+    pub queue_cap_drops: u64,
     /// Requests answered `FE`.
     pub access_denied: u64,
     /// Connections closed for a protocol error.

@@ -17,10 +17,13 @@ const TX_POOL_MAX: usize = 64;
 /// Most chunks handed to one `writev`.
 const MAX_IOV: usize = 64;
 
-/// Free output chunks.
+/// Free output chunks, and the bytes queued in all counted queues (the
+/// data sockets), for the server-wide queue limit.
 #[derive(Debug, Default)]
 pub struct TxPool {
     free: Vec<Vec<u8>>,
+    /// Unwritten bytes of every queue marked with [`SendQueue::count_in_total`].
+    pub queued_total: usize,
 }
 
 impl TxPool {
@@ -77,12 +80,22 @@ pub struct SendQueue {
     appended: u64,
     /// Bytes written since the connection began.
     written: u64,
+    /// Whether this queue's bytes count in `TxPool::queued_total`.
+    in_total: bool,
 }
 
 impl SendQueue {
     /// Unwritten bytes.
     pub fn len(&self) -> usize {
         self.bytes
+    }
+
+    /// From now on this queue's bytes count in the pool's `queued_total`.
+    pub fn count_in_total(&mut self, pool: &mut TxPool) {
+        if !self.in_total {
+            self.in_total = true;
+            pool.queued_total += self.bytes;
+        }
     }
 
     /// Nothing to write.
@@ -119,7 +132,7 @@ impl SendQueue {
             fill(v);
             let pushed = v.len() - before;
             debug_assert_eq!(pushed, len, "fill pushed a different length");
-            self.account(pushed, count);
+            self.account(pushed, count, pool);
         }
     }
 
@@ -130,13 +143,16 @@ impl SendQueue {
 
     /// Appends the first `len` bytes of a buffer shared with other queues
     /// (no copy).
-    pub fn push_shared(&mut self, frame: Rc<[u8]>, len: usize, count: bool) {
+    pub fn push_shared(&mut self, frame: Rc<[u8]>, len: usize, count: bool, pool: &mut TxPool) {
         let len = len.min(frame.len());
         self.chunks.push_back(Chunk::Shared(frame, len));
-        self.account(len, count);
+        self.account(len, count, pool);
     }
 
-    fn account(&mut self, len: usize, count: bool) {
+    fn account(&mut self, len: usize, count: bool, pool: &mut TxPool) {
+        if self.in_total {
+            pool.queued_total += len;
+        }
         self.bytes += len;
         self.appended += len as u64;
         if count {
@@ -172,6 +188,9 @@ impl SendQueue {
     }
 
     fn advance(&mut self, mut n: usize, pool: &mut TxPool) {
+        if self.in_total {
+            pool.queued_total -= n;
+        }
         self.bytes -= n;
         self.written += n as u64;
         while n > 0 {
@@ -196,6 +215,9 @@ impl SendQueue {
 
     /// Drops everything queued (a slow consumer being disconnected).
     pub fn clear(&mut self, pool: &mut TxPool) {
+        if self.in_total {
+            pool.queued_total -= self.bytes;
+        }
         for chunk in self.chunks.drain(..) {
             if let Chunk::Owned(v) = chunk {
                 pool.give(v);
@@ -274,7 +296,7 @@ mod tests {
         let mut q = SendQueue::default();
         let big: Rc<[u8]> = (0..50_000u32).map(|i| i as u8).collect::<Vec<_>>().into();
         q.push_slice(b"head", true, &mut pool);
-        q.push_shared(big.clone(), big.len(), true);
+        q.push_shared(big.clone(), big.len(), true, &mut pool);
         q.push_slice(b"tail", true, &mut pool);
         q.push_with(3, false, &mut pool, |v| v.extend_from_slice(b"abc"));
         assert_eq!(q.messages(), 3);
@@ -295,6 +317,32 @@ mod tests {
         want.extend_from_slice(b"tailabc");
         assert_eq!(w.out, want);
         assert_eq!(q.messages(), 0);
+    }
+
+    #[test]
+    fn counted_queues_keep_the_pool_total() {
+        let mut pool = TxPool::default();
+        let mut control = SendQueue::default();
+        let mut data = SendQueue::default();
+        data.push_slice(b"01", false, &mut pool);
+        data.count_in_total(&mut pool);
+        assert_eq!(
+            pool.queued_total, 2,
+            "bytes already queued count from then on"
+        );
+        control.push_slice(b"not counted", false, &mut pool);
+        data.push_shared(vec![7u8; 100].into(), 100, true, &mut pool);
+        assert_eq!(pool.queued_total, 102);
+        let mut w = Trickle {
+            out: vec![],
+            per_call: 50,
+            budget: 60,
+            calls: 0,
+        };
+        assert_eq!(data.write_to(&mut w, &mut pool).unwrap(), Flushed::Blocked);
+        assert_eq!(pool.queued_total, 42);
+        data.clear(&mut pool);
+        assert_eq!(pool.queued_total, 0);
     }
 
     #[test]
