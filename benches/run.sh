@@ -340,6 +340,12 @@ declare -A R      # R[server.workload] = the pbench result line kept
 declare -A NOTE   # NOTE[server.workload] = why there is no figure
 ANOMALIES=()
 RUN_NO=0
+LOAD_MAX=0
+sample_load() { # keeps the highest 1-minute load average seen before a run
+    local l
+    l=$(cut -d' ' -f1 /proc/loadavg)
+    if [ "$(calc "($l > $LOAD_MAX) ? 1 : 0")" = 1 ]; then LOAD_MAX=$l; fi
+}
 
 field() { # LINE KEY -> value after KEY= up to a space
     local v
@@ -376,6 +382,7 @@ pb() { # SERVER WORKLOAD [--udp-ok] PBENCH-ARGS...
     local expect_loss=0
     if [ "${1:-}" = --udp-ok ]; then expect_loss=1; shift; fi
     RUN_NO=$((RUN_NO + 1))
+    sample_load
     local lg
     lg="$LOGDIR/$(printf '%03d' "$RUN_NO")-$s-$w.log"
     local cmd=("$PBENCH" --proto "$(proto_of "$s")" --addr "127.0.0.1:$(port_of "$s")" --pid "$SRV_PID" "$@")
@@ -555,6 +562,10 @@ run_server() { # SERVER
 # ---------------------------------------------------------------- run
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 write_configs
+sample_load
+if [ "$(calc "($LOAD_MAX > $(nproc) / 2) ? 1 : 0")" = 1 ]; then
+    log "warning: load average $LOAD_MAX on $(nproc) cores: other processes compete with the benchmark; figures will be noisy"
+fi
 log "logs in ${LOGDIR#$REPO/}; servers: ${SERVERS[*]}; workloads: ${WORKLOADS[*]}"
 for s in "${SERVERS[@]}"; do
     run_server "$s"
@@ -757,7 +768,10 @@ report() {
     local fam model
     fam=$(awk -F'\t*: ' '$1 == "cpu family" { print $2; exit }' /proc/cpuinfo)
     model=$(awk -F'\t*: ' '$1 == "model" { print $2; exit }' /proc/cpuinfo)
-    echo "- Machine: \`nproc\` $(nproc), CPU ${cpu:-unknown} (family ${fam:-?}, model ${model:-?}), kernel $(uname -r), $mem RAM. Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $LOAD_END."
+    echo "- Machine: \`nproc\` $(nproc), CPU ${cpu:-unknown} (family ${fam:-?}, model ${model:-?}), kernel $(uname -r), $mem RAM. Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $LOAD_END; highest 1-min value seen before a run: $LOAD_MAX."
+    if [ "$(calc "($LOAD_MAX > $(nproc) / 2) ? 1 : 0")" = 1 ]; then
+        echo "- **The machine was busy during this run.** Other processes were competing for the $(nproc) cores: the load average reached $LOAD_MAX. Tail latencies and single runs are unreliable. Ratios from the same run are still fairer than absolute numbers, but a server can be unlucky in one run."
+    fi
     local s
     for s in "${SERVERS[@]}"; do echo "- $s: $(ver_of "$s")"; done
     echo "- Command: \`bash benches/run.sh$( [ "$PARTIAL" = 1 ] && printf ' %s' "${ORIG_ARGS[@]}")\`"
