@@ -17,7 +17,8 @@ OPTIONS:
     -C, --config FILE   config file (reference psrtd format). Without it, the first of
                         /etc/psrtd/config.yml and /usr/local/etc/psrtd/config.yml that
                         exists is used; if neither exists psrtd runs on its embedded
-                        default: TCP and UDP 127.0.0.1:2873, anonymous publish/subscribe.
+                        default: TCP and UDP 127.0.0.1:2873, stats on
+                        http://127.0.0.1:8880/, anonymous publish/subscribe.
     -t, --test-config   load and check the config, ACL, password and key files, then
                         exit 0 (valid) or 1 (with the file, line and reason). Binds
                         nothing, writes nothing.
@@ -90,7 +91,7 @@ fn load_config(path: Option<PathBuf>) -> Result<Config, String> {
         None => {
             info!(
                 "no config file given (-C) or found in /etc/psrtd or /usr/local/etc/psrtd: \
-                 running on the embedded default: TCP and UDP 127.0.0.1:2873, anonymous publish/subscribe"
+                 running on the embedded default: TCP and UDP 127.0.0.1:2873, stats http://127.0.0.1:8880/, anonymous publish/subscribe"
             );
             Ok(Config::embedded_default())
         }
@@ -110,11 +111,6 @@ fn run(args: Args) -> Result<(), String> {
     }
     for key in &config.ignored {
         warn!("config: ignored {key}");
-    }
-    if config.bind_stats.is_some() {
-        warn!(
-            "config: server.bind_stats is set, but the stats endpoint is not implemented in this build yet"
-        );
     }
     if config.tls_configured {
         warn!(

@@ -203,7 +203,7 @@ pub struct Config {
     pub bind_udp: Vec<String>,
     /// Largest UDP datagram read (longer ones are refused, not truncated).
     pub udp_frame_size: u16,
-    /// Stats HTTP listener (accepted in the config; see README for the status).
+    /// Stats HTTP listener (`IP:port`).
     pub bind_stats: Option<String>,
     /// TLS identity files, if configured.
     pub tls_configured: bool,
@@ -260,15 +260,16 @@ fn is_host_port(s: &str) -> bool {
 }
 
 impl Config {
-    /// The embedded default: TCP and UDP on 127.0.0.1:2873, anonymous
-    /// pub/sub to everything, reference limits.
+    /// The embedded default: TCP and UDP on 127.0.0.1:2873, stats on
+    /// 127.0.0.1:8880, anonymous pub/sub to everything and stats for local
+    /// clients only (the listeners are loopback), reference limits.
     pub fn embedded_default() -> Self {
         Self {
             source: None,
             bind: vec![BindAddr::Tcp("127.0.0.1:2873".into())],
             bind_udp: vec!["127.0.0.1:2873".into()],
             udp_frame_size: DEFAULT_UDP_FRAME_SIZE,
-            bind_stats: None,
+            bind_stats: Some("127.0.0.1:8880".into()),
             tls_configured: false,
             allow_no_tls: true,
             timeout: Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),

@@ -42,7 +42,8 @@ use super::udp::Udp;
 
 const WAKER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_LISTENER: usize = 2;
+const STATS: Token = Token(2);
+const FIRST_LISTENER: usize = 3;
 const MAX_LISTENERS: usize = 64;
 const FIRST_UDP: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// Slab key k is `Token(FIRST_CONN + k)`.
@@ -81,6 +82,10 @@ pub(crate) struct Core {
     pub(crate) sessions: usize,
     pub(crate) throttle: LoginThrottle,
     pub(crate) ratelog: RateLog,
+    /// When the server started (stats uptime).
+    pub(crate) started: Instant,
+    /// Host name for the stats endpoint.
+    pub(crate) host: String,
     pub(crate) rng: SystemRandom,
 }
 
@@ -130,6 +135,7 @@ impl ShutdownHandle {
 pub struct Server {
     pub(crate) poll: Poll,
     listeners: Vec<Listener>,
+    stats_listener: Option<Listener>,
     pub(crate) udp: Udp,
     signals: Option<Signals>,
     pub(crate) conns: Slab<Conn>,
@@ -161,6 +167,18 @@ impl Server {
                 .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
             listeners.push(l);
         }
+        let stats_listener = match &config.bind_stats {
+            Some(addr) => {
+                let mut l =
+                    Listener::bind(&super::config::BindAddr::Tcp(addr.clone())).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot bind stats {addr}: {e}"))
+                    })?;
+                poll.registry()
+                    .register(&mut l, STATS, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
         let mut udp = Udp::bind(&config.bind_udp, config.udp_frame_size)?;
         for (i, socket) in udp.sockets.iter_mut().enumerate() {
             poll.registry()
@@ -176,6 +194,7 @@ impl Server {
         Ok(Self {
             poll,
             listeners,
+            stats_listener,
             udp,
             signals: None,
             conns: Slab::new(),
@@ -203,6 +222,10 @@ impl Server {
                 sessions: 0,
                 throttle: LoginThrottle::new(config_max_login_failures),
                 ratelog: RateLog::default(),
+                started: now,
+                host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_default(),
                 rng: SystemRandom::new(),
             },
             inbox,
@@ -234,6 +257,11 @@ impl Server {
             .iter()
             .filter_map(Listener::local_addr)
             .collect()
+    }
+
+    /// The bound stats address, if any.
+    pub fn stats_addr(&self) -> Option<SocketAddr> {
+        self.stats_listener.as_ref().and_then(Listener::local_addr)
     }
 
     /// The bound UDP addresses, in `bind_udp` order.
@@ -284,6 +312,7 @@ impl Server {
                 match event.token() {
                     WAKER => self.on_wake(),
                     SIGNALS => self.on_signals(),
+                    STATS => self.accept_stats(),
                     Token(t) if (FIRST_UDP..FIRST_CONN).contains(&t) => {
                         self.drain_udp(t - FIRST_UDP)
                     }
@@ -304,6 +333,7 @@ impl Server {
                 for i in 0..self.listeners.len() {
                     self.accept_all(i);
                 }
+                self.accept_stats();
             }
             self.resume_ready();
             for index in std::mem::take(&mut self.udp.backlog) {
@@ -379,11 +409,25 @@ impl Server {
     }
 
     fn accept_all(&mut self, index: usize) {
+        self.accept_from(Some(index));
+    }
+
+    fn accept_stats(&mut self) {
+        self.accept_from(None);
+    }
+
+    /// Accepts every waiting connection of a PSRT listener (`Some(index)`)
+    /// or of the stats listener (`None`).
+    fn accept_from(&mut self, index: Option<usize>) {
         if self.accept_paused_until.is_some() {
             return;
         }
         loop {
-            let Some(listener) = self.listeners.get(index) else {
+            let listener = match index {
+                Some(i) => self.listeners.get(i),
+                None => self.stats_listener.as_ref(),
+            };
+            let Some(listener) = listener else {
                 return;
             };
             let (stream, peer) = match listener.accept() {
@@ -408,11 +452,11 @@ impl Server {
                     continue;
                 }
             };
-            self.add_conn(stream, peer);
+            self.add_conn(stream, peer, index.is_none());
         }
     }
 
-    fn add_conn(&mut self, mut stream: super::conn::Stream, peer: super::conn::Peer) {
+    fn add_conn(&mut self, mut stream: super::conn::Stream, peer: super::conn::Peer, http: bool) {
         let core = &mut self.core;
         let limits = &core.config;
         let refuse = if limits.max_clients > 0
@@ -463,6 +507,9 @@ impl Server {
         debug!("{peer}: connected");
         core.next_serial += 1;
         let conn = entry.insert(Conn::new(stream, peer, core.next_serial, core.now));
+        if http {
+            conn.set_phase(Phase::HttpRequest, core.now);
+        }
         core.rearm(id, conn);
     }
 
@@ -788,6 +835,7 @@ impl Server {
             self.remove_conn(id);
         }
         self.listeners.clear();
+        self.stats_listener = None;
         info!("stopped");
     }
 }

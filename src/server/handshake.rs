@@ -64,6 +64,7 @@ impl Server {
                 Phase::Login => self.on_login(id, data),
                 Phase::Control(_) => self.on_control(id, data, shared.as_ref()),
                 Phase::DataHello => self.on_data_hello(id, data),
+                Phase::HttpRequest => self.on_http(id, data),
                 _ => break,
             };
             match step {
@@ -206,7 +207,18 @@ impl Server {
         let Some(conn) = self.conns.get_mut(conn_id) else {
             return;
         };
-        if conn.serial != serial || !matches!(conn.phase, Phase::Authenticating) {
+        if conn.serial != serial {
+            return;
+        }
+        if let Phase::HttpAuthenticating(route) = conn.phase {
+            let current = self.core.auth.passwords.get(login);
+            let ok = ok && current.is_some_and(|e| e.hash == hash);
+            if ok {
+                self.core.cache.insert(login, password, &hash);
+            }
+            return self.on_http_verified(conn_id, route, login, ok);
+        }
+        if !matches!(conn.phase, Phase::Authenticating) {
             return;
         }
         let ticket = Ticket::Conn {

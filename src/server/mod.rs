@@ -8,6 +8,7 @@
 //! | `handshake` | input dispatch by phase; greeting, login, sessions, data-socket binding |
 //! | `control` | requests of logged-in clients; delivery to subscribers |
 //! | `reload` | applying a SIGHUP reload to live sessions |
+//! | [`http`] | the stats endpoint: page, JSON, Prometheus, health |
 //! | [`conn`] | one socket: phase, input buffer, send queue, deadlines |
 //! | [`matcher`] | the subscription tree |
 //! | [`auth`] | passwords, ACL, UDP keys, the bcrypt worker, the verified-login cache |
@@ -23,6 +24,7 @@ pub mod conn;
 mod control;
 pub mod event_loop;
 mod handshake;
+pub mod http;
 mod listener;
 pub mod matcher;
 mod ratelog;

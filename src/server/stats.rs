@@ -43,3 +43,177 @@ pub struct Stats {
     /// Reloads that kept the previous files because one failed to load.
     pub reloads_failed: u64,
 }
+
+/// Renders the counters for the stats endpoint.
+mod render {
+    use std::fmt::Write;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use crate::server::event_loop::Server;
+
+    impl Server {
+        /// `/status`: the reference's JSON fields, plus psrtd's own under
+        /// `"psrtd"`. (`c_sent_latency` is not measured by psrtd and left out.)
+        pub(crate) fn status_json(&self) -> String {
+            let s = &self.core.stats;
+            let time_us = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            serde_json::json!({
+                "time": time_us,
+                "uptime": self.core.started.elapsed().as_secs(),
+                "data_queue_size": self.core.config.data_queue,
+                "host": self.core.host,
+                "version": env!("CARGO_PKG_VERSION"),
+                "counters": {
+                    "c_sub_ops": s.c_sub_ops,
+                    "c_pub_messages": s.c_pub_messages,
+                    "c_pub_bytes": s.c_pub_bytes,
+                    "c_sent_messages": s.c_sent_messages,
+                    "c_sent_bytes": s.c_sent_bytes,
+                },
+                "clients": {
+                    "subscription_count": self.core.matcher.len(),
+                    "client_count": self.core.sessions,
+                },
+                "cluster": null,
+                "psrtd": {
+                    "connections": self.conns.len(),
+                    "queued_bytes": self.core.tx_pool.queued_total,
+                    "counters": {
+                        "slow_consumers": s.slow_consumers,
+                        "queue_cap_drops": s.queue_cap_drops,
+                        "bad_greetings": s.bad_greetings,
+                        "login_failures": s.login_failures,
+                        "auth_blocked": s.auth_blocked,
+                        "limit_refusals": s.limit_refusals,
+                        "access_denied": s.access_denied,
+                        "protocol_errors": s.protocol_errors,
+                        "timeouts": s.timeouts,
+                        "udp_datagrams": s.udp_datagrams,
+                        "udp_messages": s.udp_messages,
+                        "udp_dropped": s.udp_dropped,
+                        "reloads_ok": s.reloads_ok,
+                        "reloads_failed": s.reloads_failed,
+                    },
+                },
+            })
+            .to_string()
+        }
+
+        /// `/metrics`: Prometheus text exposition format.
+        pub(crate) fn metrics_text(&self) -> String {
+            let s = &self.core.stats;
+            let counters: [(&str, &str, u64); 19] = [
+                (
+                    "sub_ops",
+                    "Successful subscribe and unsubscribe topic operations.",
+                    s.c_sub_ops,
+                ),
+                (
+                    "pub_messages",
+                    "PUBLISH frames accepted over TCP.",
+                    s.c_pub_messages,
+                ),
+                (
+                    "pub_bytes",
+                    "Bytes of accepted PUBLISH frames.",
+                    s.c_pub_bytes,
+                ),
+                (
+                    "sent_messages",
+                    "Messages queued to data sockets.",
+                    s.c_sent_messages,
+                ),
+                (
+                    "sent_bytes",
+                    "Bytes of messages queued to data sockets.",
+                    s.c_sent_bytes,
+                ),
+                (
+                    "slow_consumers",
+                    "Data sockets dropped because their queue was full.",
+                    s.slow_consumers,
+                ),
+                (
+                    "queue_cap_drops",
+                    "Data sockets dropped to keep all queues under max_queued_bytes.",
+                    s.queue_cap_drops,
+                ),
+                (
+                    "bad_greetings",
+                    "Connections closed for an invalid greeting.",
+                    s.bad_greetings,
+                ),
+                ("login_failures", "Failed logins.", s.login_failures),
+                (
+                    "auth_blocked",
+                    "Connections refused after repeated failed logins.",
+                    s.auth_blocked,
+                ),
+                (
+                    "limit_refusals",
+                    "Connections refused by a connection limit.",
+                    s.limit_refusals,
+                ),
+                (
+                    "access_denied",
+                    "Requests answered access denied.",
+                    s.access_denied,
+                ),
+                (
+                    "protocol_errors",
+                    "Connections closed for a protocol error.",
+                    s.protocol_errors,
+                ),
+                ("timeouts", "Connections closed by a deadline.", s.timeouts),
+                ("udp_datagrams", "UDP datagrams received.", s.udp_datagrams),
+                ("udp_messages", "UDP datagrams published.", s.udp_messages),
+                ("udp_dropped", "UDP datagrams dropped.", s.udp_dropped),
+                ("reloads_ok", "SIGHUP reloads applied.", s.reloads_ok),
+                (
+                    "reloads_failed",
+                    "SIGHUP reloads refused (previous files kept).",
+                    s.reloads_failed,
+                ),
+            ];
+            let gauges: [(&str, &str, u64); 5] = [
+                ("clients", "Logged-in sessions.", self.core.sessions as u64),
+                (
+                    "subscriptions",
+                    "Subscriptions (client, mask pairs).",
+                    self.core.matcher.len() as u64,
+                ),
+                (
+                    "connections",
+                    "Open sockets (any phase).",
+                    self.conns.len() as u64,
+                ),
+                (
+                    "queued_bytes",
+                    "Bytes queued for all data sockets.",
+                    self.core.tx_pool.queued_total as u64,
+                ),
+                (
+                    "uptime_seconds",
+                    "Seconds since start.",
+                    self.core.started.elapsed().as_secs(),
+                ),
+            ];
+            let mut out = String::with_capacity(4096);
+            for (name, help, value) in counters {
+                let _ = writeln!(
+                    out,
+                    "# HELP psrtd_{name}_total {help}\n# TYPE psrtd_{name}_total counter\npsrtd_{name}_total {value}"
+                );
+            }
+            for (name, help, value) in gauges {
+                let _ = writeln!(
+                    out,
+                    "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} gauge\npsrtd_{name} {value}"
+                );
+            }
+            out
+        }
+    }
+}

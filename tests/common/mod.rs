@@ -113,6 +113,7 @@ impl Setup {
         let mut c = Config::embedded_default();
         c.bind = vec![BindAddr::Tcp("127.0.0.1:0".into())];
         c.bind_udp = vec!["127.0.0.1:0".into()];
+        c.bind_stats = Some("127.0.0.1:0".into());
         c.auth.acl = AclSource::File(dir.write("acl.yml", &self.acl));
         if !self.users.is_empty() {
             let users: Vec<(&str, &str)> = self
@@ -135,6 +136,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The UDP publish socket (None if the tweak removed `bind_udp`).
     pub udp_addr: Option<SocketAddr>,
+    /// The stats endpoint (None if the tweak removed `bind_stats`).
+    pub stats_addr: Option<SocketAddr>,
     pub dir: TempDir,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<Stats>>,
@@ -155,15 +158,18 @@ impl TestServer {
             let (auth, _) = AuthDb::load(&config.auth).expect("load auth files");
             let mut server = Server::bind(config, auth).expect("bind test server");
             let udp = server.udp_addrs().first().copied();
-            tx.send((server.tcp_addrs()[0], udp, server.shutdown_handle()))
+            let stats = server.stats_addr();
+            tx.send((server.tcp_addrs()[0], udp, stats, server.shutdown_handle()))
                 .expect("report address");
             server.run().expect("event loop");
             server.stats().clone()
         });
-        let (addr, udp_addr, handle) = rx.recv_timeout(IO_TIMEOUT).expect("server started");
+        let (addr, udp_addr, stats_addr, handle) =
+            rx.recv_timeout(IO_TIMEOUT).expect("server started");
         Self {
             addr,
             udp_addr,
+            stats_addr,
             dir,
             handle,
             thread: Some(thread),

@@ -64,10 +64,11 @@ impl AclEntry {
         }
     }
 
-    /// Anonymous publish and subscribe to everything (the embedded default).
+    /// Anonymous publish and subscribe to everything, and the stats page
+    /// (the embedded default, whose listeners are all on loopback).
     pub fn anonymous_pubsub() -> Self {
         Self {
-            admin: false,
+            admin: true,
             replicator: false,
             ..Self::full()
         }

@@ -124,6 +124,11 @@ mod tests {
         };
         let (db, _) = AuthDb::load(&files).unwrap();
         let anon = db.acl.get(ANONYMOUS).unwrap();
-        assert!(anon.can_publish("a/b") && anon.can_subscribe("#") && !anon.admin);
+        assert!(anon.can_publish("a/b") && anon.can_subscribe("#"));
+        assert!(
+            anon.admin,
+            "the embedded default serves stats to local clients"
+        );
+        assert!(!anon.replicator);
     }
 }

@@ -105,9 +105,12 @@ impl Conn {
     /// Whether input should be read and decoded now.
     pub fn wants_input(&self) -> bool {
         match &self.phase {
-            Phase::Greeting | Phase::Login | Phase::DataHello => true,
+            Phase::Greeting | Phase::Login | Phase::DataHello | Phase::HttpRequest => true,
             Phase::Control(_) => self.tx.len() < CONTROL_TX_PAUSE,
-            Phase::Authenticating | Phase::Data(_) | Phase::Closing(_) => false,
+            Phase::Authenticating
+            | Phase::HttpAuthenticating(_)
+            | Phase::Data(_)
+            | Phase::Closing(_) => false,
         }
     }
 
@@ -116,8 +119,10 @@ impl Conn {
     pub fn due(&self, timeout: Duration) -> Option<Instant> {
         let stall = (!self.tx.is_empty()).then(|| self.last_write + timeout);
         let phase = match &self.phase {
-            Phase::Greeting | Phase::Login | Phase::DataHello => Some(self.phase_since + timeout),
-            Phase::Authenticating => None,
+            Phase::Greeting | Phase::Login | Phase::DataHello | Phase::HttpRequest => {
+                Some(self.phase_since + timeout)
+            }
+            Phase::Authenticating | Phase::HttpAuthenticating(_) => None,
             Phase::Control(_) => Some(match self.partial_since {
                 Some(since) => {
                     let allowance =

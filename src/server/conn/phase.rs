@@ -25,6 +25,10 @@ pub enum Phase {
     DataHello,
     /// Data socket bound to a session: the server only writes.
     Data(DataLink),
+    /// Stats endpoint: waiting for a complete request head.
+    HttpRequest,
+    /// Stats endpoint: Basic-auth password being verified by the worker.
+    HttpAuthenticating(crate::server::http::Route),
     /// Flushing what is queued, then closing.
     Closing(CloseReason),
 }
@@ -39,6 +43,7 @@ impl Phase {
             Self::Control(_) => "control",
             Self::DataHello => "data hello",
             Self::Data(_) => "data",
+            Self::HttpRequest | Self::HttpAuthenticating(_) => "http",
             Self::Closing(_) => "closing",
         }
     }
@@ -124,6 +129,8 @@ pub enum CloseReason {
     Unsupported(&'static str),
     /// The server is stopping.
     Shutdown,
+    /// A stats response was sent.
+    HttpDone,
 }
 
 impl CloseReason {
@@ -132,7 +139,12 @@ impl CloseReason {
     pub fn is_routine(&self) -> bool {
         matches!(
             self,
-            Self::PeerClosed | Self::Bye | Self::SessionEnded | Self::Replaced | Self::Shutdown
+            Self::PeerClosed
+                | Self::Bye
+                | Self::SessionEnded
+                | Self::Replaced
+                | Self::Shutdown
+                | Self::HttpDone
         )
     }
 }
@@ -164,6 +176,7 @@ impl fmt::Display for CloseReason {
             Self::Revoked(why) => write!(f, "access revoked by reload: {why}"),
             Self::Unsupported(what) => write!(f, "unsupported request: {what}"),
             Self::Shutdown => f.write_str("server shutting down"),
+            Self::HttpDone => f.write_str("response sent"),
         }
     }
 }
