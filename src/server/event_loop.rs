@@ -277,7 +277,11 @@ impl Server {
             .local_addrs()
             .into_iter()
             .map(|a| format!("udp:{a}"));
-        tcp.chain(udp).collect()
+        let stats = self
+            .stats_addr()
+            .into_iter()
+            .map(|a| format!("stats:http://{a}/"));
+        tcp.chain(udp).chain(stats).collect()
     }
 
     /// Counters so far.
@@ -381,7 +385,7 @@ impl Server {
         for sig in pending {
             match sig {
                 SIGHUP => self.request_reload(),
-                SIGTERM | SIGINT => {
+                SIGTERM | SIGINT if self.running => {
                     info!(
                         "terminating ({})",
                         if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
