@@ -162,33 +162,47 @@ fn bind_failure_at_start() {
     drop(held);
 }
 
-/// A certificate and key for the sample config: real ones when `openssl`
-/// is installed, placeholders otherwise (TLS files are not parsed yet).
+/// A self-signed certificate and key for the sample config (generated in
+/// process; `-t` parses and checks them).
 fn write_cert_pair(dir: &TempDir) {
     std::fs::create_dir_all(dir.path("certs")).unwrap();
-    let (crt, key) = (dir.path("certs/server.crt"), dir.path("certs/server.key"));
-    let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !made {
-        std::fs::write(
-            &crt,
-            "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
-        )
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
         .unwrap();
-        std::fs::write(
-            &key,
-            "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
-        )
-        .unwrap();
+    dir.write("certs/server.crt", &cert.pem());
+    dir.write("certs/server.key", &key.serialize_pem());
+}
+
+/// `-t` checks the TLS identity: a key that does not belong to the
+/// certificate, or a file that is not PEM, fails with the file named.
+#[test]
+fn test_config_checks_tls_files() {
+    let dir = TempDir::new("tls-check");
+    dir.write("acl.yml", "_:\n  sub: '#'\n");
+    write_cert_pair(&dir);
+    let other = rcgen::KeyPair::generate().unwrap();
+    dir.write("certs/other.key", &other.serialize_pem());
+    dir.write("certs/garbage.crt", "not a certificate\n");
+    for (cert, key, want) in [
+        ("certs/server.crt", "certs/server.key", None),
+        ("certs/server.crt", "certs/other.key", Some("other.key")),
+        ("certs/garbage.crt", "certs/server.key", Some("garbage.crt")),
+        ("certs/missing.crt", "certs/server.key", Some("missing.crt")),
+    ] {
+        let config = dir.write(
+            "config.yml",
+            &format!("proto:\n  bind: 127.0.0.1:0\n  tls_cert: {cert}\n  tls_key: {key}\nauth:\n  acl: acl.yml\n"),
+        );
+        let (code, out) = run_psrtd(&["-t", "-C", config.to_str().unwrap()], WAIT);
+        match want {
+            None => assert_eq!(code, Some(0), "{out}"),
+            Some(file) => {
+                assert_eq!(code, Some(1), "{cert} {key}: {out}");
+                assert!(out.contains(file), "{out}");
+            }
+        }
     }
 }
 

@@ -112,11 +112,6 @@ fn run(args: Args) -> Result<(), String> {
     for key in &config.ignored {
         warn!("config: ignored {key}");
     }
-    if config.tls_configured {
-        warn!(
-            "config: TLS files are set, but TLS is not implemented in this build yet: TLS clients are refused"
-        );
-    }
     if args.test_config {
         let source = config
             .source

@@ -180,10 +180,21 @@ pub enum AclSource {
     AnonymousFullAccess,
 }
 
+/// The TLS identity: PEM certificate chain and private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `proto.tls_cert`.
+    pub cert: PathBuf,
+    /// `proto.tls_key`.
+    pub key: PathBuf,
+}
+
 /// Auth file locations, resolved against the config folder. The files are
 /// read by `auth::AuthDb::load` at start and on every SIGHUP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthFiles {
+    /// TLS identity (reloaded with the rest, for certificate rotation).
+    pub tls: Option<TlsFiles>,
     /// ACL file (or the embedded one).
     pub acl: AclSource,
     /// htpasswd file with bcrypt hashes.
@@ -205,8 +216,6 @@ pub struct Config {
     pub udp_frame_size: u16,
     /// Stats HTTP listener (`IP:port`).
     pub bind_stats: Option<String>,
-    /// TLS identity files, if configured.
-    pub tls_configured: bool,
     /// Accept plain (`00`) connections.
     pub allow_no_tls: bool,
     /// The protocol timeout (greeting, login, data hello, idle control socket).
@@ -270,7 +279,6 @@ impl Config {
             bind_udp: vec!["127.0.0.1:2873".into()],
             udp_frame_size: DEFAULT_UDP_FRAME_SIZE,
             bind_stats: Some("127.0.0.1:8880".into()),
-            tls_configured: false,
             allow_no_tls: true,
             timeout: Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
             limits: Limits::default(),
@@ -284,6 +292,7 @@ impl Config {
             trust_unix_socket: false,
             max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
             auth: AuthFiles {
+                tls: None,
                 acl: AclSource::AnonymousFullAccess,
                 password_file: None,
                 key_file: None,
@@ -417,14 +426,38 @@ impl Config {
                 ))
             })?;
         }
-        let tls_configured = proto.tls_pkcs12.is_some() || proto.tls_cert.is_some();
-        if proto.tls_cert.is_some() && proto.tls_key.is_none() {
-            return Err(err(
-                "proto.tls_cert is set but proto.tls_key is missing".into()
-            ));
-        }
+        let tls = match (proto.tls_cert, proto.tls_key) {
+            (Some(cert), Some(key)) => {
+                if proto.tls_pkcs12.is_some() {
+                    ignored.push("proto.tls_pkcs12 (tls_cert and tls_key are used)".into());
+                }
+                Some(TlsFiles {
+                    cert: resolve(cert),
+                    key: resolve(key),
+                })
+            }
+            (Some(_), None) => {
+                return Err(err(
+                    "proto.tls_cert is set but proto.tls_key is missing".into()
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "proto.tls_key is set but proto.tls_cert is missing".into()
+                ));
+            }
+            (None, None) if proto.tls_pkcs12.is_some() => {
+                return Err(err(
+                    "proto.tls_pkcs12: PKCS#12 identities are not supported; convert it to PEM \
+                     (openssl pkcs12 -in FILE -nokeys -out cert.pem; openssl pkcs12 -in FILE \
+                     -nocerts -nodes -out key.pem) and set tls_cert and tls_key"
+                        .into(),
+                ));
+            }
+            (None, None) => None,
+        };
         let allow_no_tls = proto.allow_no_tls.unwrap_or(true);
-        if !allow_no_tls && !tls_configured {
+        if !allow_no_tls && tls.is_none() {
             return Err(err(
                 "proto.allow_no_tls is false but no TLS identity is configured: no client could connect"
                     .into(),
@@ -441,7 +474,6 @@ impl Config {
             bind_udp,
             udp_frame_size,
             bind_stats: server.bind_stats,
-            tls_configured,
             allow_no_tls,
             timeout: Duration::from_secs_f64(timeout_secs),
             limits,
@@ -457,6 +489,7 @@ impl Config {
                 .max_login_failures
                 .unwrap_or(DEFAULT_MAX_LOGIN_FAILURES),
             auth: AuthFiles {
+                tls,
                 acl,
                 password_file: auth.password_file.map(resolve),
                 key_file: auth.key_file.map(resolve),
@@ -540,7 +573,13 @@ cluster:
             Some(Path::new("/etc/psrtd/psrt-passwd"))
         );
         assert!(c.allow_anonymous);
-        assert!(c.tls_configured);
+        assert_eq!(
+            c.auth.tls,
+            Some(TlsFiles {
+                cert: "/etc/psrtd/certs/server.crt".into(),
+                key: "/etc/psrtd/certs/server.key".into()
+            })
+        );
         assert_eq!(c.ignored.len(), 3, "{:?}", c.ignored);
         assert_eq!(c.pid_file.as_deref(), Some(Path::new("/tmp/psrtd.pid")));
     }
@@ -599,6 +638,11 @@ cluster:
                 "max_queued_bytes",
             ),
             ("proto:\n  tls_cert: c.pem\nauth:\n  acl: a\n", "tls_key"),
+            (
+                "proto:\n  tls_key: k.pem\nauth:\n  acl: a\n",
+                "tls_cert is missing",
+            ),
+            ("proto:\n  tls_pkcs12: id.p12\nauth:\n  acl: a\n", "PKCS#12"),
             (
                 "proto:\n  allow_no_tls: false\nauth:\n  acl: a\n",
                 "allow_no_tls",

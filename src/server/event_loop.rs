@@ -522,7 +522,7 @@ impl Server {
             return;
         };
         conn.writable = true;
-        if !conn.tx.is_empty() {
+        if !conn.tx.is_empty() || conn.stream.has_pending_output() {
             self.core.schedule_flush(id, conn);
         }
     }
@@ -552,6 +552,13 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.rx.release_if_empty(&mut self.core.rx_pool);
+                    if matches!(conn.stream, super::conn::Transport::Tls(_)) {
+                        self.check_tls_handshake(id);
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.close(id, CloseReason::Tls(e.to_string()));
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -627,10 +634,18 @@ impl Server {
             return;
         }
         conn.in_flush_list = false;
-        if conn.writable && !conn.tx.is_empty() {
+        if conn.writable && (!conn.tx.is_empty() || conn.stream.has_pending_output()) {
             let paused = !conn.wants_input();
             let before = conn.tx.len();
-            match conn.tx.write_to(&mut conn.stream, &mut self.core.tx_pool) {
+            let written = conn
+                .tx
+                .write_to(&mut conn.stream, &mut self.core.tx_pool)
+                .and_then(|flushed| match flushed {
+                    // Plaintext all taken: TLS ciphertext may still wait.
+                    Flushed::Drained if !conn.stream.flush_pending()? => Ok(Flushed::Blocked),
+                    other => Ok(other),
+                });
+            match written {
                 Ok(flushed) => {
                     if conn.tx.len() < before {
                         conn.last_write = now;
@@ -657,8 +672,21 @@ impl Server {
             };
             return self.close(id, reason);
         }
-        if matches!(conn.phase, Phase::Closing(_)) && conn.tx.is_empty() {
-            self.remove_conn(id);
+        if let Phase::Closing(reason) = &conn.phase {
+            if conn.tx.is_empty() {
+                // Everything queued went out: end a TLS session cleanly, and
+                // close once its last record is written too.
+                if reason.keeps_output() {
+                    conn.stream.close_notify();
+                    if !conn.stream.flush_pending().unwrap_or(true) {
+                        conn.writable = false;
+                        return;
+                    }
+                }
+                if !conn.stream.has_pending_output() {
+                    self.remove_conn(id);
+                }
+            }
         }
     }
 
@@ -762,15 +790,7 @@ impl Server {
             CloseReason::SlowConsumer { .. } => self.core.stats.slow_consumers += 1,
             _ => {}
         }
-        let keep_output = !matches!(
-            reason,
-            CloseReason::PeerClosed
-                | CloseReason::Io(_)
-                | CloseReason::SlowConsumer { .. }
-                | CloseReason::WriteStall
-                | CloseReason::Shutdown
-        );
-        if !keep_output {
+        if !reason.keeps_output() {
             conn.tx.clear(&mut self.core.tx_pool);
         }
         let old = std::mem::replace(&mut conn.phase, Phase::Closing(reason));

@@ -61,6 +61,7 @@ impl Server {
             let shared = rx.shared_frame().map(|(buf, len)| (buf.clone(), len));
             let step = match &conn.phase {
                 Phase::Greeting => self.on_greeting(id, data),
+                Phase::TlsHandshake(_) => self.on_tls_early(id, data),
                 Phase::Login => self.on_login(id, data),
                 Phase::Control(_) => self.on_control(id, data, shared.as_ref()),
                 Phase::DataHello => self.on_data_hello(id, data),
@@ -115,13 +116,30 @@ impl Server {
         // Unix sockets have no TLS: the reference ignores the byte there.
         if !conn.peer.is_unix() {
             match comm {
-                CommMode::Tls => return Err(CloseReason::TlsUnavailable),
+                CommMode::Tls => {
+                    let Some(config) = self.core.auth.tls.clone() else {
+                        return Err(CloseReason::TlsUnavailable);
+                    };
+                    conn.stream
+                        .start_tls(config, &[])
+                        .map_err(|e| CloseReason::Tls(e.to_string()))?;
+                    conn.set_phase(Phase::TlsHandshake(kind), now);
+                    return Ok(Step::Used(len));
+                }
                 CommMode::Plain if !self.core.config.allow_no_tls => {
                     return Err(CloseReason::PlainForbidden);
                 }
                 CommMode::Plain => {}
             }
         }
+        self.greeting_done(id, kind);
+        Ok(Step::Used(len))
+    }
+
+    /// Sends the greeting reply and waits for the login or the data hello.
+    fn greeting_done(&mut self, id: ConnId, kind: StreamKind) {
+        let now = self.core.now;
+        let conn = &mut self.conns[id];
         conn.tx.push_with(4, false, &mut self.core.tx_pool, |v| {
             encode_greeting_reply(kind, v)
         });
@@ -131,7 +149,35 @@ impl Server {
         };
         conn.set_phase(next, now);
         self.core.schedule_flush(id, conn);
-        Ok(Step::Used(len))
+    }
+
+    /// Ciphertext that arrived together with a TLS greeting.
+    fn on_tls_early(&mut self, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
+        let conn = &mut self.conns[id];
+        let super::conn::Transport::Tls(tls) = &mut conn.stream else {
+            return Err(CloseReason::Tls("not a TLS connection".into()));
+        };
+        tls.feed(data)
+            .map_err(|e| CloseReason::Tls(e.to_string()))?;
+        self.check_tls_handshake(id);
+        Ok(Step::Used(data.len()))
+    }
+
+    /// After TLS input: once the handshake is done, the greeting reply goes
+    /// out (encrypted); handshake messages that wait for the socket are
+    /// flushed.
+    pub(crate) fn check_tls_handshake(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.stream.has_pending_output() {
+            self.core.schedule_flush(id, conn);
+        }
+        if let Phase::TlsHandshake(kind) = conn.phase {
+            if !conn.stream.is_handshaking() {
+                self.greeting_done(id, kind);
+            }
+        }
     }
 
     fn on_login(&mut self, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {

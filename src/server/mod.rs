@@ -15,6 +15,7 @@
 //! | [`config`] | `config.yml` (reference format) and the embedded default |
 //! | [`timers`] | the deadline heap |
 //! | `udp` | UDP publish datagrams (plain and AES-GCM) |
+//! | [`tls`] | rustls identity loading and the TLS transport |
 //! | [`stats`] | counters |
 //! | `listener`, `ratelog`, `throttle` | listening sockets; rate-limited warnings; login brute-force refusals |
 
@@ -33,6 +34,7 @@ pub mod stats;
 pub mod sys;
 mod throttle;
 pub mod timers;
+pub mod tls;
 mod udp;
 
 pub use auth::AuthDb;

@@ -10,6 +10,7 @@ pub mod passwords;
 pub mod worker;
 
 use std::path::Path;
+use std::sync::Arc;
 
 pub use acl::{ANONYMOUS, Acl, AclEntry};
 pub use keys::Keys;
@@ -27,6 +28,8 @@ pub struct AuthDb {
     pub passwords: Passwords,
     /// login → UDP AES key.
     pub keys: Keys,
+    /// The TLS identity, if `tls_cert`/`tls_key` are configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -51,6 +54,10 @@ impl AuthDb {
             }
             None => Passwords::default(),
         };
+        let tls = match &files.tls {
+            Some(t) => Some(crate::server::tls::load_server_config(&t.cert, &t.key)?),
+            None => None,
+        };
         let keys = match &files.key_file {
             Some(path) => {
                 let (k, w) = Keys::parse(&read(path)?, path, &acl)?;
@@ -64,6 +71,7 @@ impl AuthDb {
                 acl,
                 passwords,
                 keys,
+                tls,
             },
             warnings,
         ))
@@ -72,10 +80,15 @@ impl AuthDb {
     /// One line for the log: what was loaded.
     pub fn summary(&self) -> String {
         format!(
-            "{} ACL entries, {} users, {} UDP keys",
+            "{} ACL entries, {} users, {} UDP keys{}",
             self.acl.len(),
             self.passwords.len(),
-            self.keys.len()
+            self.keys.len(),
+            if self.tls.is_some() {
+                ", TLS identity"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -93,6 +106,7 @@ mod tests {
         std::fs::write(&acl, "_:\n  sub: '#'\nuser1:\n  pub: a/#\n").unwrap();
         std::fs::write(&pw, "user1:$apr1$x$y\n").unwrap();
         let files = AuthFiles {
+            tls: None,
             acl: AclSource::File(acl.clone()),
             password_file: Some(pw.clone()),
             key_file: None,
@@ -118,6 +132,7 @@ mod tests {
     #[test]
     fn embedded_acl() {
         let files = AuthFiles {
+            tls: None,
             acl: AclSource::AnonymousFullAccess,
             password_file: None,
             key_file: None,

@@ -150,6 +150,7 @@ mod tests {
             .unwrap();
         }
         w.submit(Job::Reload(AuthFiles {
+            tls: None,
             acl: AclSource::AnonymousFullAccess,
             password_file: None,
             key_file: None,

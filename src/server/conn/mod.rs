@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 pub use phase::{CloseReason, DataLink, Phase, Session};
 pub use recv::{RX_CHUNK, RecvBuf, RxPool};
 pub use send::{Flushed, SendQueue, TX_CHUNK, TxPool};
-pub use stream::{Peer, Stream};
+pub use stream::{Peer, Stream, Transport};
 
 /// Slab key of a connection.
 pub type ConnId = usize;
@@ -36,8 +36,8 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// One socket.
 #[derive(Debug)]
 pub struct Conn {
-    /// The socket.
-    pub stream: Stream,
+    /// The socket (plain, or TLS after a `01` greeting).
+    pub stream: Transport,
     /// Who is on the other end.
     pub peer: Peer,
     /// Unique for the server's lifetime (slab keys are reused).
@@ -73,7 +73,7 @@ impl Conn {
     /// A freshly accepted connection.
     pub fn new(stream: Stream, peer: Peer, serial: u64, now: Instant) -> Self {
         Self {
-            stream,
+            stream: Transport::Plain(stream),
             peer,
             serial,
             phase: Phase::Greeting,
@@ -105,7 +105,11 @@ impl Conn {
     /// Whether input should be read and decoded now.
     pub fn wants_input(&self) -> bool {
         match &self.phase {
-            Phase::Greeting | Phase::Login | Phase::DataHello | Phase::HttpRequest => true,
+            Phase::Greeting
+            | Phase::TlsHandshake(_)
+            | Phase::Login
+            | Phase::DataHello
+            | Phase::HttpRequest => true,
             Phase::Control(_) => self.tx.len() < CONTROL_TX_PAUSE,
             Phase::Authenticating
             | Phase::HttpAuthenticating(_)
@@ -119,9 +123,11 @@ impl Conn {
     pub fn due(&self, timeout: Duration) -> Option<Instant> {
         let stall = (!self.tx.is_empty()).then(|| self.last_write + timeout);
         let phase = match &self.phase {
-            Phase::Greeting | Phase::Login | Phase::DataHello | Phase::HttpRequest => {
-                Some(self.phase_since + timeout)
-            }
+            Phase::Greeting
+            | Phase::TlsHandshake(_)
+            | Phase::Login
+            | Phase::DataHello
+            | Phase::HttpRequest => Some(self.phase_since + timeout),
             Phase::Authenticating | Phase::HttpAuthenticating(_) => None,
             Phase::Control(_) => Some(match self.partial_since {
                 Some(since) => {

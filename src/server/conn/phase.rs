@@ -15,6 +15,8 @@ use crate::server::auth::AclEntry;
 pub enum Phase {
     /// Waiting for `EE AA|AB COMM`.
     Greeting,
+    /// TLS handshake after a `01` greeting; the greeting reply follows it.
+    TlsHandshake(psrt_protocol::StreamKind),
     /// Control socket: waiting for the login frame.
     Login,
     /// Control socket: bcrypt is running in the auth worker; input paused.
@@ -38,6 +40,7 @@ impl Phase {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Greeting => "greeting",
+            Self::TlsHandshake(_) => "TLS handshake",
             Self::Login => "login",
             Self::Authenticating => "authenticating",
             Self::Control(_) => "control",
@@ -93,6 +96,8 @@ pub enum CloseReason {
     BadGreeting(DecodeError),
     /// TLS requested; this server has no TLS identity.
     TlsUnavailable,
+    /// The TLS handshake or a TLS record failed.
+    Tls(String),
     /// A plain connection while `allow_no_tls` is false.
     PlainForbidden,
     /// A frame that breaks the protocol.
@@ -134,6 +139,20 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Whether what is already queued (replies, pending messages) is still
+    /// written before the close, rather than dropped.
+    pub fn keeps_output(&self) -> bool {
+        !matches!(
+            self,
+            Self::PeerClosed
+                | Self::Io(_)
+                | Self::Tls(_)
+                | Self::SlowConsumer { .. }
+                | Self::WriteStall
+                | Self::Shutdown
+        )
+    }
+
     /// Whether this is routine (logged at debug) rather than a problem
     /// (logged at warn).
     pub fn is_routine(&self) -> bool {
@@ -156,6 +175,7 @@ impl fmt::Display for CloseReason {
             Self::Io(kind) => write!(f, "socket error: {kind}"),
             Self::BadGreeting(e) => write!(f, "invalid greeting: {e}"),
             Self::TlsUnavailable => f.write_str("TLS requested but no TLS identity is configured"),
+            Self::Tls(e) => write!(f, "TLS error: {e}"),
             Self::PlainForbidden => f.write_str("plain connection refused (allow_no_tls: false)"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::WildcardPublish => f.write_str("publish to a topic with '+' or '#'"),
