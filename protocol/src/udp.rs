@@ -86,12 +86,8 @@ pub struct Datagram<'a> {
     pub body: &'a [u8],
 }
 
-/// Decodes the envelope of a datagram. Every error here means "send no ack":
-/// the sender is not yet known to be who it claims.
-pub fn decode_datagram(buf: &[u8]) -> Result<Datagram<'_>, DecodeError> {
-    let Some((&[m0, m1, v0, v1], rest)) = buf.split_first_chunk::<HEADER_LEN>() else {
-        return Err(DecodeError::Truncated);
-    };
+/// Checks `EE AA 01 00`, the header of datagrams and acks alike.
+fn check_header(&[m0, m1, v0, v1]: &[u8; HEADER_LEN]) -> Result<(), DecodeError> {
     if StreamKind::from_magic([m0, m1])? != StreamKind::Control {
         return Err(DecodeError::BadMagic([m0, m1]));
     }
@@ -99,6 +95,21 @@ pub fn decode_datagram(buf: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     if version != PROTOCOL_VERSION {
         return Err(DecodeError::BadVersion(version));
     }
+    Ok(())
+}
+
+fn put_header(out: &mut Vec<u8>) {
+    out.extend_from_slice(&StreamKind::Control.magic());
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+}
+
+/// Decodes the envelope of a datagram. Every error here means "send no ack":
+/// the sender is not yet known to be who it claims.
+pub fn decode_datagram(buf: &[u8]) -> Result<Datagram<'_>, DecodeError> {
+    let Some((header, rest)) = buf.split_first_chunk::<HEADER_LEN>() else {
+        return Err(DecodeError::Truncated);
+    };
+    check_header(header)?;
     let Some((&auth, rest)) = rest.split_first() else {
         return Err(DecodeError::Truncated);
     };
@@ -277,8 +288,7 @@ pub fn encode_udp_body(op: UdpOp, priority: u8, topic: &str, data: &[u8], out: &
 }
 
 fn encode_header(auth: u8, login: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(&StreamKind::Control.magic());
-    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    put_header(out);
     out.push(auth);
     out.extend_from_slice(login.as_bytes());
     out.push(0);
@@ -321,24 +331,17 @@ pub fn encode_udp_encrypted(
 
 /// Appends the 5-byte ack `EE AA 01 00 CODE`.
 pub fn encode_udp_ack(code: Reply, out: &mut Vec<u8>) {
-    out.extend_from_slice(&StreamKind::Control.magic());
-    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    put_header(out);
     out.push(code.into());
 }
 
 /// Decodes an ack datagram (client side).
 pub fn decode_udp_ack(buf: &[u8]) -> Result<Reply, DecodeError> {
-    let Some(&[m0, m1, v0, v1, code]) = buf.first_chunk::<UDP_ACK_LEN>() else {
+    let Some((header, [code, ..])) = buf.split_first_chunk::<HEADER_LEN>() else {
         return Err(DecodeError::Truncated);
     };
-    if StreamKind::from_magic([m0, m1])? != StreamKind::Control {
-        return Err(DecodeError::BadMagic([m0, m1]));
-    }
-    let version = u16::from_le_bytes([v0, v1]);
-    if version != PROTOCOL_VERSION {
-        return Err(DecodeError::BadVersion(version));
-    }
-    Reply::try_from(code)
+    check_header(header)?;
+    Reply::try_from(*code)
 }
 
 #[cfg(test)]

@@ -357,21 +357,13 @@ impl Server {
                     info!("shutdown requested");
                     self.running = false;
                 }
-                LoopMsg::Verified {
-                    ticket,
-                    login,
-                    hash,
-                    password,
-                    ok,
-                } => match ticket {
-                    Ticket::Conn { conn, serial } => {
-                        self.on_verified(conn, serial, &login, hash, &password, ok);
+                LoopMsg::Verified(v) => {
+                    self.core.worker.in_flight = self.core.worker.in_flight.saturating_sub(1);
+                    match v.ticket {
+                        Ticket::Conn { conn, serial } => self.on_verified(conn, serial, v),
+                        Ticket::Datagram(id) => self.on_datagram_verified(id, &v),
                     }
-                    Ticket::Datagram(id) => {
-                        self.core.worker.in_flight = self.core.worker.in_flight.saturating_sub(1);
-                        self.on_datagram_verified(id, &login, &hash, &password, ok);
-                    }
-                },
+                }
                 LoopMsg::Reloaded(result) => self.on_reloaded(*result),
             }
         }

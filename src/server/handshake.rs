@@ -11,7 +11,7 @@ use psrt_protocol::{
 };
 use ring::rand::SecureRandom;
 
-use super::auth::worker::{Job, Ticket};
+use super::auth::worker::{Job, Ticket, Verified};
 use super::auth::{ANONYMOUS, AclEntry};
 use super::conn::{CloseReason, ConnId, DataLink, Phase, Session};
 use super::event_loop::Server;
@@ -240,16 +240,15 @@ impl Server {
     }
 
     /// A bcrypt verification came back from the worker.
-    pub(crate) fn on_verified(
-        &mut self,
-        conn_id: ConnId,
-        serial: u64,
-        login: &str,
-        hash: Box<str>,
-        password: &str,
-        ok: bool,
-    ) {
-        self.core.worker.in_flight = self.core.worker.in_flight.saturating_sub(1);
+    pub(crate) fn on_verified(&mut self, conn_id: ConnId, serial: u64, v: Verified) {
+        let Verified {
+            login,
+            hash,
+            password,
+            ok,
+            ..
+        } = v;
+        let (login, password) = (login.as_str(), password.as_str());
         let Some(conn) = self.conns.get_mut(conn_id) else {
             return;
         };

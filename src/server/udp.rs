@@ -27,7 +27,7 @@ use psrt_protocol::{
 };
 
 use super::auth::ANONYMOUS;
-use super::auth::worker::{Job, Ticket};
+use super::auth::worker::{Job, Ticket, Verified};
 use super::event_loop::Server;
 
 /// Datagrams read from one socket per loop iteration before others get a turn.
@@ -230,14 +230,8 @@ impl Server {
     }
 
     /// A bcrypt result for a parked datagram.
-    pub(crate) fn on_datagram_verified(
-        &mut self,
-        id: u64,
-        login: &str,
-        hash: &str,
-        password: &str,
-        ok: bool,
-    ) {
+    pub(crate) fn on_datagram_verified(&mut self, id: u64, v: &Verified) {
+        let (login, hash, password, ok) = (v.login.as_str(), &*v.hash, v.password.as_str(), v.ok);
         let Some(p) = self.udp.pending.remove(&id) else {
             return;
         };

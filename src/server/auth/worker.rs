@@ -45,22 +45,26 @@ pub enum Job {
     Reload(AuthFiles),
 }
 
+/// A finished verification.
+#[derive(Debug)]
+pub struct Verified {
+    /// Who asked.
+    pub ticket: Ticket,
+    /// Login it was for.
+    pub login: String,
+    /// The hash it was checked against.
+    pub hash: Box<str>,
+    /// The password (kept for the cache digest; dropped right after).
+    pub password: String,
+    /// Whether bcrypt accepted it.
+    pub ok: bool,
+}
+
 /// Messages to the event loop (from the worker, or a shutdown handle).
 #[derive(Debug)]
 pub enum LoopMsg {
     /// A verification finished.
-    Verified {
-        /// Who asked.
-        ticket: Ticket,
-        /// Login it was for.
-        login: String,
-        /// The hash it was checked against.
-        hash: Box<str>,
-        /// The password (kept for the cache digest; dropped right after).
-        password: String,
-        /// Whether bcrypt accepted it.
-        ok: bool,
-    },
+    Verified(Verified),
     /// A reload finished: the new database and its warnings, or why the old
     /// one stays.
     Reloaded(Box<Result<(AuthDb, Vec<String>), ConfigError>>),
@@ -108,13 +112,13 @@ fn run(inbox: &Receiver<Job>, results: &Sender<LoopMsg>, waker: &Waker) {
                 password,
             } => {
                 let ok = bcrypt::verify(&password, &hash).unwrap_or(false);
-                LoopMsg::Verified {
+                LoopMsg::Verified(Verified {
                     ticket,
                     login,
                     hash,
                     password,
                     ok,
-                }
+                })
             }
             Job::Reload(files) => LoopMsg::Reloaded(Box::new(AuthDb::load(&files))),
         };
@@ -166,19 +170,19 @@ mod tests {
         }
         assert!(matches!(
             got[0],
-            LoopMsg::Verified {
+            LoopMsg::Verified(Verified {
                 ok: true,
                 ticket: Ticket::Conn { conn: 0, .. },
                 ..
-            }
+            })
         ));
         assert!(matches!(
             got[1],
-            LoopMsg::Verified {
+            LoopMsg::Verified(Verified {
                 ok: false,
                 ticket: Ticket::Conn { conn: 1, .. },
                 ..
-            }
+            })
         ));
         assert!(matches!(&got[2], LoopMsg::Reloaded(r) if r.is_ok()));
     }
