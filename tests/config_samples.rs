@@ -54,4 +54,5 @@ fn systemd_unit_uses_test_config_and_sighup() {
     let unit = std::fs::read_to_string(sample("psrtd.service")).unwrap();
     assert!(unit.contains("ExecStartPre=/usr/local/bin/psrtd -t -C /etc/psrtd/config.yml"));
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
 }

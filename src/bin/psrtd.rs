@@ -138,6 +138,7 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(p) = &pid_file {
         write_pid_file(p)?;
     }
+    server.notify_systemd();
     info!(
         "psrtd {} listening on {} (timeout {:?}; {auth_summary})",
         env!("CARGO_PKG_VERSION"),

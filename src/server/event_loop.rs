@@ -34,6 +34,7 @@ use super::config::Config;
 use super::conn::{CloseReason, Conn, ConnId, Flushed, Phase, RxPool, TxPool};
 use super::listener::Listener;
 use super::matcher::Matcher;
+use super::notify::Notifier;
 use super::ratelog::RateLog;
 use super::stats::Stats;
 use super::throttle::LoginThrottle;
@@ -142,6 +143,7 @@ pub struct Server {
     pub(crate) core: Core,
     inbox: Receiver<LoopMsg>,
     handle: ShutdownHandle,
+    pub(crate) notifier: Notifier,
     running: bool,
     accept_paused_until: Option<Instant>,
 }
@@ -230,6 +232,7 @@ impl Server {
             },
             inbox,
             handle: ShutdownHandle { tx, waker },
+            notifier: Notifier::default(),
             running: true,
             accept_paused_until: None,
         })
@@ -244,6 +247,15 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         self.signals = Some(signals);
         Ok(())
+    }
+
+    /// Sends systemd notifications (`$NOTIFY_SOCKET`): `READY=1` now, then
+    /// reload, watchdog and stop notices. Only the process's main server
+    /// should do this.
+    pub fn notify_systemd(&mut self) {
+        self.notifier = Notifier::from_env(Instant::now());
+        let listening = self.describe_listeners().join(", ");
+        self.notifier.ready(&format!("listening on {listening}"));
     }
 
     /// A handle that stops the loop from another thread.
@@ -296,14 +308,21 @@ impl Server {
             let now = Instant::now();
             // Output queued by the timers (beacons, closes) must not wait
             // for the next deadline: poll without sleeping then.
-            let timeout = if self.core.ready_list.is_empty() && self.core.flush_list.is_empty() {
-                let accept = self
-                    .accept_paused_until
-                    .map(|t| t.saturating_duration_since(now));
-                match (self.core.timers.until_next(now), accept) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+            let idle = self.core.ready_list.is_empty()
+                && self.core.flush_list.is_empty()
+                && self.udp.backlog.is_empty();
+            let timeout = if idle {
+                [
+                    self.core.timers.until_next(now),
+                    self.accept_paused_until
+                        .map(|t| t.saturating_duration_since(now)),
+                    self.notifier
+                        .next_ping()
+                        .map(|t| t.saturating_duration_since(now)),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
             } else {
                 Some(Duration::ZERO)
             };
@@ -345,7 +364,9 @@ impl Server {
             }
             self.flush_pending();
             self.fire_timers();
+            self.notifier.tick(self.core.now);
         }
+        self.notifier.stopping();
         self.close_all();
         Ok(())
     }
@@ -395,7 +416,8 @@ impl Server {
             self.core.reload_queued = true;
             return;
         }
-        info!("reloading ACL, passwords and keys");
+        info!("reloading ACL, passwords, keys and the TLS identity");
+        self.notifier.reloading();
         let files = self.core.config.auth.clone();
         if self.core.worker.submit(Job::Reload(files)).is_err() {
             error!("auth worker is gone: reload impossible");

@@ -17,6 +17,7 @@
 //! | `udp` | UDP publish datagrams (plain and AES-GCM) |
 //! | [`tls`] | rustls identity loading and the TLS transport |
 //! | [`stats`] | counters |
+//! | `notify` | systemd notifications: ready, reloading, stopping, watchdog |
 //! | `listener`, `ratelog`, `throttle` | listening sockets; rate-limited warnings; login brute-force refusals |
 
 pub mod auth;
@@ -28,6 +29,7 @@ mod handshake;
 pub mod http;
 mod listener;
 pub mod matcher;
+mod notify;
 mod ratelog;
 mod reload;
 pub mod stats;

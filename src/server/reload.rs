@@ -32,6 +32,8 @@ impl Server {
         }
         if std::mem::take(&mut self.core.reload_queued) {
             self.request_reload();
+        } else {
+            self.notifier.ready("reload finished");
         }
     }
 

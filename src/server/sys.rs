@@ -64,6 +64,21 @@ pub fn set_recv_buffer(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::
     Ok(usize::try_from(got).unwrap_or(0))
 }
 
+/// `CLOCK_MONOTONIC` in microseconds (systemd's `MONOTONIC_USEC`).
+pub fn monotonic_usec() -> io::Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    Ok(secs * 1_000_000 + nanos / 1_000)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -71,6 +86,13 @@ mod tests {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let granted = super::set_recv_buffer(&s, 1 << 20).unwrap();
         assert!(granted >= 64 * 1024, "{granted}");
+    }
+
+    #[test]
+    fn monotonic_clock_moves() {
+        let a = super::monotonic_usec().unwrap();
+        let b = super::monotonic_usec().unwrap();
+        assert!(a > 0 && b >= a);
     }
 
     #[test]

@@ -476,8 +476,14 @@ pub fn run_psrtd(args: &[&str], within: Duration) -> (Option<i32>, String) {
 impl Proc {
     /// Starts `psrtd ARGS` without waiting for a listening line.
     pub fn spawn_no_wait(args: &[&str]) -> Self {
+        Self::spawn_with_env(args, &[])
+    }
+
+    /// Starts `psrtd ARGS` with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(psrtd_bin())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
