@@ -16,8 +16,9 @@ use super::auth::{ANONYMOUS, AclEntry};
 use super::conn::{CloseReason, ConnId, DataLink, Phase, Session};
 use super::event_loop::Server;
 
-/// Logins waiting for bcrypt at once; more are refused.
-const MAX_PENDING_AUTH: usize = 256;
+/// Password checks waiting for bcrypt at once (logins and stats requests);
+/// more are refused.
+pub(crate) const MAX_PENDING_AUTH: usize = 256;
 /// Shortest beacon interval, whatever timeout the client declares.
 const MIN_BEACON_MS: u64 = 200;
 

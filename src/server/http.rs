@@ -222,6 +222,9 @@ impl Server {
         if self.core.cache.contains(user, password, &hash) {
             return self.authorize(id, route, user);
         }
+        if self.core.worker.in_flight >= super::handshake::MAX_PENDING_AUTH {
+            return self.respond(id, Response::text("503 Service Unavailable", "busy\n"));
+        }
         let job = Job::Verify {
             ticket: Ticket::Conn {
                 conn: id,
