@@ -2,10 +2,14 @@
 //! whether to open a data socket. A builder in the style of the reference
 //! Rust client (`Config::new(path).set_auth(..).set_timeout(..).build()`).
 //!
-//! TLS is not implemented yet; when it is, it gets its own setters here.
+//! TLS: [`Config::set_tls`] turns it on for both sockets; the server
+//! certificate is verified against the CA given with [`Config::set_tls_ca`]
+//! (PEM content, as in the reference client) or [`Config::set_tls_ca_file`]
+//! (a PEM file read at connect time). There are no built-in roots, so one of
+//! them is required.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::protocol::Limits;
@@ -34,6 +38,9 @@ pub struct Config {
     queue_size: usize,
     need_data_stream: bool,
     max_message_bytes: u32,
+    tls: bool,
+    tls_ca: Option<String>,
+    tls_ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Config {
@@ -47,6 +54,9 @@ impl fmt::Debug for Config {
             .field("queue_size", &self.queue_size)
             .field("need_data_stream", &self.need_data_stream)
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("tls", &self.tls)
+            .field("tls_ca", &self.tls_ca.as_ref().map(|pem| pem.len()))
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +75,9 @@ impl Config {
             queue_size: DEFAULT_QUEUE_SIZE,
             need_data_stream: true,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tls: false,
+            tls_ca: None,
+            tls_ca_file: None,
         }
     }
 
@@ -115,6 +128,37 @@ impl Config {
     #[must_use]
     pub fn disable_data_stream(mut self) -> Self {
         self.need_data_stream = false;
+        self
+    }
+
+    /// TLS on both sockets (comm byte `01`, then a TLS handshake). The
+    /// server certificate must be signed by the CA of [`Config::set_tls_ca`]
+    /// or [`Config::set_tls_ca_file`] and be valid for the host part of the
+    /// path (a DNS name or an IP address). TLS on a Unix socket path is an
+    /// error at connect time, not silently plain.
+    #[must_use]
+    pub fn set_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The CA certificate(s) that sign the server certificate, as PEM
+    /// **content** (not a path; see [`Config::set_tls_ca_file`]). Replaces
+    /// a CA file set before. Only used with [`Config::set_tls`].
+    #[must_use]
+    pub fn set_tls_ca(mut self, pem: Option<String>) -> Self {
+        self.tls_ca = pem;
+        self.tls_ca_file = None;
+        self
+    }
+
+    /// Like [`Config::set_tls_ca`], but the PEM is read from `path` at each
+    /// connect (an unreadable file is an [`Error::Tls`](super::Error::Tls)
+    /// then). Replaces PEM content set before.
+    #[must_use]
+    pub fn set_tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self.tls_ca = None;
         self
     }
 
@@ -169,6 +213,27 @@ impl Config {
         self.max_message_bytes
     }
 
+    /// Whether TLS is on.
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The CA PEM content given with [`Config::set_tls_ca`].
+    pub fn tls_ca(&self) -> Option<&str> {
+        self.tls_ca.as_deref()
+    }
+
+    /// Replaces the CA PEM content (and drops a CA file).
+    pub fn update_tls_ca(&mut self, pem: String) {
+        self.tls_ca = Some(pem);
+        self.tls_ca_file = None;
+    }
+
+    /// The CA file given with [`Config::set_tls_ca_file`].
+    pub fn tls_ca_file(&self) -> Option<&Path> {
+        self.tls_ca_file.as_deref()
+    }
+
     /// Whether [`Config::path`] names a Unix socket.
     pub fn is_unix_socket(&self) -> bool {
         is_unix_socket(&self.path)
@@ -220,6 +285,24 @@ mod tests {
         assert!(!c.need_data_stream());
         assert_eq!((c.user(), c.password()), ("u", "secret"));
         assert!(!format!("{c:?}").contains("secret"));
+        assert!(!c.tls() && c.tls_ca().is_none() && c.tls_ca_file().is_none());
+    }
+
+    #[test]
+    fn tls_settings() {
+        let c = Config::new("h:1")
+            .set_tls(true)
+            .set_tls_ca(Some("PEM".into()));
+        assert!(c.tls());
+        assert_eq!(c.tls_ca(), Some("PEM"));
+        let mut c = c.set_tls_ca_file("/etc/ca.pem");
+        assert_eq!(
+            (c.tls_ca(), c.tls_ca_file()),
+            (None, Some(Path::new("/etc/ca.pem")))
+        );
+        c.update_tls_ca("PEM2".into());
+        assert_eq!((c.tls_ca(), c.tls_ca_file()), (Some("PEM2"), None));
+        assert!(!format!("{c:?}").contains("PEM2"));
     }
 
     #[test]

@@ -9,9 +9,10 @@
 
 use std::io::{Read, Write};
 use std::mem;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::stream::{Stream, read_exact_or_eof};
+use super::tls::TlsSetup;
 use super::{Config, Error};
 use crate::protocol::{
     CommMode, Decoded, GREETING_REPLY_LEN, Greeting, Login, Reply, Request, StreamKind, TOKEN_LEN,
@@ -68,20 +69,21 @@ pub(crate) struct Control {
     last_sent: Instant,
 }
 
-/// Greets, logs in and returns the control socket and the client token.
-pub(crate) fn open(config: &Config) -> Result<(Control, Token), Error> {
+/// Greets (with TLS if `tls` is given), logs in and returns the control
+/// socket and the client token.
+pub(crate) fn open(config: &Config, tls: Option<&TlsSetup>) -> Result<(Control, Token), Error> {
     let stream = Stream::connect(config, config.timeout())?;
     let mut out = Vec::new();
-    greet(&stream, StreamKind::Control, &mut out)?;
+    let mut stream = greet(stream, StreamKind::Control, tls, config.timeout(), &mut out)?;
     out.clear();
     let login = Login {
         login: config.user(),
         password: config.password(),
     };
     encode_login(&login, &mut out);
-    stream_write(&stream, &out)?;
+    stream_write(&mut stream, &out)?;
     let mut token = [0u8; TOKEN_LEN];
-    if !read_exact_or_eof(&stream, &mut token)? {
+    if !read_exact_or_eof(&mut stream, &mut token)? {
         return Err(Error::LoginFailed);
     }
     let Decoded::Frame { frame: token, .. } = decode_token(&token) else {
@@ -97,30 +99,47 @@ pub(crate) fn open(config: &Config) -> Result<(Control, Token), Error> {
     Ok((control, token))
 }
 
-/// Sends the greeting for `kind` and checks the server's reply.
-pub(crate) fn greet(stream: &Stream, kind: StreamKind, out: &mut Vec<u8>) -> Result<(), Error> {
+/// Sends the greeting for `kind` (comm byte `01` and then the TLS handshake
+/// within `timeout` if `tls` is given) and checks the server's reply.
+/// Returns the stream to go on with: the TLS one after a handshake.
+pub(crate) fn greet(
+    mut stream: Stream,
+    kind: StreamKind,
+    tls: Option<&TlsSetup>,
+    timeout: Duration,
+    out: &mut Vec<u8>,
+) -> Result<Stream, Error> {
     out.clear();
     let greeting = Greeting {
         kind,
-        comm: CommMode::Plain,
+        comm: if tls.is_some() {
+            CommMode::Tls
+        } else {
+            CommMode::Plain
+        },
     };
     encode_greeting(greeting, out);
-    stream_write(stream, out)?;
+    stream_write(&mut stream, out)?;
+    if let Some(setup) = tls {
+        stream = stream.start_tls(setup, timeout)?;
+    }
     let mut reply = [0u8; GREETING_REPLY_LEN];
-    if !read_exact_or_eof(stream, &mut reply)? {
-        return Err(Error::protocol(
-            "the server closed the connection after the greeting (does it require TLS?)",
-        ));
+    if !read_exact_or_eof(&mut stream, &mut reply)? {
+        return Err(Error::protocol(if tls.is_some() {
+            "the server closed the connection after the greeting"
+        } else {
+            "the server closed the connection after the greeting (does it require TLS?)"
+        }));
     }
     match decode_greeting_reply(&reply)? {
-        Decoded::Frame { frame, .. } if frame == kind => Ok(()),
+        Decoded::Frame { frame, .. } if frame == kind => Ok(stream),
         _ => Err(Error::protocol(format!(
             "unexpected greeting reply {reply:02x?}"
         ))),
     }
 }
 
-fn stream_write(mut stream: &Stream, bytes: &[u8]) -> Result<(), Error> {
+fn stream_write(stream: &mut Stream, bytes: &[u8]) -> Result<(), Error> {
     stream.write_all(bytes)?;
     Ok(())
 }
@@ -162,8 +181,8 @@ fn check_no_nul(topic: &str) -> Result<(), Error> {
 
 impl Control {
     /// A second handle to the socket, for shutting it down from elsewhere.
-    pub(crate) fn stream_clone(&self) -> Result<Stream, Error> {
-        Ok(self.stream.try_clone()?)
+    pub(crate) fn shutdown_handle(&self) -> Result<Stream, Error> {
+        Ok(self.stream.shutdown_handle()?)
     }
 
     /// When the last request was written.
@@ -230,14 +249,14 @@ impl Control {
     }
 
     fn send_out(&mut self) -> Result<(), Error> {
-        stream_write(&self.stream, &self.out)?;
+        stream_write(&mut self.stream, &self.out)?;
         self.last_sent = Instant::now();
         Ok(())
     }
 
     fn read_reply(&mut self) -> Result<(), Error> {
         let mut reply = [0u8; 1];
-        if !read_exact_or_eof(&self.stream, &mut reply)? {
+        if !read_exact_or_eof(&mut self.stream, &mut reply)? {
             return Err(Error::Disconnected);
         }
         check_reply(reply[0])
@@ -251,7 +270,7 @@ impl Control {
             let Some(chunk) = buf.get_mut(..want) else {
                 break;
             };
-            let n = match (&self.stream).read(chunk) {
+            let n = match self.stream.read(chunk) {
                 Ok(0) => return Err(Error::Disconnected),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::control::{check_reply, greet};
 use super::session::Shared;
 use super::stream::{Stream, read_exact_or_eof};
+use super::tls::TlsSetup;
 use super::{Config, Error, Message};
 use crate::protocol::{
     DataFrame, DataHello, DecodeError, Decoded, Limits, StreamKind, Token, decode_data_frame,
@@ -25,8 +26,9 @@ const MAX_READ_CHUNK: usize = 1024 * 1024;
 /// An empty buffer larger than this is shrunk back after a big message.
 const KEEP_CAPACITY: usize = 4 * MAX_READ_CHUNK;
 
-/// Opens the data socket for `token`: greeting, hello, reply `01`.
-pub(crate) fn open(config: &Config, token: Token) -> Result<Stream, Error> {
+/// Opens the data socket for `token`: greeting (and the TLS handshake if
+/// `tls` is given), hello, reply `01`.
+pub(crate) fn open(config: &Config, token: Token, tls: Option<&TlsSetup>) -> Result<Stream, Error> {
     let timeout_sec = config.data_timeout_byte();
     // The server beacons every TIMEOUT_SEC/2; never wait less than that.
     let read_timeout = config
@@ -34,12 +36,14 @@ pub(crate) fn open(config: &Config, token: Token) -> Result<Stream, Error> {
         .max(Duration::from_secs(u64::from(timeout_sec)));
     let stream = Stream::connect(config, read_timeout)?;
     let mut out = Vec::new();
-    greet(&stream, StreamKind::Data, &mut out)?;
+    // The handshake gets the client timeout; reads then wait `read_timeout`.
+    let mut stream = greet(stream, StreamKind::Data, tls, config.timeout(), &mut out)?;
+    stream.set_timeouts(read_timeout)?;
     out.clear();
     encode_data_hello(&DataHello { token, timeout_sec }, &mut out);
-    (&stream).write_all(&out)?;
+    stream.write_all(&out)?;
     let mut reply = [0u8; 1];
-    if !read_exact_or_eof(&stream, &mut reply)? {
+    if !read_exact_or_eof(&mut stream, &mut reply)? {
         return Err(Error::protocol(
             "the server closed the data socket without answering the hello",
         ));
@@ -159,12 +163,12 @@ impl FrameBuffer {
 /// Body of the data reader thread: reads until the socket ends, then closes
 /// the client (the reason is logged unless the client was closed on purpose).
 pub(crate) fn run_reader(
-    stream: Stream,
+    mut stream: Stream,
     limits: Limits,
     tx: SyncSender<Message>,
     shared: Arc<Shared>,
 ) {
-    let reason = read_loop(&stream, limits, &tx);
+    let reason = read_loop(&mut stream, limits, &tx);
     if shared.is_connected() {
         log::warn!("data socket closed: {reason}");
         shared.close();
@@ -174,13 +178,13 @@ pub(crate) fn run_reader(
 }
 
 /// Reads and delivers messages; returns why it stopped.
-fn read_loop(stream: &Stream, limits: Limits, tx: &SyncSender<Message>) -> Error {
+fn read_loop(stream: &mut Stream, limits: Limits, tx: &SyncSender<Message>) -> Error {
     let mut frames = FrameBuffer::new(limits);
     // Once the receiver is gone, keep reading (beacons keep the socket
     // alive) but drop the messages.
     let mut deliver = true;
     loop {
-        match frames.fill_from(stream) {
+        match frames.fill_from(&mut *stream) {
             Ok(0) => return Error::Disconnected,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

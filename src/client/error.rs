@@ -40,6 +40,11 @@ pub enum Error {
     /// The client was built without a data stream, or its message receiver
     /// was taken with [`take_receiver`](super::Client::take_receiver).
     NoDataStream,
+    /// TLS could not be set up or the handshake failed: no or unusable CA
+    /// certificate, TLS asked for on a Unix socket, a server certificate
+    /// that does not verify (unknown issuer, wrong name, expired), or a
+    /// server that closes the connection instead of answering TLS.
+    Tls(String),
 }
 
 impl Error {
@@ -79,6 +84,7 @@ impl fmt::Display for Error {
             Self::Disconnected => f.write_str("disconnected from the server"),
             Self::InvalidTopic(why) => write!(f, "invalid topic: {why}"),
             Self::NoDataStream => f.write_str("no data stream on this client"),
+            Self::Tls(what) => write!(f, "TLS: {what}"),
         }
     }
 }
@@ -136,6 +142,7 @@ mod tests {
             Error::Disconnected,
             Error::InvalidTopic("empty".into()),
             Error::NoDataStream,
+            Error::Tls("handshake failed".into()),
         ] {
             let text = e.to_string();
             assert!(!text.is_empty() && !text.contains('\n'), "{text}");

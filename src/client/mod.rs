@@ -8,7 +8,9 @@
 //! * [`Config`]: where and how to connect; [`Error`]: what went wrong.
 //!
 //! Every byte on the wire is encoded and decoded by [`crate::protocol`];
-//! every read and write has a timeout. TLS is not supported yet.
+//! every read and write has a timeout. TLS (rustls, ring provider) is
+//! turned on with [`Config::set_tls`] and needs a CA ([`Config::set_tls_ca`]
+//! or [`Config::set_tls_ca_file`]); it is refused on Unix socket paths.
 //!
 //! Differences from the reference clients: an `FF` reply is returned as
 //! [`Error::Server`] and the session stays usable (the reference clients
@@ -21,6 +23,7 @@ mod data;
 mod error;
 mod session;
 mod stream;
+mod tls;
 mod udp;
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::control::{self, Control, PipelineReport};
 use super::data;
 use super::stream::Stream;
+use super::tls::TlsSetup;
 use super::{Config, Error, Message};
 use crate::protocol::Request;
 
@@ -115,19 +116,27 @@ pub struct Client {
 impl Client {
     /// Connects and logs in; with a data stream (the default), also opens
     /// and binds the data socket. Starts the pinger and the data reader.
+    /// With [`Config::set_tls`] both sockets run TLS.
     ///
     /// Errors: [`Error::LoginFailed`] if the server closes the socket instead
-    /// of sending a token; [`Error::Server`] if it refuses the data socket.
+    /// of sending a token; [`Error::Server`] if it refuses the data socket;
+    /// [`Error::Tls`] if TLS cannot be set up or the handshake fails.
     pub fn connect(config: &Config) -> Result<Self, Error> {
-        let (control, token) = control::open(config)?;
-        log::debug!("logged in to {} as {:?}", config.path(), config.user());
+        let tls = TlsSetup::from_config(config)?;
+        let (control, token) = control::open(config, tls.as_ref())?;
+        log::debug!(
+            "logged in to {} as {:?}{}",
+            config.path(),
+            config.user(),
+            if tls.is_some() { " (TLS)" } else { "" }
+        );
         let data = if config.need_data_stream() {
-            Some(data::open(config, token)?)
+            Some(data::open(config, token, tls.as_ref())?)
         } else {
             None
         };
-        let control_closer = control.stream_clone()?;
-        let data_closer = data.as_ref().map(Stream::try_clone).transpose()?;
+        let control_closer = control.shutdown_handle()?;
+        let data_closer = data.as_ref().map(Stream::shutdown_handle).transpose()?;
         let shared = Arc::new(Shared {
             control: Mutex::new(control),
             connected: AtomicBool::new(true),

@@ -1,6 +1,8 @@
-//! The byte stream under a client socket: TCP or a Unix socket, connected
-//! with a timeout and with read and write timeouts set, so that no read or
-//! write of the client can block forever. No protocol knowledge here.
+//! The byte stream under a client socket: TCP, TCP with TLS, or a Unix
+//! socket, connected with a timeout and with read and write timeouts set,
+//! so that no read or write of the client can block forever. No protocol
+//! knowledge here (the plain greeting before the TLS handshake is sent by
+//! the caller, which then calls [`Stream::start_tls`]).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -9,22 +11,26 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::tls::{TlsSetup, TlsStream};
 use super::{Config, Error};
 use crate::protocol::DEFAULT_PORT;
 
 /// How often a missing Unix socket file is looked for again.
 const SOCKET_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A connected TCP or Unix stream.
+/// A connected TCP, TLS or Unix stream. A TLS stream has one owner (its
+/// reads and writes both need the session state); other threads get a
+/// [`Stream::shutdown_handle`] to wake it.
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
+    Tls(Box<TlsStream>),
     Unix(UnixStream),
 }
 
 impl Stream {
     /// Connects to the config's path, with `timeout` as the read and write
-    /// timeout of the new stream.
+    /// timeout of the new stream (plain: TLS starts after the greeting).
     pub(crate) fn connect(config: &Config, timeout: Duration) -> Result<Self, Error> {
         let stream = if config.is_unix_socket() {
             Self::Unix(connect_unix(config.path(), config.socket_wait_timeout())?)
@@ -38,12 +44,26 @@ impl Stream {
         Ok(stream)
     }
 
+    /// Runs the TLS handshake on a plain TCP stream, within `timeout`
+    /// (which stays the read and write timeout afterwards).
+    pub(crate) fn start_tls(self, setup: &TlsSetup, timeout: Duration) -> Result<Self, Error> {
+        match self {
+            Self::Tcp(tcp) => Ok(Self::Tls(Box::new(setup.handshake(tcp, timeout)?))),
+            Self::Tls(_) => Err(Error::Tls("TLS is already on for this socket".into())),
+            Self::Unix(_) => Err(Error::Tls("TLS is not available on Unix sockets".into())),
+        }
+    }
+
     /// Sets the read and the write timeout (must not be zero).
     pub(crate) fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
         match self {
             Self::Tcp(s) => {
                 s.set_read_timeout(Some(timeout))?;
                 s.set_write_timeout(Some(timeout))
+            }
+            Self::Tls(s) => {
+                s.socket().set_read_timeout(Some(timeout))?;
+                s.socket().set_write_timeout(Some(timeout))
             }
             Self::Unix(s) => {
                 s.set_read_timeout(Some(timeout))?;
@@ -52,11 +72,13 @@ impl Stream {
         }
     }
 
-    /// A second handle to the same socket (used to shut it down from
-    /// another thread).
-    pub(crate) fn try_clone(&self) -> io::Result<Self> {
+    /// A second handle to the socket underneath, only for
+    /// [`Stream::shutdown`] from another thread (for TLS it is the bare TCP
+    /// socket: reading or writing it would corrupt the session).
+    pub(crate) fn shutdown_handle(&self) -> io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::Tcp),
+            Self::Tls(s) => s.socket().try_clone().map(Self::Tcp),
             Self::Unix(s) => s.try_clone().map(Self::Unix),
         }
     }
@@ -66,30 +88,36 @@ impl Stream {
     pub(crate) fn shutdown(&self) {
         let _ = match self {
             Self::Tcp(s) => s.shutdown(Shutdown::Both),
+            Self::Tls(s) => s.socket().shutdown(Shutdown::Both),
             Self::Unix(s) => s.shutdown(Shutdown::Both),
         };
     }
 }
 
-impl Read for &Stream {
+impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => (&*s).read(buf),
-            Stream::Unix(s) => (&*s).read(buf),
+            Self::Tcp(s) => s.read(buf),
+            Self::Tls(s) => s.read(buf),
+            Self::Unix(s) => s.read(buf),
         }
     }
 }
 
-impl Write for &Stream {
+impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => (&*s).write(buf),
-            Stream::Unix(s) => (&*s).write(buf),
+            Self::Tcp(s) => s.write(buf),
+            Self::Tls(s) => s.write(buf),
+            Self::Unix(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            Self::Tls(s) => s.flush(),
+            Self::Tcp(_) | Self::Unix(_) => Ok(()),
+        }
     }
 }
 

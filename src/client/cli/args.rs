@@ -2,6 +2,7 @@
 //! choice of mode. Compatible with the reference `psrt-cli` options.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::units::{generated_payload, parse_size};
@@ -35,6 +36,9 @@ OPTIONS:
         --benchmark-iterations N   iterations per worker and stage (default 10000)
         --benchmark-workers N      parallel clients (default 4)
         --timeout SECS       connect/reply timeout in seconds, fractions allowed (default 5)
+        --tls                TLS on both sockets (TCP only); needs --tls-ca
+        --tls-ca FILE        PEM file of the CA that signed the server certificate (implies
+                             --tls); the certificate must name the HOST of HOST:PORT
     -v, --verbose            debug logging (to stderr)
     -h, --help               this help
     -V, --version            print the version
@@ -46,6 +50,7 @@ EXAMPLES:
     psrt-cli localhost:2873 -t 'plant/#'
     psrt-cli localhost:2873 -t plant/1/temp -m 21.5
     psrt-cli localhost:2873 -u operator -p secret -t big/blob -m ==1MiB
+    psrt-cli psrt.example.com:2873 --tls --tls-ca ca.pem -t 'plant/#'
     psrt-cli /run/psrtd/psrtd.sock --top
     psrt-cli localhost:2873 --benchmark --benchmark-workers 2 --benchmark-iterations 1000
 
@@ -73,6 +78,10 @@ pub(crate) struct Args {
     pub(crate) user: String,
     pub(crate) password: String,
     pub(crate) timeout: Duration,
+    /// TLS, verified against the CA in this PEM file.
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// `--tls` or `--tls-ca` given.
+    pub(crate) tls: bool,
     pub(crate) verbose: bool,
     pub(crate) mode: Mode,
 }
@@ -96,10 +105,19 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Parsed, String> {
     }
     // Options of the reference cli this one does not have yet: say so
     // instead of "unknown option".
-    for option in ["--tls", "--tls-ca", "--benchmark-cluster-sub"] {
+    for option in ["--benchmark-cluster-sub"] {
         if p.contains(option) {
             return Err(format!("{option} is not supported by this psrt-cli yet"));
         }
+    }
+    let tls_ca: Option<PathBuf> = p.opt_value_from_str("--tls-ca").map_err(arg_error)?;
+    let tls = p.contains("--tls") || tls_ca.is_some();
+    if tls && tls_ca.is_none() {
+        return Err(
+            "--tls needs --tls-ca FILE: the server certificate is checked against that CA \
+             (there are no built-in root certificates)"
+                .into(),
+        );
     }
     let verbose = p.contains(["-v", "--verbose"]);
     let top = p.contains("--top");
@@ -160,6 +178,8 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Parsed, String> {
         user: user.unwrap_or_default(),
         password: password.unwrap_or_default(),
         timeout,
+        tls_ca,
+        tls,
         verbose,
         mode,
     }))
@@ -264,6 +284,16 @@ mod tests {
         assert_eq!(a.timeout, Duration::from_millis(500));
         assert!(a.verbose);
 
+        assert!(!a.tls && a.tls_ca.is_none());
+        for tls in [
+            &["--tls", "--tls-ca", "/etc/ca.pem"][..],
+            &["--tls-ca", "/etc/ca.pem"],
+        ] {
+            let a = run(&[&["h:1", "-t", "x"], tls].concat()).unwrap();
+            assert!(a.tls);
+            assert_eq!(a.tls_ca, Some(PathBuf::from("/etc/ca.pem")));
+        }
+
         let a = run(&["/run/psrt.sock", "--top"]).unwrap();
         assert_eq!(
             a.mode,
@@ -305,6 +335,8 @@ mod tests {
             &["h:1", "-t"],
             &["h:1", "-t", "a", "--bogus"],
             &["h:1", "-t", "a", "--tls"],
+            &["h:1", "-t", "a", "--tls-ca"],
+            &["h:1", "-t", "a", "--benchmark-cluster-sub", "h:2"],
         ] {
             assert!(parsed(bad).is_err(), "{bad:?}");
         }

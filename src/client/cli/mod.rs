@@ -67,10 +67,16 @@ fn init_logging(verbose: bool) {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let base = Config::new(&args.path)
+    let mut base = Config::new(&args.path)
         .set_auth(&args.user, &args.password)
         .set_timeout(args.timeout)
-        .set_socket_wait_timeout(args.timeout);
+        .set_socket_wait_timeout(args.timeout)
+        .set_tls(args.tls);
+    if let Some(file) = &args.tls_ca {
+        let pem = std::fs::read_to_string(file)
+            .map_err(|e| format!("--tls-ca {}: {e}", file.display()))?;
+        base = base.set_tls_ca(Some(pem));
+    }
     match &args.mode {
         Mode::Publish { topic, message } => publish(base, topic, message),
         Mode::Subscribe { topics } => {
