@@ -5,6 +5,10 @@ One server per test session: a temp folder with config.yml (TCP on
 acl.yml and an htpasswd file with bcrypt hashes. The binary is $PSRTD_BIN, or
 target/release/psrtd in the repository. At the end the server gets SIGTERM and
 must exit 0 with no ERROR line in its log.
+
+The TLS tests get a second, TLS-only server (`tls_server`): the same ACL and
+users, a CA and a server certificate for localhost/127.0.0.1 made on the spot
+(pki.py), and a 2 s protocol timeout so that the keep-alive check is short.
 """
 
 import os
@@ -19,6 +23,8 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+
+from pki import write_pki
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -59,6 +65,31 @@ proto:
   bind_udp: []
   timeout: {SERVER_TIMEOUT}
   allow_no_tls: true
+auth:
+  allow_anonymous: true
+  password_file: passwd
+  acl: acl.yml
+"""
+
+
+# The TLS server's protocol timeout (s); its clients use the same timeout, so
+# they ping every second.
+TLS_SERVER_TIMEOUT = 2
+
+TLS_CONFIG = f"""\
+server:
+  workers: 1
+  data_queue: 4096
+  max_topic_depth: {MAX_TOPIC_DEPTH}
+  max_pub_size: 2000000
+  pid_file: psrtd.pid
+proto:
+  bind: 127.0.0.1:0
+  bind_udp: []
+  timeout: {TLS_SERVER_TIMEOUT}
+  allow_no_tls: false
+  tls_cert: server.crt
+  tls_key: server.key
 auth:
   allow_anonymous: true
   password_file: passwd
@@ -152,14 +183,17 @@ def _binary():
     return b
 
 
-@pytest.fixture(scope="session")
-def server():
-    workdir = Path(tempfile.mkdtemp(prefix="psrt-interop-py-"))
-    (workdir / "config.yml").write_text(CONFIG)
+def _start(prefix, config):
+    """A psrtd in a new temp folder with this config, the ACL and the users."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    (workdir / "config.yml").write_text(config)
     (workdir / "acl.yml").write_text(ACL)
     (workdir / "passwd").write_text(_passwd())
-    srv = Server(_binary(), workdir)
-    yield srv
+    return workdir
+
+
+def _finish(srv, workdir):
+    """SIGTERM; the server must exit 0 with no ERROR line."""
     code = srv.stop()
     log = srv.log_text()
     errors = [l for l in log.splitlines() if "[ERROR]" in l]
@@ -170,6 +204,27 @@ def server():
         )
     if not os.environ.get("PSRT_KEEP_TMP"):
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server():
+    workdir = _start("psrt-interop-py-", CONFIG)
+    srv = Server(_binary(), workdir)
+    yield srv
+    _finish(srv, workdir)
+
+
+@pytest.fixture(scope="session")
+def tls_server():
+    """A TLS-only psrtd. Extra attributes: ca (the CA file that signed its
+    certificate) and other_ca (a CA that did not)."""
+    workdir = _start("psrt-interop-py-tls-", TLS_CONFIG)
+    pki = write_pki(workdir)
+    srv = Server(_binary(), workdir)
+    srv.ca = str(pki["ca.pem"])
+    srv.other_ca = str(pki["other-ca.pem"])
+    yield srv
+    _finish(srv, workdir)
 
 
 class Collector:
