@@ -39,8 +39,8 @@ stages:
                   child-process tests running the release psrtd
   interop-python  the published Python client (psrt 0.0.19, pytest) against
                   the release psrtd: tests/interop/python, in .venv
-  interop-rust    the published Rust client crate (psrt =0.3.8) against the
-                  release psrtd: tests/interop/rust-client
+  interop-rust    the published Rust client crate (psrt =0.3.8), plain and TLS,
+                  against the release psrtd: tests/interop/rust-client
   fuzz      every target in fuzz/fuzz_targets for FUZZ_SECONDS each (nightly,
             installs cargo-fuzz if missing), on a copy of fuzz/corpus
 
@@ -264,11 +264,14 @@ stage_interop_rust() {
     # shellcheck disable=SC2064 # expand the dir now; PSRTD_PID when it runs
     trap "[[ -n \$PSRTD_PID ]] && kill -KILL \$PSRTD_PID 2>/dev/null; rm -rf '$dir'" EXIT
     cp tests/interop/rust-client/server/* "$dir/"
+    # A throwaway CA and server certificate for the TLS checks.
+    "$client" gen-certs "$dir"
     start_psrtd "$bin" "$dir"
     log "psrtd on 127.0.0.1:$PSRTD_PORT (log: $dir/psrtd.log)"
     # The password of "rust" in server/passwd (a $2y$ hash, as htpasswd -B).
     local rc=0 stopped=0
-    timeout -k 10 "$INTEROP_TIMEOUT" "$client" "127.0.0.1:$PSRTD_PORT" rust rust-interop-pw || rc=$?
+    timeout -k 10 "$INTEROP_TIMEOUT" "$client" "127.0.0.1:$PSRTD_PORT" rust rust-interop-pw \
+        "$dir/ca.pem" "$dir/other-ca.pem" || rc=$?
     stop_psrtd "$dir" || stopped=$?
     if [[ $rc -ne 0 ]]; then
         log "the Rust interop client failed (exit $rc)"

@@ -1,12 +1,19 @@
 //! Interop check: drives a running psrtd with the published `psrt` client
 //! crate (0.3.8, async, tokio) and exits non-zero on the first mismatch.
 //!
-//! usage: psrt-interop-rust-client ADDR USER PASSWORD
+//! usage: psrt-interop-rust-client ADDR USER PASSWORD [CA_PEM OTHER_CA_PEM]
+//!        psrt-interop-rust-client gen-certs DIR
 //!
 //! The server must allow anonymous logins with pub+sub `#`, and USER must be
 //! allowed to subscribe `interop/#` and publish `interop/#` only (see the
 //! interop-rust stage of tests/run.sh, which writes exactly that ACL).
+//! With CA_PEM and OTHER_CA_PEM the TLS checks run too: the server must then
+//! also accept TLS with a certificate for localhost and 127.0.0.1 signed by
+//! CA_PEM (OTHER_CA_PEM signed nothing). `gen-certs DIR` writes such files
+//! (ca.pem, server.crt, server.key, other-ca.pem).
 //! Every await has a deadline, and the whole run has one too, so it never hangs.
+
+mod certs;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -29,18 +36,32 @@ struct Args {
     addr: String,
     user: String,
     password: String,
+    /// PEM contents of the CA that signed the server certificate, and of one
+    /// that did not.
+    tls: Option<(String, String)>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let v: Vec<String> = std::env::args().skip(1).collect();
-    match v.as_slice() {
-        [addr, user, password] => Ok(Args {
-            addr: addr.clone(),
-            user: user.clone(),
-            password: password.clone(),
-        }),
-        _ => Err("usage: psrt-interop-rust-client ADDR USER PASSWORD".into()),
-    }
+const USAGE: &str =
+    "usage: psrt-interop-rust-client ADDR USER PASSWORD [CA_PEM OTHER_CA_PEM]\n       \
+                     psrt-interop-rust-client gen-certs DIR";
+
+fn parse_args(v: &[String]) -> Result<Args, String> {
+    let read = |path: &String| {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
+    };
+    let (addr, user, password, tls) = match v {
+        [addr, user, password] => (addr, user, password, None),
+        [addr, user, password, ca, other] => {
+            (addr, user, password, Some((read(ca)?, read(other)?)))
+        }
+        _ => return Err(USAGE.into()),
+    };
+    Ok(Args {
+        addr: addr.clone(),
+        user: user.clone(),
+        password: password.clone(),
+        tls,
+    })
 }
 
 /// Awaits `fut` for at most STEP.
@@ -144,6 +165,98 @@ fn config(a: &Args) -> Config {
         .set_auth(&a.user, &a.password)
         .set_timeout(CLIENT_TIMEOUT)
         .build()
+}
+
+/// TLS sessions kept open over the idle check.
+struct TlsHold {
+    sub: Client,
+    rx: Rx,
+    publisher: Client,
+}
+
+/// The crate's TLS (native-tls, the CA as a PEM string) against psrtd's
+/// rustls: by IP and by DNS name, small and 1 MiB messages, TLS and plain
+/// sessions mixed, and a CA that did not sign the certificate.
+async fn tls_checks(a: &Args, ca: &str, other_ca: &str, anon: &Client) -> Result<TlsHold, String> {
+    let port = a
+        .addr
+        .rsplit_once(':')
+        .map(|(_, port)| port)
+        .ok_or("ADDR has no port")?;
+    let tls = |path: &str, ca: &str| {
+        Config::new(path)
+            .set_timeout(CLIENT_TIMEOUT)
+            .set_tls(true)
+            .set_tls_ca(Some(ca.to_owned()))
+    };
+
+    // A CA that did not sign the server certificate: the connect fails.
+    let what = "TLS connect with a CA that did not sign the server certificate";
+    match step(what, Client::connect(&tls(&a.addr, other_ca).build())).await? {
+        Ok(_) => return Err(format!("{what}: expected an error, got a session")),
+        Err(e) => pass(&format!("{what} fails: {:?}: {e}", e.kind())),
+    }
+
+    // By IP (the certificate's IP SAN), as the restricted user.
+    let mut sub = ok(
+        "TLS connect to 127.0.0.1 with user/password",
+        Client::connect(&tls(&a.addr, ca).set_auth(&a.user, &a.password).build()),
+    )
+    .await?;
+    let rx = sub
+        .take_data_channel()
+        .ok_or("TLS take_data_channel: expected Some")?;
+    ok("TLS subscribe", sub.subscribe("interop/tls/#".to_owned())).await?;
+    pass("TLS connect by IP address (user/password, data stream)");
+
+    // By DNS name (localhost), anonymous, without a data stream.
+    let by_name = format!("localhost:{port}");
+    let publisher = ok(
+        "TLS connect to localhost",
+        Client::connect(&tls(&by_name, ca).disable_data_stream().build()),
+    )
+    .await?;
+    check("TLS publisher is_connected", publisher.is_connected())?;
+    pass("TLS connect by DNS name (anonymous, no data stream)");
+
+    let big: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    for (what, data) in [("small", &b"hello over TLS"[..]), ("1 MiB", &big[..])] {
+        publish(
+            &publisher,
+            &format!("TLS publish {what}"),
+            "interop/tls/a",
+            data,
+        )
+        .await?;
+        expect_msg(&format!("TLS receive {what}"), &rx, "interop/tls/a", data).await?;
+    }
+    pass("TLS publish and receive, small and 1 MiB");
+
+    // A plain session publishes to the TLS subscriber.
+    publish(
+        anon,
+        "plain publish to a TLS subscriber",
+        "interop/tls/b",
+        b"mixed",
+    )
+    .await?;
+    expect_msg(
+        "TLS receive from a plain session",
+        &rx,
+        "interop/tls/b",
+        b"mixed",
+    )
+    .await?;
+    // The restricted user's ACL holds over TLS too.
+    fails(
+        "TLS publish outside the user's pub ACL",
+        ErrorKind::AccessDenied,
+        sub.publish(DEFAULT_PRIORITY, "denied/tls".to_owned(), b"x".to_vec()),
+    )
+    .await?;
+    check("TLS session usable after a denial", sub.is_connected())?;
+    pass("plain to TLS delivery; ACL denial over TLS keeps the session");
+    Ok(TlsHold { sub, rx, publisher })
 }
 
 async fn run(a: &Args) -> Result<(), String> {
@@ -326,6 +439,12 @@ async fn run(a: &Args) -> Result<(), String> {
     no_more("after unsubscribe", &rx)?;
     pass("unsubscribe and unsubscribe_bulk");
 
+    // TLS (if asked for); its sessions idle along with the plain ones.
+    let tls_hold = match &a.tls {
+        Some((ca, other_ca)) => Some(tls_checks(a, ca, other_ca, &anon).await?),
+        None => None,
+    };
+
     // Keep-alive: idle longer than the server timeout; the pinger keeps us in.
     tokio::time::sleep(IDLE).await;
     check("connected after idling", c.is_connected())?;
@@ -347,6 +466,34 @@ async fn run(a: &Args) -> Result<(), String> {
     pass(&format!(
         "idle {IDLE:?} (> server timeout): still connected (pings)"
     ));
+    if let Some(hold) = tls_hold {
+        check(
+            "TLS subscriber connected after idling",
+            hold.sub.is_connected(),
+        )?;
+        check(
+            "TLS publisher connected after idling",
+            hold.publisher.is_connected(),
+        )?;
+        publish(
+            &hold.publisher,
+            "TLS publish after idling",
+            "interop/tls/idle",
+            b"idle",
+        )
+        .await?;
+        expect_msg(
+            "TLS receive after idling",
+            &hold.rx,
+            "interop/tls/idle",
+            b"idle",
+        )
+        .await?;
+        ok("TLS bye", hold.sub.bye()).await?;
+        ok("TLS bye (publisher)", hold.publisher.bye()).await?;
+        check("TLS not connected after bye", !hold.sub.is_connected())?;
+        pass(&format!("TLS sessions idle {IDLE:?}: still connected; bye"));
+    }
 
     // bye: clean close, the data channel ends.
     ok("bye", c.bye()).await?;
@@ -376,7 +523,19 @@ async fn run(a: &Args) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let [cmd, dir] = argv.as_slice() {
+        if cmd == "gen-certs" {
+            return match certs::generate(std::path::Path::new(dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gen-certs: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    }
+    let args = match parse_args(&argv) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
@@ -384,10 +543,11 @@ async fn main() -> ExitCode {
         }
     };
     println!(
-        "psrt crate {} against {} (user {})",
+        "psrt crate {} against {} (user {}{})",
         psrt::VERSION,
         args.addr,
-        args.user
+        args.user,
+        if args.tls.is_some() { ", with TLS" } else { "" }
     );
     match tokio::time::timeout(TOTAL, run(&args)).await {
         Ok(Ok(())) => {
