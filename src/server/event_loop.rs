@@ -582,8 +582,14 @@ impl Server {
                 }
             }
             self.process_input(id);
+            // The budget bounds decoding work; reading the rest of one large
+            // frame is only a copy, so it is not cut short (fewer loop turns
+            // per megabyte message).
             if read >= READ_BUDGET {
                 if let Some(conn) = self.conns.get_mut(id) {
+                    if conn.rx.is_assembling() {
+                        continue;
+                    }
                     self.core.schedule_input(id, conn);
                 }
                 return;

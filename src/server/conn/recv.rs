@@ -98,6 +98,12 @@ impl RecvBuf {
             .map(|b| (&b.buf, b.len))
     }
 
+    /// A large frame is being read into its own buffer and is not complete:
+    /// reading it costs a copy and no decoding.
+    pub fn is_assembling(&self) -> bool {
+        self.big.as_ref().is_some_and(|b| b.filled < b.len)
+    }
+
     /// Number of unconsumed bytes.
     pub fn len(&self) -> usize {
         match &self.big {
