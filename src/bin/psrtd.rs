@@ -112,15 +112,20 @@ fn run(args: Args) -> Result<(), String> {
     for key in &config.ignored {
         warn!("config: ignored {key}");
     }
+    let cluster = match &config.cluster_file {
+        Some(file) => psrt::server::cluster::load_nodes(file).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
     if args.test_config {
         let source = config
             .source
             .as_ref()
             .map_or_else(|| "embedded default".into(), |p| p.display().to_string());
         println!(
-            "{source}: configuration OK ({}; {} bind address(es))",
+            "{source}: configuration OK ({}; {} bind address(es); {} cluster node(s))",
             auth.summary(),
-            config.bind.len()
+            config.bind.len(),
+            cluster.len()
         );
         return Ok(());
     }
@@ -137,6 +142,10 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     if let Some(p) = &pid_file {
         write_pid_file(p)?;
+    }
+    if !cluster.is_empty() {
+        info!("replicating to {} cluster node(s)", cluster.len());
+        server.replicate_to(cluster);
     }
     server.notify_systemd();
     info!(

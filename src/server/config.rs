@@ -245,6 +245,8 @@ pub struct Config {
     pub auth: AuthFiles,
     /// Written after binding, removed on exit.
     pub pid_file: Option<PathBuf>,
+    /// `cluster.yml`: nodes to replicate to.
+    pub cluster_file: Option<PathBuf>,
     /// Warn when a delivery takes longer than this (µs; 0 = off).
     pub latency_warn_us: u32,
     /// Reference keys accepted for compatibility that this build does not use.
@@ -298,6 +300,7 @@ impl Config {
                 key_file: None,
             },
             pid_file: None,
+            cluster_file: None,
             latency_warn_us: 0,
             ignored: Vec::new(),
         }
@@ -339,11 +342,6 @@ impl Config {
         }
         if proto.fips.unwrap_or(false) {
             ignored.push("proto.fips (no OpenSSL in this build)".into());
-        }
-        if let Some(c) = &cluster {
-            if c.config.is_some() {
-                ignored.push("cluster.config (outgoing replication is not built yet)".into());
-            }
         }
 
         let defaults = Self::embedded_default();
@@ -495,6 +493,7 @@ impl Config {
                 key_file: auth.key_file.map(resolve),
             },
             pid_file: server.pid_file,
+            cluster_file: cluster.and_then(|c| c.config).map(resolve),
             latency_warn_us: server.latency_warn.unwrap_or(0),
             ignored,
         })
@@ -580,7 +579,11 @@ cluster:
                 key: "/etc/psrtd/certs/server.key".into()
             })
         );
-        assert_eq!(c.ignored.len(), 3, "{:?}", c.ignored);
+        assert_eq!(c.ignored.len(), 2, "workers and license: {:?}", c.ignored);
+        assert_eq!(
+            c.cluster_file.as_deref(),
+            Some(Path::new("/etc/psrtd/cluster.yml"))
+        );
         assert_eq!(c.pid_file.as_deref(), Some(Path::new("/tmp/psrtd.pid")));
     }
 

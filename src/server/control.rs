@@ -125,6 +125,7 @@ impl Server {
         // Normalisation only removes bytes: same length means same bytes.
         let raw = (normalized.len() == topic.len()).then_some(raw);
         self.deliver(priority, &normalized, message, raw);
+        self.replicate(priority, &normalized, message);
         Ok(Reply::Ok)
     }
 

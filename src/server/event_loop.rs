@@ -48,7 +48,7 @@ const FIRST_LISTENER: usize = 3;
 const MAX_LISTENERS: usize = 64;
 const FIRST_UDP: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// Slab key k is `Token(FIRST_CONN + k)`.
-const FIRST_CONN: usize = FIRST_UDP + MAX_LISTENERS;
+pub(crate) const FIRST_CONN: usize = FIRST_UDP + MAX_LISTENERS;
 /// Input read from one connection per loop iteration before others get a turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// How long accepting pauses after the process ran out of file descriptors.
@@ -77,11 +77,13 @@ pub(crate) struct Core {
     pub(crate) seq: u64,
     /// The loop's notion of now, taken once per iteration.
     pub(crate) now: Instant,
-    next_serial: u64,
+    pub(crate) next_serial: u64,
     pub(crate) per_ip: HashMap<IpAddr, usize>,
     pub(crate) per_user: HashMap<Box<str>, usize>,
     pub(crate) sessions: usize,
     pub(crate) throttle: LoginThrottle,
+    /// Outgoing replication (empty without `cluster.config`).
+    pub(crate) cluster: super::cluster::Cluster,
     pub(crate) ratelog: RateLog,
     /// When the server started (stats uptime).
     pub(crate) started: Instant,
@@ -223,6 +225,7 @@ impl Server {
                 per_user: HashMap::new(),
                 sessions: 0,
                 throttle: LoginThrottle::new(config_max_login_failures),
+                cluster: super::cluster::Cluster::default(),
                 ratelog: RateLog::default(),
                 started: now,
                 host: std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -319,6 +322,10 @@ impl Server {
                     self.notifier
                         .next_ping()
                         .map(|t| t.saturating_duration_since(now)),
+                    self.core
+                        .cluster
+                        .next_retry()
+                        .map(|t| t.saturating_duration_since(now)),
                 ]
                 .into_iter()
                 .flatten()
@@ -365,6 +372,7 @@ impl Server {
             self.flush_pending();
             self.fire_timers();
             self.notifier.tick(self.core.now);
+            self.cluster_tick();
         }
         self.notifier.stopping();
         self.close_all();
@@ -386,6 +394,7 @@ impl Server {
                     }
                 }
                 LoopMsg::Reloaded(result) => self.on_reloaded(*result),
+                LoopMsg::Resolved { node, result } => self.on_resolved(node, result),
             }
         }
     }
@@ -519,12 +528,14 @@ impl Server {
             warn!("{peer}: cannot register the connection: {e}");
             return;
         }
-        if let Some(ip) = peer.ip() {
+        let ip = peer.ip();
+        if let Some(ip) = ip {
             *core.per_ip.entry(ip).or_insert(0) += 1;
         }
         debug!("{peer}: connected");
         core.next_serial += 1;
         let conn = entry.insert(Conn::new(stream, peer, core.next_serial, core.now));
+        conn.counted_ip = ip;
         if http {
             conn.set_phase(Phase::HttpRequest, core.now);
         }
@@ -536,6 +547,15 @@ impl Server {
             return;
         };
         conn.writable = true;
+        if matches!(
+            conn.phase,
+            Phase::Link(super::conn::Link {
+                step: super::conn::LinkStep::Connecting,
+                ..
+            })
+        ) {
+            return self.on_link_writable(id);
+        }
         if !conn.tx.is_empty() || conn.stream.has_pending_output() {
             self.core.schedule_flush(id, conn);
         }
@@ -751,6 +771,10 @@ impl Server {
                 CloseReason::Timeout("an incomplete request (too slow)")
             }
             Phase::Control(_) => CloseReason::Timeout("control (idle: no request)"),
+            Phase::Link(super::conn::Link {
+                step: super::conn::LinkStep::Idle,
+                ..
+            }) => return self.link_ping(id),
             Phase::Authenticating => return,
             other => CloseReason::Timeout(other.name()),
         };
@@ -770,7 +794,8 @@ impl Server {
             return;
         }
         let phase_name = conn.phase.name();
-        if reason.is_routine() {
+        // Links log their own line (with the node's name) in `link_closed`.
+        if reason.is_routine() || matches!(conn.phase, Phase::Link(_)) {
             debug!("{}: {phase_name}: {reason}", conn.peer);
         } else {
             let kind = match reason {
@@ -813,6 +838,7 @@ impl Server {
         if !reason.keeps_output() {
             conn.tx.clear(&mut self.core.tx_pool);
         }
+        let link_reason = matches!(conn.phase, Phase::Link(_)).then(|| reason.to_string());
         let old = std::mem::replace(&mut conn.phase, Phase::Closing(reason));
         conn.phase_since = now;
         conn.rx.consume(conn.rx.len(), &mut self.core.rx_pool);
@@ -820,6 +846,7 @@ impl Server {
         self.core.schedule_flush(id, conn);
         self.core.rearm(id, conn);
         match old {
+            Phase::Link(link) => self.link_closed(id, link, link_reason),
             Phase::Control(session) => self.end_session(id, *session),
             Phase::Data(link) => {
                 if let Some(Phase::Control(session)) =
@@ -860,7 +887,7 @@ impl Server {
         let mut conn = self.conns.remove(id);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         conn.tx.clear(&mut self.core.tx_pool);
-        if let Some(ip) = conn.ip() {
+        if let Some(ip) = conn.counted_ip {
             if let Some(n) = self.core.per_ip.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {

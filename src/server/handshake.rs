@@ -67,6 +67,7 @@ impl Server {
                 Phase::Control(_) => self.on_control(id, data, shared.as_ref()),
                 Phase::DataHello => self.on_data_hello(id, data),
                 Phase::HttpRequest => self.on_http(id, data),
+                Phase::Link(_) => self.on_link_input(id, data),
                 _ => break,
             };
             match step {
@@ -121,8 +122,10 @@ impl Server {
                     let Some(config) = self.core.auth.tls.clone() else {
                         return Err(CloseReason::TlsUnavailable);
                     };
+                    let session = rustls::ServerConnection::new(config)
+                        .map_err(|e| CloseReason::Tls(e.to_string()))?;
                     conn.stream
-                        .start_tls(config, &[])
+                        .start_tls(session.into(), &[])
                         .map_err(|e| CloseReason::Tls(e.to_string()))?;
                     conn.set_phase(Phase::TlsHandshake(kind), now);
                     return Ok(Step::Used(len));

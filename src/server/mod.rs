@@ -8,6 +8,7 @@
 //! | `handshake` | input dispatch by phase; greeting, login, sessions, data-socket binding |
 //! | `control` | requests of logged-in clients; delivery to subscribers |
 //! | `reload` | applying a SIGHUP reload to live sessions |
+//! | [`cluster`], `link` | outgoing replication: `cluster.yml`, per-node queues, the links on the loop |
 //! | [`http`] | the stats endpoint: page, JSON, Prometheus, health |
 //! | [`conn`] | one socket: phase, input buffer, send queue, deadlines |
 //! | [`matcher`] | the subscription tree |
@@ -21,12 +22,14 @@
 //! | `listener`, `ratelog`, `throttle` | listening sockets; rate-limited warnings; login brute-force refusals |
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 mod control;
 pub mod event_loop;
 mod handshake;
 pub mod http;
+mod link;
 mod listener;
 pub mod matcher;
 mod notify;

@@ -76,7 +76,7 @@ mod render {
                     "subscription_count": self.core.matcher.len(),
                     "client_count": self.core.sessions,
                 },
-                "cluster": null,
+                "cluster": self.cluster_status(),
                 "psrtd": {
                     "connections": self.conns.len(),
                     "queued_bytes": self.core.tx_pool.queued_total,
@@ -99,6 +99,64 @@ mod render {
                 },
             })
             .to_string()
+        }
+
+        /// Per-node replication metrics, labelled with the node's path.
+        fn cluster_metrics(&self, out: &mut String) {
+            use crate::server::cluster::{Node, NodeStatus};
+            type Metric = (&'static str, &'static str, fn(&Node) -> u64);
+            let per_node: [Metric; 4] = [
+                (
+                    "cluster_node_up",
+                    "1 when the link to the node is logged in.",
+                    |n| u64::from(n.status == NodeStatus::Online),
+                ),
+                (
+                    "cluster_replicated_total",
+                    "Messages the node accepted.",
+                    |n| n.sent,
+                ),
+                (
+                    "cluster_not_required_total",
+                    "Messages the node had no subscriber for.",
+                    |n| n.not_required,
+                ),
+                (
+                    "cluster_dropped_total",
+                    "Messages dropped: queue full or refused.",
+                    |n| n.dropped,
+                ),
+            ];
+            for (name, help, value) in per_node {
+                if self.core.cluster.is_empty() {
+                    return;
+                }
+                let kind = if name.ends_with("_total") {
+                    "counter"
+                } else {
+                    "gauge"
+                };
+                let _ = writeln!(
+                    out,
+                    "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} {kind}"
+                );
+                for n in &self.core.cluster.nodes {
+                    let node = n.config.path.replace(['"', '\\'], "_");
+                    let _ = writeln!(out, "psrtd_{name}{{node=\"{node}\"}} {}", value(n));
+                }
+            }
+        }
+
+        /// `null` without a cluster, else node → status.
+        fn cluster_status(&self) -> serde_json::Value {
+            if self.core.cluster.is_empty() {
+                return serde_json::Value::Null;
+            }
+            let mut nodes = serde_json::Map::new();
+            for n in &self.core.cluster.nodes {
+                nodes.insert(n.config.path.clone(), n.status.as_str().into());
+            }
+            serde_json::Value::Object(nodes)
         }
 
         /// `/metrics`: Prometheus text exposition format.
@@ -213,6 +271,7 @@ mod render {
                     "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} gauge\npsrtd_{name} {value}"
                 );
             }
+            self.cluster_metrics(&mut out);
             out
         }
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{Connection, ServerConfig};
 
 use super::config::ConfigError;
 use super::conn::Stream;
@@ -52,19 +52,19 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// A TLS session over a stream.
+/// A TLS session over a stream: the server side of a client's connection,
+/// or the client side of an outgoing replication link.
 #[derive(Debug)]
 pub struct TlsTransport {
-    tls: ServerConnection,
+    tls: Connection,
     sock: Stream,
 }
 
 impl TlsTransport {
-    /// Starts a server-side session over `sock`.
-    pub fn new(config: Arc<ServerConfig>, sock: Stream) -> io::Result<Self> {
-        let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
+    /// Wraps `sock` in a session.
+    pub fn new(mut tls: Connection, sock: Stream) -> Self {
         tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-        Ok(Self { tls, sock })
+        Self { tls, sock }
     }
 
     /// The socket underneath (for poll registration).

@@ -291,6 +291,7 @@ impl Server {
         }
         self.core.stats.udp_messages += 1;
         self.deliver(body.priority, &topic, publish.data, None);
+        self.replicate(body.priority, &topic, publish.data);
         Reply::Ok
     }
 }

@@ -73,6 +73,8 @@ pub struct Setup {
     pub acl: String,
     pub users: Vec<(String, String)>,
     pub keys: Option<String>,
+    /// `cluster.yml` text: nodes this server replicates to.
+    pub cluster: Option<String>,
     pub tweak: Box<dyn FnOnce(&mut Config) + Send>,
 }
 
@@ -82,6 +84,7 @@ impl Default for Setup {
             acl: ACL_ANON_ALL.into(),
             users: Vec::new(),
             keys: None,
+            cluster: None,
             tweak: Box::new(|_| {}),
         }
     }
@@ -100,6 +103,11 @@ impl Setup {
 
     pub fn keys(mut self, keys: &str) -> Self {
         self.keys = Some(keys.into());
+        self
+    }
+
+    pub fn cluster(mut self, cluster_yml: &str) -> Self {
+        self.cluster = Some(cluster_yml.into());
         self
     }
 
@@ -125,6 +133,9 @@ impl Setup {
         }
         if let Some(keys) = &self.keys {
             c.auth.key_file = Some(dir.write("keys.yml", keys));
+        }
+        if let Some(cluster) = &self.cluster {
+            c.cluster_file = Some(dir.write("cluster.yml", cluster));
         }
         (self.tweak)(&mut c);
         c
@@ -156,7 +167,13 @@ impl TestServer {
         // The server holds Rc frames and is !Send: build it on its thread.
         let thread = std::thread::spawn(move || {
             let (auth, _) = AuthDb::load(&config.auth).expect("load auth files");
+            let nodes = config
+                .cluster_file
+                .as_deref()
+                .map(|f| psrt::server::cluster::load_nodes(f).expect("cluster.yml"))
+                .unwrap_or_default();
             let mut server = Server::bind(config, auth).expect("bind test server");
+            server.replicate_to(nodes);
             let udp = server.udp_addrs().first().copied();
             let stats = server.stats_addr();
             tx.send((server.tcp_addrs()[0], udp, stats, server.shutdown_handle()))
@@ -620,4 +637,33 @@ pub fn wait_count(text: impl Fn() -> String, needle: &str, count: usize, within:
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A GET on the stats endpoint: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect stats");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    let (head, body) = out.split_once("\r\n\r\n").expect("response head");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (code, body.to_string())
+}
+
+/// Polls `check` every 20 ms until it returns true or `within` passes.
+pub fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
 }

@@ -43,6 +43,13 @@ pub enum Job {
     },
     /// Re-read every auth file.
     Reload(AuthFiles),
+    /// Resolve a cluster node's `host:port` (DNS may block).
+    Resolve {
+        /// Index of the node.
+        node: usize,
+        /// `host:port`.
+        spec: String,
+    },
 }
 
 /// A finished verification.
@@ -68,6 +75,13 @@ pub enum LoopMsg {
     /// A reload finished: the new database and its warnings, or why the old
     /// one stays.
     Reloaded(Box<Result<(AuthDb, Vec<String>), ConfigError>>),
+    /// A cluster node's address was resolved.
+    Resolved {
+        /// Index of the node.
+        node: usize,
+        /// Its addresses, or why there are none.
+        result: std::io::Result<Vec<std::net::SocketAddr>>,
+    },
     /// Stop the loop.
     Shutdown,
 }
@@ -121,6 +135,11 @@ fn run(inbox: &Receiver<Job>, results: &Sender<LoopMsg>, waker: &Waker) {
                 })
             }
             Job::Reload(files) => LoopMsg::Reloaded(Box::new(AuthDb::load(&files))),
+            Job::Resolve { node, spec } => LoopMsg::Resolved {
+                node,
+                result: std::net::ToSocketAddrs::to_socket_addrs(spec.as_str())
+                    .map(Iterator::collect),
+            },
         };
         if results.send(msg).is_err() {
             return;

@@ -13,7 +13,7 @@ mod stream;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-pub use phase::{CloseReason, DataLink, Phase, Session};
+pub use phase::{CloseReason, DataLink, Link, LinkStep, Phase, Session};
 pub use recv::{RX_CHUNK, RecvBuf, RxPool};
 pub use send::{Flushed, SendQueue, TX_CHUNK, TxPool};
 pub use stream::{Peer, Stream, Transport};
@@ -67,6 +67,9 @@ pub struct Conn {
     pub in_ready_list: bool,
     /// Earliest deadline queued in the timer heap for this connection.
     pub armed: Option<Instant>,
+    /// The source address this accepted connection counts against in the
+    /// per-IP limit (outgoing links count against nothing).
+    pub counted_ip: Option<IpAddr>,
 }
 
 impl Conn {
@@ -88,6 +91,7 @@ impl Conn {
             in_flush_list: false,
             in_ready_list: false,
             armed: None,
+            counted_ip: None,
         }
     }
 
@@ -109,7 +113,8 @@ impl Conn {
             | Phase::TlsHandshake(_)
             | Phase::Login
             | Phase::DataHello
-            | Phase::HttpRequest => true,
+            | Phase::HttpRequest
+            | Phase::Link(_) => true,
             Phase::Control(_) => self.tx.len() < CONTROL_TX_PAUSE,
             Phase::Authenticating
             | Phase::HttpAuthenticating(_)
@@ -142,6 +147,13 @@ impl Conn {
             // Pending output is its own keep-alive; a beacon queued behind it
             // would only push the write-stall deadline back.
             Phase::Data(link) => self.tx.is_empty().then(|| self.last_write + link.beacon),
+            // An idle link pings at half the timeout; every other step has
+            // the timeout to get its answer.
+            Phase::Link(Link {
+                step: LinkStep::Idle,
+                ..
+            }) => Some(self.phase_since + timeout / 2),
+            Phase::Link(_) => Some(self.phase_since + timeout),
             Phase::Closing(_) => Some(self.phase_since + CLOSE_LINGER),
         };
         match (phase, stall) {

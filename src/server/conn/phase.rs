@@ -31,8 +31,38 @@ pub enum Phase {
     HttpRequest,
     /// Stats endpoint: Basic-auth password being verified by the worker.
     HttpAuthenticating(crate::server::http::Route),
+    /// An outgoing replication link to a cluster node (`link.rs`).
+    Link(Link),
     /// Flushing what is queued, then closing.
     Closing(CloseReason),
+}
+
+/// A replication link: which node, and what it waits for.
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    /// Index in the cluster's node list.
+    pub node: usize,
+    /// The step of the exchange.
+    pub step: LinkStep,
+}
+
+/// Steps of a replication link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStep {
+    /// Non-blocking connect in progress.
+    Connecting,
+    /// Greeting sent (and TLS started if configured); waiting for the reply.
+    Greeting,
+    /// Login sent; waiting for the token.
+    Login,
+    /// Ready; nothing in flight.
+    Idle,
+    /// PUBLISH_REPL topic sent; waiting for 02 / E0.
+    AwaitTopic,
+    /// Body sent; waiting for 01.
+    AwaitBody,
+    /// Keep-alive NOP sent; waiting for 01.
+    AwaitNop,
 }
 
 impl Phase {
@@ -47,6 +77,7 @@ impl Phase {
             Self::DataHello => "data hello",
             Self::Data(_) => "data",
             Self::HttpRequest | Self::HttpAuthenticating(_) => "http",
+            Self::Link(_) => "replication link",
             Self::Closing(_) => "closing",
         }
     }
@@ -136,6 +167,8 @@ pub enum CloseReason {
     Shutdown,
     /// A stats response was sent.
     HttpDone,
+    /// A replication link failed.
+    Link(String),
 }
 
 impl CloseReason {
@@ -197,6 +230,7 @@ impl fmt::Display for CloseReason {
             Self::Unsupported(what) => write!(f, "unsupported request: {what}"),
             Self::Shutdown => f.write_str("server shutting down"),
             Self::HttpDone => f.write_str("response sent"),
+            Self::Link(why) => write!(f, "replication link: {why}"),
         }
     }
 }

@@ -6,7 +6,6 @@ use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
@@ -87,12 +86,13 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// Switches to TLS, feeding ciphertext that already arrived.
-    pub fn start_tls(&mut self, config: Arc<rustls::ServerConfig>, early: &[u8]) -> io::Result<()> {
+    /// Switches to TLS (a server or client session), feeding ciphertext
+    /// that already arrived.
+    pub fn start_tls(&mut self, session: rustls::Connection, early: &[u8]) -> io::Result<()> {
         let Self::Plain(sock) = std::mem::replace(self, Self::Switching) else {
             return Err(io::Error::other("TLS requested twice"));
         };
-        let mut tls = TlsTransport::new(config, sock)?;
+        let mut tls = TlsTransport::new(session, sock);
         let fed = tls.feed(early);
         *self = Self::Tls(Box::new(tls));
         fed

@@ -1,0 +1,225 @@
+//! Cluster replication between two real servers: messages published on one
+//! node reach subscribers of the other through PUBLISH_REPL; nodes without
+//! subscribers answer E0 and get no body; a node that is down at first gets
+//! the queued messages once it is up; replicated messages are not sent back.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::{Raw, Session, Setup, TestServer, http_get, wait_until};
+use psrt::server::config::BindAddr;
+
+/// ACL of a receiving node: `repl` may replicate; anonymous may pub/sub.
+const NODE_ACL: &str =
+    "_:\n  sub: '#'\n  pub: '#'\n  admin: true\nrepl:\n  replicator: true\nplain:\n  pub: '#'\n";
+
+fn receiving_node() -> TestServer {
+    TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .user("repl", "s3cret")
+            .user("plain", "pw"),
+    )
+}
+
+fn node_entry(addr: std::net::SocketAddr, user: &str, password: &str) -> String {
+    format!("- path: {addr}\n  user: {user}\n  password: {password:?}\n")
+}
+
+fn status(srv: &TestServer) -> String {
+    http_get(srv.stats_addr.unwrap(), "/status").1
+}
+
+fn metric(srv: &TestServer, line_start: &str) -> Option<u64> {
+    let (_, body) = http_get(srv.stats_addr.unwrap(), "/metrics");
+    body.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Publishes on A arrive at B's subscribers; a topic B has no subscriber
+/// for is answered E0 (counted, no body sent).
+#[test]
+fn publishes_reach_the_other_node() {
+    let b = receiving_node();
+    let a = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .cluster(&node_entry(b.addr, "repl", "s3cret")),
+    );
+    let mut sub = Session::anonymous(b.addr);
+    sub.sub(&["x/#"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || status(&a).contains("\"online\"")),
+        "{}",
+        status(&a)
+    );
+    let (mut publisher, _) = Raw::anonymous(a.addr);
+    for i in 0..50u8 {
+        assert_eq!(publisher.publish("x/1", &[i]), 0x01);
+    }
+    for i in 0..50u8 {
+        assert_eq!(sub.recv(), ("x/1".to_string(), vec![i]), "in order");
+    }
+    assert_eq!(publisher.publish("nobody/listens", b"x"), 0x01);
+    let node = format!("psrtd_cluster_not_required_total{{node=\"{}\"}}", b.addr);
+    assert!(wait_until(Duration::from_secs(5), || metric(&a, &node) == Some(1)));
+    let replicated = format!("psrtd_cluster_replicated_total{{node=\"{}\"}}", b.addr);
+    assert_eq!(metric(&a, &replicated), Some(50));
+}
+
+/// A node that is down when the first messages are published gets them once
+/// it is up (the queue holds them while the link retries).
+#[test]
+fn queued_messages_wait_for_a_node_that_is_down() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let b_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let a = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .cluster(&node_entry(b_addr, "repl", "s3cret")),
+    );
+    assert!(wait_until(Duration::from_secs(5), || status(&a)
+        .contains("\"offline\"")));
+    let (mut publisher, _) = Raw::anonymous(a.addr);
+    assert_eq!(publisher.publish("late/t", b"queued"), 0x01);
+    let b = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .user("repl", "s3cret")
+            .tweak(move |c| c.bind = vec![BindAddr::Tcp(b_addr.to_string())]),
+    );
+    let mut sub = Session::anonymous(b.addr);
+    sub.sub(&["late/#"]);
+    assert_eq!(sub.recv(), ("late/t".to_string(), b"queued".to_vec()));
+}
+
+/// A login that is not a replicator on the node: the node answers FE, the
+/// message is dropped and counted, and A keeps serving its own clients.
+#[test]
+fn non_replicator_login_is_refused_per_message() {
+    let b = receiving_node();
+    let a = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .cluster(&node_entry(b.addr, "plain", "pw")),
+    );
+    let mut local = Session::anonymous(a.addr);
+    local.sub(&["t"]);
+    let (mut publisher, _) = Raw::anonymous(a.addr);
+    assert_eq!(publisher.publish("t", b"1"), 0x01);
+    assert_eq!(local.recv().1, b"1");
+    let dropped = format!("psrtd_cluster_dropped_total{{node=\"{}\"}}", b.addr);
+    assert!(wait_until(Duration::from_secs(5), || metric(&a, &dropped) == Some(1)));
+}
+
+/// Two nodes replicating to each other (a full mesh): a message published
+/// on A reaches B's subscriber once and is not sent back to A.
+#[test]
+fn replicated_messages_are_not_forwarded_again() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let b_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let a = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .user("repl", "s3cret")
+            .cluster(&node_entry(b_addr, "repl", "s3cret")),
+    );
+    let b = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .user("repl", "s3cret")
+            .cluster(&node_entry(a.addr, "repl", "s3cret"))
+            .tweak(move |c| c.bind = vec![BindAddr::Tcp(b_addr.to_string())]),
+    );
+    let mut on_a = Session::anonymous(a.addr);
+    on_a.sub(&["m/#"]);
+    let mut on_b = Session::anonymous(b.addr);
+    on_b.sub(&["m/#"]);
+    assert!(wait_until(Duration::from_secs(8), || status(&a)
+        .contains("\"online\"")
+        && status(&b).contains("\"online\"")));
+    let (mut publisher, _) = Raw::anonymous(a.addr);
+    assert_eq!(publisher.publish("m/1", b"once"), 0x01);
+    assert_eq!(on_a.recv().1, b"once");
+    assert_eq!(on_b.recv().1, b"once");
+    on_a.data.expect_silence(Duration::from_millis(500));
+    on_b.data.expect_silence(Duration::from_millis(100));
+}
+
+/// A wrong password: the node refuses the login; the link stays down and is
+/// retried, and A goes on serving its own clients.
+#[test]
+fn refused_login_keeps_the_node_offline() {
+    let b = receiving_node();
+    let a = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .cluster(&node_entry(b.addr, "repl", "wrong")),
+    );
+    let mut local = Session::anonymous(a.addr);
+    local.sub(&["t"]);
+    let (mut publisher, _) = Raw::anonymous(a.addr);
+    assert_eq!(publisher.publish("t", b"x"), 0x01);
+    assert_eq!(local.recv().1, b"x");
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = status(&a);
+    assert!(!s.contains("\"online\""), "{s}");
+    let up = format!("psrtd_cluster_node_up{{node=\"{}\"}}", b.addr);
+    assert_eq!(metric(&a, &up), Some(0));
+}
+
+/// A link over TLS (`tls: true`, `tls_ca`): the node's certificate is
+/// checked against the CA and the name in `path`.
+#[test]
+fn replication_over_tls() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cluster test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let dir = common::TempDir::new("cluster-tls");
+    let files = psrt::server::config::TlsFiles {
+        cert: dir.write("node.crt", &cert.pem()),
+        key: dir.write("node.key", &key.serialize_pem()),
+    };
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let b = TestServer::with(Setup::default().acl(NODE_ACL).user("repl", "s3cret").tweak(
+        move |c| {
+            c.auth.tls = Some(files);
+            c.allow_no_tls = true;
+        },
+    ));
+    let a = TestServer::with(Setup::default().acl(NODE_ACL).cluster(&format!(
+        "- path: {}\n  user: repl\n  password: s3cret\n  tls: true\n  tls_ca: {}\n",
+        b.addr,
+        ca_file.display()
+    )));
+    let mut sub = Session::anonymous(b.addr);
+    sub.sub(&["secure/#"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || status(&a).contains("\"online\"")),
+        "{}",
+        status(&a)
+    );
+    let (mut publisher, _) = Raw::anonymous(a.addr);
+    let big = vec![0xA5u8; 300_000];
+    assert_eq!(publisher.publish("secure/t", &big), 0x01);
+    assert_eq!(sub.recv(), ("secure/t".to_string(), big));
+}
