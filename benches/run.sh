@@ -61,7 +61,12 @@ OPTIONS:
                                  for the 10 ms CPU ticks of /proc/PID/stat
                        syscalls  psrtd only: strace -c -f during 1 -> 1,
                                  n 200000
-                       tls       always "n/a": pbench has no TLS client
+                       tls       psrtd only: TLS against plain with the same
+                                 client (pbench has no TLS): psrt-cli
+                                 --benchmark, 2 workers x N_TLS iterations,
+                                 publish + read of 10 B and 1 MB, plain vs
+                                 --tls on one server (certificates made with
+                                 openssl)
                        The binary size is always reported.
     --quick            smaller n and one run per workload instead of three
     --reps N           runs per headline workload (1to1, fanout, fanin,
@@ -136,10 +141,10 @@ if want subs100k && ! want cpu; then WORKLOADS+=(cpu); fi
 
 # Message counts: full / quick.
 if [ "$QUICK" = 1 ]; then
-    N_1TO1=100000; N_ACK=5000; N_FANOUT=1000; N_FANIN=1000; N_1K=30000; N_1M=100
+    N_1TO1=100000; N_ACK=5000; N_FANOUT=1000; N_FANIN=1000; N_1K=30000; N_1M=100; N_TLS=2000
     N_LAT=5000; N_IDLE=2000; N_UDP=100000; N_STRACE=50000; N_CPU=500000
 else
-    N_1TO1=300000; N_ACK=20000; N_FANOUT=5000; N_FANIN=3000; N_1K=100000; N_1M=300
+    N_1TO1=300000; N_ACK=20000; N_FANOUT=5000; N_FANIN=3000; N_1K=100000; N_1M=300; N_TLS=10000
     N_LAT=15000; N_IDLE=5000; N_UDP=300000; N_STRACE=200000; N_CPU=2000000
 fi
 EXTRA_SUBS=100000
@@ -611,6 +616,39 @@ run_server() { # SERVER
     fi
 }
 
+# TLS as a share of plaintext, measured with psrt-cli --benchmark (the
+# client library over rustls) against one psrtd that serves both.
+tls_runs() {
+    ensure_cmd openssl openssl || { NOTE[psrtd.tls]="not measured (openssl missing)"; return; }
+    local d="$TMP/tls" port cli="$REPO/target/release/psrt-cli"
+    mkdir -p "$d"
+    (cd "$REPO" && cargo build --release --quiet --bin psrt-cli) || { NOTE[psrtd.tls]="psrt-cli build failed"; return; }
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=bench-ca -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj /CN=127.0.0.1 -keyout "$d/key.pem" -out "$d/req.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$d/ext.cnf"
+    openssl x509 -req -in "$d/req.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -extfile "$d/ext.cnf" -out "$d/cert.pem" 2>/dev/null
+    port=$(free_port 2875)
+    cp "$TMP/psrtd/acl.yml" "$d/acl.yml"
+    printf 'server:\n  data_queue: 4096\nproto:\n  bind: 127.0.0.1:%s\n  timeout: 60\n  tls_cert: cert.pem\n  tls_key: key.pem\nauth:\n  allow_anonymous: true\n  acl: acl.yml\n' "$port" >"$d/config.yml"
+    "$PSRTD" -C "$d/config.yml" >"$LOGDIR/psrtd-tls.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 50); do tcp_listening "$port" && break; sleep 0.1; done
+    local mode out
+    for mode in plain tls; do
+        local args=()
+        [ "$mode" = tls ] && args=(--tls --tls-ca "$d/ca.pem")
+        out="$LOGDIR/tls-$mode.txt"
+        timeout "$PB_TIMEOUT" "$cli" "127.0.0.1:$port" "${args[@]}" --benchmark \
+            --benchmark-workers 2 --benchmark-iterations "$N_TLS" >"$out" 2>&1 || true
+        R[psrtd.tls.$mode.10b]=$(awk '$1 == "pub-read-10b" { gsub("_", "", $5); print $5 }' "$out")
+        R[psrtd.tls.$mode.1mb]=$(awk '$1 == "pub-read-1mb" { gsub("_", "", $5); print $5 }' "$out")
+    done
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- run
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 write_configs
@@ -622,6 +660,10 @@ log "logs in ${LOGDIR#$REPO/}; servers: ${SERVERS[*]}; workloads: ${WORKLOADS[*]
 for s in "${SERVERS[@]}"; do
     run_server "$s"
 done
+if want tls && serving psrtd; then
+    log "psrtd: tls (psrt-cli --benchmark, plain then TLS)"
+    tls_runs
+fi
 T_END=$(date +%s)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$((T_END - T_START))
@@ -756,8 +798,17 @@ if want udp; then
         row "UDP publish, plain, $((UDP_RATE / 1000)) k/s offered" "$(psrtd_cell udp x)" "n/a (PSRT only)" "—" "≥ 150 k/s, none lost" "—"
     fi
 fi
-if want tls; then
-    row "TLS 1 → 1" "n/a (not measured: pbench has no TLS client)" "—" "—" "≥ 50 % of plaintext (perf-anchors W9)" "—"
+if want tls && serving psrtd; then
+    p10=${R[psrtd.tls.plain.10b]:-}; t10=${R[psrtd.tls.tls.10b]:-}
+    p1m=${R[psrtd.tls.plain.1mb]:-}; t1m=${R[psrtd.tls.tls.1mb]:-}
+    if [ -n "$p10" ] && [ -n "$t10" ] && [ -n "$p1m" ] && [ -n "$t1m" ]; then
+        s10=$(calc "int(100 * $t10 / $p10 + 0.5)"); s1m=$(calc "int(100 * $t1m / $p1m + 0.5)")
+        cell="10 B: $s10 % ($(fmt_rate "$t10") vs $(fmt_rate "$p10") msg/s); 1 MB: $s1m % ($(fmt_rate "$t1m") vs $(fmt_rate "$p1m") msg/s)"
+        met=$(yesno eval "ge $s10 50 && ge $s1m 80")
+    else
+        cell=${NOTE[psrtd.tls]:-"not measured (psrt-cli run failed)"}; met="—"
+    fi
+    row "TLS 1 → 1 as a share of plaintext (psrt-cli --benchmark publish + read, same server, same client)" "$cell" "n/a (pbench has no TLS)" "—" "≥ 50 % (16 B), ≥ 80 % (1 MB) (perf-anchors W9)" "$met"
 fi
 if want cpu; then
     pv=$(value psrtd cpu us)
