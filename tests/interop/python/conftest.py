@@ -6,9 +6,16 @@ acl.yml and an htpasswd file with bcrypt hashes. The binary is $PSRTD_BIN, or
 target/release/psrtd in the repository. At the end the server gets SIGTERM and
 must exit 0 with no ERROR line in its log.
 
+The server also takes UDP publishes on 127.0.0.1:0 (the port is read from the
+same log line, "udp:127.0.0.1:..."), with a keys.yml holding fresh random
+AES keys (UDP_KEYS) for alice and for `_` (the empty key id), plus one for a
+login without an ACL entry, which the server must skip.
+
 The TLS tests get a second, TLS-only server (`tls_server`): the same ACL and
 users, a CA and a server certificate for localhost/127.0.0.1 made on the spot
 (pki.py), and a 2 s protocol timeout so that the keep-alive check is short.
+The UDP tests also use `noanon_server`: like `server` but with
+allow_anonymous off.
 """
 
 import os
@@ -39,6 +46,13 @@ USERS = {
     "bob": ("bob-pw", "$2y$"),
 }
 
+# UDP: the largest datagram the server takes (a longer one is dropped).
+UDP_FRAME_SIZE = 4096
+
+# UDP AES keys (keys.yml: login -> 64 hex chars), new every session.
+# "stranger" has no ACL entry, so the server must skip its key.
+UDP_KEYS = {login: os.urandom(32).hex() for login in ("alice", "_", "stranger")}
+
 ACL = """\
 _:
   sub: '#'
@@ -51,7 +65,9 @@ bob:
   pub: ['py/bob/#']
 """
 
-CONFIG = f"""\
+
+def _config(allow_anonymous):
+    return f"""\
 server:
   workers: 1
   latency_warn: 500000
@@ -62,14 +78,20 @@ server:
   pid_file: psrtd.pid
 proto:
   bind: 127.0.0.1:0
-  bind_udp: []
+  bind_udp: 127.0.0.1:0
+  udp_frame_size: {UDP_FRAME_SIZE}
   timeout: {SERVER_TIMEOUT}
   allow_no_tls: true
 auth:
-  allow_anonymous: true
+  allow_anonymous: {"true" if allow_anonymous else "false"}
   password_file: passwd
   acl: acl.yml
+  key_file: keys.yml
 """
+
+
+CONFIG = _config(allow_anonymous=True)
+NOANON_CONFIG = _config(allow_anonymous=False)
 
 
 # The TLS server's protocol timeout (s); its clients use the same timeout, so
@@ -122,6 +144,10 @@ class Server:
         )
         self.port = self._wait_port(10)
         self.addr = f"127.0.0.1:{self.port}"
+        # The UDP listener, if the config has one (the same log line).
+        m = re.search(r"listening on .*\budp:127\.0\.0\.1:(\d+)", self.log_text())
+        self.udp_port = int(m.group(1)) if m else None
+        self.udp_addr = f"127.0.0.1:{self.udp_port}" if m else None
 
     def _wait_port(self, within):
         deadline = time.monotonic() + within
@@ -189,6 +215,9 @@ def _start(prefix, config):
     (workdir / "config.yml").write_text(config)
     (workdir / "acl.yml").write_text(ACL)
     (workdir / "passwd").write_text(_passwd())
+    (workdir / "keys.yml").write_text(
+        "".join(f"'{login}': '{key}'\n" for login, key in UDP_KEYS.items())
+    )
     return workdir
 
 
@@ -209,6 +238,15 @@ def _finish(srv, workdir):
 @pytest.fixture(scope="session")
 def server():
     workdir = _start("psrt-interop-py-", CONFIG)
+    srv = Server(_binary(), workdir)
+    yield srv
+    _finish(srv, workdir)
+
+
+@pytest.fixture(scope="session")
+def noanon_server():
+    """Like `server`, with allow_anonymous: false."""
+    workdir = _start("psrt-interop-py-noanon-", NOANON_CONFIG)
     srv = Server(_binary(), workdir)
     yield srv
     _finish(srv, workdir)

@@ -5,8 +5,7 @@ The client is AF_INET only and resolves nothing special, so every path is
 section 7): any exception in subscribe/unsubscribe -- AccessError included --
 closes the client, while a denied publish raises AccessError and keeps it.
 
-Not tested here: pub_udp (plain and AES). UDP publishing is not implemented in
-our server yet; add the UDP tests together with it.
+pub_udp (plain and AES) is tested in test_psrt_py_udp.py.
 """
 
 import os
