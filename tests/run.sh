@@ -39,8 +39,8 @@ stages:
                   child-process tests running the release psrtd
   interop-python  the published Python client (psrt 0.0.19, pytest) against
                   the release psrtd: tests/interop/python, in .venv
-  interop-rust    the published Rust client crate (psrt =0.3.8), plain and TLS,
-                  against the release psrtd: tests/interop/rust-client
+  interop-rust    the published Rust client crate (psrt =0.3.8), plain, TLS
+                  and UDP, against the release psrtd: tests/interop/rust-client
   fuzz      every target in fuzz/fuzz_targets for FUZZ_SECONDS each (nightly,
             installs cargo-fuzz if missing), on a copy of fuzz/corpus
 
@@ -158,15 +158,18 @@ ensure_openssl_dev() {
 
 # Starts BIN in DIR (cd there) on DIR/config.yml, logging to DIR/psrtd.log;
 # waits for its "listening on tcp:127.0.0.1:PORT" line. Sets PSRTD_PID and
-# PSRTD_PORT.
+# PSRTD_PORT, and PSRTD_UDP_PORT from the same line's "udp:127.0.0.1:PORT"
+# (empty without a UDP listener).
 start_psrtd() {
     local bin="$1" dir="$2" i
     (cd "$dir" && exec "$bin" -C config.yml -v) >"$dir/psrtd.log" 2>&1 &
     PSRTD_PID=$!
     PSRTD_PORT=""
+    PSRTD_UDP_PORT=""
     for ((i = 0; i < 200; i++)); do
         PSRTD_PORT="$(sed -n 's/.*listening on tcp:127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$dir/psrtd.log" | head -n 1)"
         if [[ -n $PSRTD_PORT ]]; then
+            PSRTD_UDP_PORT="$(sed -n 's/.*listening on .*udp:127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$dir/psrtd.log" | head -n 1)"
             return 0
         fi
         if ! kill -0 "$PSRTD_PID" 2>/dev/null; then
@@ -266,11 +269,22 @@ stage_interop_rust() {
     cp tests/interop/rust-client/server/* "$dir/"
     # A throwaway CA and server certificate for the TLS checks.
     "$client" gen-certs "$dir"
+    # A fresh AES key for "rust" (UDP, with_encryption_auth): 64 hex chars.
+    local udp_key
+    udp_key="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+    printf "'rust': '%s'\n" "$udp_key" >"$dir/keys.yml"
     start_psrtd "$bin" "$dir"
-    log "psrtd on 127.0.0.1:$PSRTD_PORT (log: $dir/psrtd.log)"
+    if [[ -z $PSRTD_UDP_PORT ]]; then
+        log "psrtd reported no UDP listener (proto.bind_udp in tests/interop/rust-client/server/config.yml)"
+        kill -KILL "$PSRTD_PID"
+        return 1
+    fi
+    log "psrtd on 127.0.0.1:$PSRTD_PORT, UDP 127.0.0.1:$PSRTD_UDP_PORT (log: $dir/psrtd.log)"
     # The password of "rust" in server/passwd (a $2y$ hash, as htpasswd -B).
     local rc=0 stopped=0
-    timeout -k 10 "$INTEROP_TIMEOUT" "$client" "127.0.0.1:$PSRTD_PORT" rust rust-interop-pw \
+    timeout -k 10 "$INTEROP_TIMEOUT" "$client" \
+        --udp "127.0.0.1:$PSRTD_UDP_PORT" --udp-key "$udp_key" \
+        "127.0.0.1:$PSRTD_PORT" rust rust-interop-pw \
         "$dir/ca.pem" "$dir/other-ca.pem" || rc=$?
     stop_psrtd "$dir" || stopped=$?
     if [[ $rc -ne 0 ]]; then

@@ -1,7 +1,7 @@
 //! Interop check: drives a running psrtd with the published `psrt` client
 //! crate (0.3.8, async, tokio) and exits non-zero on the first mismatch.
 //!
-//! usage: psrt-interop-rust-client ADDR USER PASSWORD [CA_PEM OTHER_CA_PEM]
+//! usage: psrt-interop-rust-client [--udp UDP_ADDR --udp-key HEX] ADDR USER PASSWORD [CA_PEM OTHER_CA_PEM]
 //!        psrt-interop-rust-client gen-certs DIR
 //!
 //! The server must allow anonymous logins with pub+sub `#`, and USER must be
@@ -11,6 +11,9 @@
 //! also accept TLS with a certificate for localhost and 127.0.0.1 signed by
 //! CA_PEM (OTHER_CA_PEM signed nothing). `gen-certs DIR` writes such files
 //! (ca.pem, server.crt, server.key, other-ca.pem).
+//! With `--udp` the crate's `UdpClient` publishes to UDP_ADDR too: plain
+//! (USER/PASSWORD and anonymous) and AES-256-GCM with USER's key from the
+//! server's keys.yml (`--udp-key`, 64 hex chars).
 //! Every await has a deadline, and the whole run has one too, so it never hangs.
 
 mod certs;
@@ -18,7 +21,7 @@ mod certs;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use psrt::client::{Client, Config};
+use psrt::client::{Client, Config, UdpClient};
 use psrt::{ErrorKind, Message, DEFAULT_PRIORITY};
 
 /// Deadline of one step (a connect, a command, a receive).
@@ -29,6 +32,9 @@ const TOTAL: Duration = Duration::from_secs(180);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle time in the keep-alive check: longer than the server's 5 s timeout.
 const IDLE: Duration = Duration::from_secs(6);
+/// How long a UDP check waits for an ack that must not come (on 127.0.0.1 a
+/// real one takes well under a millisecond).
+const NO_ACK: Duration = Duration::from_secs(2);
 
 type Rx = async_channel::Receiver<Message>;
 
@@ -39,17 +45,45 @@ struct Args {
     /// PEM contents of the CA that signed the server certificate, and of one
     /// that did not.
     tls: Option<(String, String)>,
+    /// The server's UDP address and USER's 32-byte key.
+    udp: Option<(String, Vec<u8>)>,
 }
 
-const USAGE: &str =
-    "usage: psrt-interop-rust-client ADDR USER PASSWORD [CA_PEM OTHER_CA_PEM]\n       \
+const USAGE: &str = "usage: psrt-interop-rust-client [--udp UDP_ADDR --udp-key HEX] \
+                     ADDR USER PASSWORD [CA_PEM OTHER_CA_PEM]\n       \
                      psrt-interop-rust-client gen-certs DIR";
 
-fn parse_args(v: &[String]) -> Result<Args, String> {
+/// 64 hex chars -> 32 bytes.
+fn parse_key(hex: &str) -> Result<Vec<u8>, String> {
+    let bad = || format!("--udp-key: expected 64 hex characters, got {hex:?}");
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad()))
+        .collect()
+}
+
+fn parse_args(argv: &[String]) -> Result<Args, String> {
     let read = |path: &String| {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
     };
-    let (addr, user, password, tls) = match v {
+    let (mut udp_addr, mut udp_key, mut v) = (None, None, Vec::new());
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--udp" => udp_addr = Some(it.next().ok_or(USAGE)?.clone()),
+            "--udp-key" => udp_key = Some(parse_key(it.next().ok_or(USAGE)?)?),
+            _ => v.push(arg.clone()),
+        }
+    }
+    let udp = match (udp_addr, udp_key) {
+        (Some(addr), Some(key)) => Some((addr, key)),
+        (None, None) => None,
+        _ => return Err(format!("--udp and --udp-key go together\n{USAGE}")),
+    };
+    let (addr, user, password, tls) = match v.as_slice() {
         [addr, user, password] => (addr, user, password, None),
         [addr, user, password, ca, other] => {
             (addr, user, password, Some((read(ca)?, read(other)?)))
@@ -61,6 +95,7 @@ fn parse_args(v: &[String]) -> Result<Args, String> {
         user: user.clone(),
         password: password.clone(),
         tls,
+        udp,
     })
 }
 
@@ -257,6 +292,195 @@ async fn tls_checks(a: &Args, ca: &str, other_ca: &str, anon: &Client) -> Result
     check("TLS session usable after a denial", sub.is_connected())?;
     pass("plain to TLS delivery; ACL denial over TLS keeps the session");
     Ok(TlsHold { sub, rx, publisher })
+}
+
+/// A UDP publish that must fail with the crate's error for a non-OK ack:
+/// `Io`, "Server response error XX" (XX = the code in lower-case hex).
+async fn udp_refused(
+    what: &str,
+    code: &str,
+    fut: impl std::future::Future<Output = Result<(), psrt::Error>>,
+) -> Result<(), String> {
+    let e = fails(what, ErrorKind::Io, fut).await?;
+    let want = format!("Server response error {code}");
+    check(
+        &format!("{what}: error message {e:?} names {want:?}"),
+        e.to_string().contains(&want),
+    )
+}
+
+/// A confirmed UDP publish that must get no ack at all: still waiting after
+/// NO_ACK. Deliberate in psrtd (README.md, "Where psrtd deliberately
+/// differs"): nothing goes back to a source that did not authenticate, so
+/// the crate's `publish_confirmed` (which has no timeout of its own) would
+/// wait forever where the reference answers FE.
+async fn udp_no_ack(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<(), psrt::Error>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(NO_ACK, fut).await {
+        Err(_) => Ok(()),
+        Ok(r) => Err(format!(
+            "{what}: expected no ack within {NO_ACK:?}, got {r:?}"
+        )),
+    }
+}
+
+/// The crate's `UdpClient` against the server's UDP listener: plain
+/// (user/password and anonymous) and AES-256-GCM, confirmed and not, seen
+/// by a TCP subscriber of the same crate.
+async fn udp_checks(a: &Args, udp_addr: &str, key: &[u8]) -> Result<(), String> {
+    // An anonymous subscriber (the `_` ACL may subscribe anything), so that
+    // it also sees whether a denied topic got through.
+    let sub_cfg = Config::new(&a.addr).set_timeout(CLIENT_TIMEOUT).build();
+    let mut sub = ok("UDP: subscriber connect", Client::connect(&sub_cfg)).await?;
+    let rx = sub
+        .take_data_channel()
+        .ok_or("UDP: take_data_channel: expected Some")?;
+    ok(
+        "UDP: subscribe",
+        sub.subscribe_bulk(vec!["interop/udp/#".to_owned(), "denied/udp".to_owned()]),
+    )
+    .await?;
+    let udp =
+        |what: &'static str| async move { ok(what, UdpClient::connect(udp_addr.to_owned())).await };
+
+    // Plain, with the user's login and password.
+    let plain = udp("UDP connect (plain)")
+        .await?
+        .with_auth(&a.user, &a.password);
+    let binary: Vec<u8> = (0..=255u8).collect();
+    ok(
+        "UDP plain publish_confirmed",
+        plain.publish_confirmed("interop/udp/plain", &binary),
+    )
+    .await?;
+    expect_msg("UDP plain confirmed", &rx, "interop/udp/plain", &binary).await?;
+    ok(
+        "UDP plain publish (no ack)",
+        plain.publish("interop/udp/plain", b"no ack"),
+    )
+    .await?;
+    expect_msg("UDP plain unconfirmed", &rx, "interop/udp/plain", b"no ack").await?;
+    pass("UdpClient with_auth: publish_confirmed and publish delivered to a TCP subscriber");
+
+    // Anonymous: no with_auth (empty login and password), the `_` ACL.
+    let anon = udp("UDP connect (anonymous)").await?;
+    ok(
+        "UDP anonymous publish_confirmed",
+        anon.publish_confirmed("interop/udp/anon", b"anon"),
+    )
+    .await?;
+    expect_msg("UDP anonymous", &rx, "interop/udp/anon", b"anon").await?;
+    pass("UdpClient anonymous publish_confirmed delivered");
+
+    // AES-256-GCM with the user's key.
+    let sealed = udp("UDP connect (AES-256)")
+        .await?
+        .with_encryption_auth(&a.user, key);
+    ok(
+        "UDP AES-256 publish_confirmed",
+        sealed.publish_confirmed("interop/udp/aes", b"sealed"),
+    )
+    .await?;
+    expect_msg("UDP AES-256 confirmed", &rx, "interop/udp/aes", b"sealed").await?;
+    ok(
+        "UDP AES-256 publish (no ack)",
+        sealed.publish("interop/udp/aes", b"sealed, no ack"),
+    )
+    .await?;
+    expect_msg(
+        "UDP AES-256 unconfirmed",
+        &rx,
+        "interop/udp/aes",
+        b"sealed, no ack",
+    )
+    .await?;
+    pass("UdpClient with_encryption_auth (AES-256-GCM): confirmed and not, delivered");
+
+    // Outside the user's pub ACL: FE, which the crate reports as an Io error.
+    udp_refused(
+        "UDP plain publish outside the pub ACL",
+        "fe",
+        plain.publish_confirmed("denied/udp", b"x"),
+    )
+    .await?;
+    udp_refused(
+        "UDP AES-256 publish outside the pub ACL",
+        "fe",
+        sealed.publish_confirmed("denied/udp", b"x"),
+    )
+    .await?;
+    // A wildcard is no publish topic: FF.
+    udp_refused(
+        "UDP publish to a wildcard topic",
+        "ff",
+        plain.publish_confirmed("interop/udp/+", b"x"),
+    )
+    .await?;
+    pass("UDP ACL denial -> Err(Io, \"Server response error fe\"); wildcard topic -> ff");
+
+    // Not authenticated: no ack at all (deliberate, see udp_no_ack).
+    let wrong_pw = udp("UDP connect (wrong password)")
+        .await?
+        .with_auth(&a.user, "wrong-password");
+    udp_no_ack(
+        "UDP plain publish with a wrong password",
+        wrong_pw.publish_confirmed("interop/udp/plain", b"must not arrive"),
+    )
+    .await?;
+    let wrong_key = udp("UDP connect (wrong key)")
+        .await?
+        .with_encryption_auth(&a.user, &[0x5a; 32]);
+    udp_no_ack(
+        "UDP AES-256 publish with a wrong key",
+        wrong_key.publish_confirmed("interop/udp/aes", b"must not arrive"),
+    )
+    .await?;
+    pass(&format!(
+        "UDP wrong password / wrong key: no ack within {NO_ACK:?} (deliberate: no answer to unauthenticated sources)"
+    ));
+
+    // Many, mixed, in order: one UDP socket is read in order.
+    let n = 300;
+    for i in 0..n {
+        let (c, data) = (if i % 2 == 0 { &plain } else { &sealed }, format!("{i}"));
+        if i % 3 == 0 {
+            ok(
+                "UDP publish_confirmed (many)",
+                c.publish_confirmed("interop/udp/many", data.as_bytes()),
+            )
+            .await?;
+        } else {
+            ok(
+                "UDP publish (many)",
+                c.publish("interop/udp/many", data.as_bytes()),
+            )
+            .await?;
+        }
+    }
+    for i in 0..n {
+        expect_msg(
+            "UDP many (in order)",
+            &rx,
+            "interop/udp/many",
+            format!("{i}").as_bytes(),
+        )
+        .await?;
+    }
+    // Nothing refused above was delivered: a sentinel comes next.
+    ok(
+        "UDP sentinel",
+        anon.publish_confirmed("interop/udp/end", b"end"),
+    )
+    .await?;
+    expect_msg("UDP sentinel first", &rx, "interop/udp/end", b"end").await?;
+    no_more("after the UDP checks", &rx)?;
+    pass(&format!(
+        "UDP: {n} plain and AES-256 publishes (every third confirmed) in order; nothing refused was delivered"
+    ));
+    ok("UDP: subscriber bye", sub.bye()).await?;
+    Ok(())
 }
 
 async fn run(a: &Args) -> Result<(), String> {
@@ -518,6 +742,10 @@ async fn run(a: &Args) -> Result<(), String> {
     let again = ok("reconnect", Client::connect(&config(a))).await?;
     ok("bye after reconnect", again.bye()).await?;
     pass("reconnect after bye");
+
+    if let Some((udp_addr, key)) = &a.udp {
+        udp_checks(a, udp_addr, key).await?;
+    }
     Ok(())
 }
 
@@ -543,11 +771,15 @@ async fn main() -> ExitCode {
         }
     };
     println!(
-        "psrt crate {} against {} (user {}{})",
+        "psrt crate {} against {} (user {}{}{})",
         psrt::VERSION,
         args.addr,
         args.user,
-        if args.tls.is_some() { ", with TLS" } else { "" }
+        if args.tls.is_some() { ", with TLS" } else { "" },
+        match &args.udp {
+            Some((udp, _)) => format!(", UDP {udp}"),
+            None => String::new(),
+        }
     );
     match tokio::time::timeout(TOTAL, run(&args)).await {
         Ok(Ok(())) => {
