@@ -373,3 +373,23 @@ fn publish_repl_by_a_non_replicator_is_denied() {
     sub.expect("r/t", b"normal");
     sub.data.expect_silence(Duration::from_millis(100));
 }
+
+/// `a/#/z` is the same subscription as `a/#` (everything after `#` is
+/// ignored): subscribing both is one subscription, and unsubscribing either
+/// name ends it — never a session that believes it is subscribed while the
+/// server does not deliver.
+#[test]
+fn masks_after_hash_are_one_subscription() {
+    let srv = TestServer::start();
+    let mut sub = Session::anonymous(srv.addr);
+    sub.sub(&["a/#", "a/#/z"]);
+    let (mut publisher, _) = Raw::anonymous(srv.addr);
+    assert_eq!(publisher.publish("a/x", b"1"), 0x01);
+    assert_eq!(sub.recv().1, b"1");
+    sub.data.expect_silence(Duration::from_millis(100));
+    assert_eq!(sub.ctl.unsubscribe(&["a/#/z"]), 0x01);
+    assert_eq!(publisher.publish("a/y", b"2"), 0x01);
+    sub.data.expect_silence(Duration::from_millis(200));
+    let stats = srv.stop();
+    assert_eq!(stats.c_sub_ops, 2, "one subscribe, one unsubscribe");
+}

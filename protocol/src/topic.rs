@@ -99,6 +99,21 @@ pub fn validate_mask(mask: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// The canonical form of a mask: everything after the first `#` level is
+/// dropped (`q/#/z` → `q/#`), so masks that match the same topics compare
+/// equal.
+pub fn canonical_mask(mask: &str) -> &str {
+    let mut end = 0;
+    for level in mask.split('/') {
+        end += level.len();
+        if level == "#" {
+            return mask.get(..end).unwrap_or(mask);
+        }
+        end += 1;
+    }
+    mask
+}
+
 /// Whether `topic` matches `mask` with PSRT semantics (see the module doc).
 pub fn mask_matches(mask: &str, topic: &str) -> bool {
     let mut levels = topic.split('/');
@@ -210,6 +225,30 @@ mod tests {
         assert_eq!(validate_mask(""), Err(TopicError::EmptyMask));
         assert_eq!(validate_mask("#"), Ok(()));
         assert_eq!(validate_mask("a+b/#/c"), Ok(()));
+    }
+
+    #[test]
+    fn canonical_masks() {
+        for (mask, want) in [
+            ("q/#/z", "q/#"),
+            ("#", "#"),
+            ("#/a/b", "#"),
+            ("a/b", "a/b"),
+            ("a/+/#", "a/+/#"),
+            ("a#/b", "a#/b"),
+            ("a/#/", "a/#"),
+            ("", ""),
+            ("/#/x", "/#"),
+        ] {
+            assert_eq!(canonical_mask(mask), want, "{mask:?}");
+            for topic in ["", "a", "a/b", "q/x", "q/x/z", "a/x/y", "/x", "a#/b"] {
+                assert_eq!(
+                    mask_matches(mask, topic),
+                    mask_matches(want, topic),
+                    "{mask} {topic}"
+                );
+            }
+        }
     }
 
     #[test]

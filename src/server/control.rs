@@ -7,11 +7,12 @@
 //! `Rc<[u8]>` that every queue shares. A client gets a message once however
 //! many of its masks match. A data socket whose queue is full is dropped.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use psrt_protocol::{
-    ReplBody, Reply, Request, Topics, decode_repl_body, decode_request, encode_push_header,
-    normalize_topic, push_frame_len, validate_publish_topic,
+    ReplBody, Reply, Request, Topics, canonical_mask, decode_repl_body, decode_request,
+    encode_push_header, normalize_topic, push_frame_len, validate_publish_topic,
 };
 
 use super::conn::{CloseReason, ConnId, Flushed, Phase, SendQueue, Session};
@@ -137,6 +138,11 @@ impl Server {
         for topic in topics.iter() {
             let Ok(mask) = normalize_topic(topic, depth) else {
                 return Reply::Error;
+            };
+            // `a/#/z` is `a/#`: one subscription, under one name.
+            let mask = match mask {
+                Cow::Borrowed(m) => Cow::Borrowed(canonical_mask(m)),
+                Cow::Owned(m) => Cow::Owned(canonical_mask(&m).to_string()),
             };
             if change == Change::Subscribe && !session(self, id).acl.can_subscribe(&mask) {
                 self.core.stats.access_denied += 1;

@@ -1,6 +1,7 @@
 //! The subscription index: a tree with one node per topic level, children in
-//! a `BTreeMap`, and dedicated `+` and `#` branches, so a publish visits only
-//! the branches its levels select — never the unrelated subscriptions.
+//! a `BTreeMap` (inline while a node has only one), and dedicated `+` and `#`
+//! branches, so a publish visits only the branches its levels select — never
+//! the unrelated subscriptions.
 //!
 //! PSRT semantics (the same as `psrt_protocol::mask_matches`): `+` matches
 //! exactly one level, an empty one too; `#` matches one or more further
@@ -10,22 +11,150 @@
 //!
 //! The index stores client ids only. It does not deduplicate across masks:
 //! a caller that must deliver once per client filters repeats itself.
+//! Masks are expected in canonical form (`psrt_protocol::canonical_mask`), so
+//! one subscription has one name.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Who subscribes: the control connection's slab key.
 pub type ClientId = usize;
 
+/// The subscribers of one node. Most nodes have exactly one, so a single
+/// id is stored inline and a set is allocated only for more.
+#[derive(Debug, Default)]
+enum Subscribers {
+    #[default]
+    None,
+    One(ClientId),
+    Many(BTreeSet<ClientId>),
+}
+
+impl Subscribers {
+    fn insert(&mut self, client: ClientId) -> bool {
+        match self {
+            Self::None => *self = Self::One(client),
+            Self::One(c) if *c == client => return false,
+            Self::One(c) => *self = Self::Many(BTreeSet::from([*c, client])),
+            Self::Many(set) => return set.insert(client),
+        }
+        true
+    }
+
+    fn remove(&mut self, client: ClientId) -> bool {
+        match self {
+            Self::One(c) if *c == client => *self = Self::None,
+            Self::Many(set) => {
+                if !set.remove(&client) {
+                    return false;
+                }
+                if let (1, Some(&last)) = (set.len(), set.first()) {
+                    *self = Self::One(last);
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Self::None)
+    }
+
+    fn for_each(&self, out: &mut impl FnMut(ClientId)) {
+        match self {
+            Self::None => {}
+            Self::One(c) => out(*c),
+            Self::Many(set) => set.iter().for_each(|&c| out(c)),
+        }
+    }
+}
+
+/// The literal next levels of a node; most nodes have one, stored inline.
+#[derive(Debug, Default)]
+enum Children {
+    #[default]
+    None,
+    One(Box<str>, Box<Node>),
+    Many(BTreeMap<Box<str>, Box<Node>>),
+}
+
+impl Children {
+    fn get(&self, level: &str) -> Option<&Node> {
+        match self {
+            Self::One(name, node) if **name == *level => Some(node),
+            Self::Many(map) => map.get(level).map(|n| &**n),
+            _ => None,
+        }
+    }
+
+    fn get_mut(&mut self, level: &str) -> Option<&mut Node> {
+        match self {
+            Self::One(name, node) if **name == *level => Some(node),
+            Self::Many(map) => map.get_mut(level).map(|n| &mut **n),
+            _ => None,
+        }
+    }
+
+    /// The child for `level`, created if missing.
+    fn get_or_insert(&mut self, level: &str) -> &mut Node {
+        let present = match self {
+            Self::None => false,
+            Self::One(name, _) => **name == *level,
+            Self::Many(map) => map.contains_key(level),
+        };
+        if !present {
+            match std::mem::take(self) {
+                Self::None => *self = Self::One(level.into(), Box::default()),
+                Self::One(name, node) => {
+                    let mut map = BTreeMap::new();
+                    map.insert(name, node);
+                    map.insert(level.into(), Box::default());
+                    *self = Self::Many(map);
+                }
+                Self::Many(mut map) => {
+                    map.insert(level.into(), Box::default());
+                    *self = Self::Many(map);
+                }
+            }
+        }
+        match self {
+            Self::One(_, node) => node,
+            Self::Many(map) => map.entry(level.into()).or_default(),
+            // Filled in just above.
+            Self::None => unreachable!("child was just inserted"),
+        }
+    }
+
+    fn remove(&mut self, level: &str) {
+        match self {
+            Self::One(name, _) if **name == *level => *self = Self::None,
+            Self::Many(map) => {
+                map.remove(level);
+                if map.len() == 1 {
+                    if let Some((name, node)) = map.pop_first() {
+                        *self = Self::One(name, node);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Self::None)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Node {
     /// Literal next levels.
-    children: BTreeMap<Box<str>, Box<Self>>,
+    children: Children,
     /// `+` as the next level.
     plus: Option<Box<Self>>,
     /// Masks that end at this node.
-    exact: BTreeSet<ClientId>,
+    exact: Subscribers,
     /// Masks with `#` as the next level (match one or more further levels).
-    rest: BTreeSet<ClientId>,
+    rest: Subscribers,
 }
 
 impl Node {
@@ -42,10 +171,10 @@ impl Node {
         out: &mut impl FnMut(ClientId),
     ) {
         let Some(level) = levels.next() else {
-            self.exact.iter().for_each(|&c| out(c));
+            self.exact.for_each(out);
             return;
         };
-        self.rest.iter().for_each(|&c| out(c));
+        self.rest.for_each(out);
         if let Some(child) = self.children.get(level) {
             child.collect(levels.clone(), out);
         }
@@ -89,7 +218,7 @@ impl Matcher {
             node = if level == "+" {
                 node.plus.get_or_insert_with(Box::default)
             } else {
-                node.children.entry(level.into()).or_default()
+                node.children.get_or_insert(level)
             };
         }
         let set = if rest {
@@ -122,7 +251,7 @@ impl Matcher {
             } else {
                 &mut node.exact
             };
-            return set.remove(&client);
+            return set.remove(client);
         };
         if level == "+" {
             let Some(plus) = node.plus.as_deref_mut() else {
@@ -235,6 +364,54 @@ mod tests {
         assert!(m.is_empty());
         assert!(m.root.is_empty(), "all nodes pruned: {:?}", m.root);
         assert!(!m.has_match("a/b/c"));
+    }
+
+    #[test]
+    fn random_subscribe_unsubscribe_agrees_with_mask_matching() {
+        // A small deterministic generator: no dependency, same run every time.
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let levels = ["a", "b", "", "+", "#", "c+d"];
+        let mut m = Matcher::new();
+        let mut live: Vec<(String, ClientId)> = Vec::new();
+        for _ in 0..3000 {
+            let depth = 1 + next(3);
+            let mask: Vec<&str> = (0..depth).map(|_| levels[next(levels.len())]).collect();
+            let mask = psrt_protocol::canonical_mask(&mask.join("/")).to_string();
+            let client = next(5);
+            if next(3) == 0 {
+                let was = live.iter().position(|(mk, c)| *mk == mask && *c == client);
+                assert_eq!(m.unsubscribe(&mask, client), was.is_some());
+                if let Some(i) = was {
+                    live.swap_remove(i);
+                }
+            } else {
+                let new = !live.iter().any(|(mk, c)| *mk == mask && *c == client);
+                assert_eq!(m.subscribe(&mask, client), new);
+                if new {
+                    live.push((mask, client));
+                }
+            }
+            assert_eq!(m.len(), live.len());
+        }
+        for topic in ["a", "b", "", "a/b", "a//b", "b/a/c", "c+d/a", "a/a/a", "x"] {
+            let mut want: Vec<ClientId> = live
+                .iter()
+                .filter(|(mask, _)| mask_matches(mask, topic))
+                .map(|&(_, c)| c)
+                .collect();
+            want.sort_unstable();
+            assert_eq!(matches(&m, topic), want, "topic {topic:?}");
+        }
+        for (mask, client) in live.drain(..) {
+            assert!(m.unsubscribe(&mask, client));
+        }
+        assert!(m.is_empty() && m.root.is_empty(), "everything pruned");
     }
 
     #[test]
