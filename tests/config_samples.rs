@@ -48,6 +48,14 @@ fn sample_keys_and_passwords() {
     assert!(bcrypt::verify("change-me", &op.hash).unwrap());
 }
 
+/// The sample cluster.yml loads (the reference format).
+#[test]
+fn sample_cluster_file_loads() {
+    let nodes = psrt::server::cluster::load_nodes(&sample("cluster.yml")).unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].user, "replicator");
+}
+
 /// The systemd unit checks the config before starting and reloads with HUP.
 #[test]
 fn systemd_unit_uses_test_config_and_sighup() {

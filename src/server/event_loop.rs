@@ -373,7 +373,9 @@ impl Server {
             self.fire_timers();
             self.notifier.tick(self.core.now);
             self.cluster_tick();
+            self.core.ratelog.flush(self.core.now);
         }
+        self.core.ratelog.flush_all(Instant::now());
         self.notifier.stopping();
         self.close_all();
         Ok(())
