@@ -322,16 +322,7 @@ impl CliChild {
             .status()
             .expect("kill");
         assert!(ok.success());
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_child(&mut self.child, IO_TIMEOUT)
     }
 }
 

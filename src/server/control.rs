@@ -309,11 +309,7 @@ impl Server {
                 return;
             };
             self.core.stats.queue_cap_drops += 1;
-            let now = self.core.now;
-            self.core.ratelog.warn(
-                "queue-cap",
-                now,
-                format_args!(
+            self.core.warn("queue-cap", format_args!(
                     "all data queues together exceed max_queued_bytes ({cap}): dropping the largest ({bytes} bytes)"
                 ),
             );

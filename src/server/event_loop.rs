@@ -48,7 +48,7 @@ const FIRST_LISTENER: usize = 3;
 const MAX_LISTENERS: usize = 64;
 const FIRST_UDP: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// Slab key k is `Token(FIRST_CONN + k)`.
-pub(crate) const FIRST_CONN: usize = FIRST_UDP + MAX_LISTENERS;
+const FIRST_CONN: usize = FIRST_UDP + MAX_LISTENERS;
 /// Input read from one connection per loop iteration before others get a turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// How long accepting pauses after the process ran out of file descriptors.
@@ -77,7 +77,7 @@ pub(crate) struct Core {
     pub(crate) seq: u64,
     /// The loop's notion of now, taken once per iteration.
     pub(crate) now: Instant,
-    pub(crate) next_serial: u64,
+    next_serial: u64,
     pub(crate) per_ip: HashMap<IpAddr, usize>,
     pub(crate) per_user: HashMap<Box<str>, usize>,
     pub(crate) sessions: usize,
@@ -108,6 +108,12 @@ impl Core {
             conn.in_ready_list = true;
             self.ready_list.push(id);
         }
+    }
+
+    /// A warning of a kind that clients can trigger in bulk: rate limited
+    /// per kind (see `ratelog`).
+    pub(crate) fn warn(&mut self, kind: &'static str, msg: std::fmt::Arguments<'_>) {
+        self.ratelog.warn(kind, self.now, msg);
     }
 
     /// Queues the connection's current deadline.
@@ -464,20 +470,15 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    let now = self.core.now;
-                    self.core.ratelog.warn(
+                    self.core.warn(
                         "accept",
-                        now,
                         format_args!("cannot accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}"),
                     );
-                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    self.accept_paused_until = Some(self.core.now + ACCEPT_PAUSE);
                     return;
                 }
                 Err(e) => {
-                    let now = self.core.now;
-                    self.core
-                        .ratelog
-                        .warn("accept", now, format_args!("accept failed: {e}"));
+                    self.core.warn("accept", format_args!("accept failed: {e}"));
                     continue;
                 }
             };
@@ -485,7 +486,7 @@ impl Server {
         }
     }
 
-    fn add_conn(&mut self, mut stream: super::conn::Stream, peer: super::conn::Peer, http: bool) {
+    fn add_conn(&mut self, stream: super::conn::Stream, peer: super::conn::Peer, http: bool) {
         let core = &mut self.core;
         let limits = &core.config;
         let refuse = if limits.max_clients > 0
@@ -494,10 +495,8 @@ impl Server {
             Some("max_clients (sockets)")
         } else if let Some(left) = peer.ip().and_then(|ip| core.throttle.blocked(ip, core.now)) {
             core.stats.auth_blocked += 1;
-            let now = core.now;
-            core.ratelog.warn(
+            core.warn(
                 "auth-block",
-                now,
                 format_args!(
                     "{peer}: refused for {}s more after repeated failed logins",
                     left.as_secs() + 1
@@ -512,36 +511,48 @@ impl Server {
         };
         if let Some(which) = refuse {
             core.stats.limit_refusals += 1;
-            let now = core.now;
-            core.ratelog.warn(
-                "limit",
-                now,
-                format_args!("{peer}: refused, {which} reached"),
-            );
-            return;
-        }
-        let entry = self.conns.vacant_entry();
-        let id = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(FIRST_CONN + id),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            warn!("{peer}: cannot register the connection: {e}");
+            core.warn("limit", format_args!("{peer}: refused, {which} reached"));
             return;
         }
         let ip = peer.ip();
-        if let Some(ip) = ip {
-            *core.per_ip.entry(ip).or_insert(0) += 1;
-        }
         debug!("{peer}: connected");
+        let phase = if http {
+            Phase::HttpRequest
+        } else {
+            Phase::Greeting
+        };
+        let id = match self.insert_conn(stream, peer, phase) {
+            Ok(id) => id,
+            Err(e) => return warn!("cannot register a new connection: {e}"),
+        };
+        if let Some(ip) = ip {
+            *self.core.per_ip.entry(ip).or_insert(0) += 1;
+            self.conns[id].counted_ip = Some(ip);
+        }
+    }
+
+    /// Registers a socket with the poll and puts it in the slab in `phase`,
+    /// with its first deadline armed (accepted connections and outgoing
+    /// replication links alike).
+    pub(crate) fn insert_conn(
+        &mut self,
+        mut stream: super::conn::Stream,
+        peer: super::conn::Peer,
+        phase: Phase,
+    ) -> io::Result<ConnId> {
+        let entry = self.conns.vacant_entry();
+        let id = entry.key();
+        self.poll.registry().register(
+            &mut stream,
+            Token(FIRST_CONN + id),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let core = &mut self.core;
         core.next_serial += 1;
         let conn = entry.insert(Conn::new(stream, peer, core.next_serial, core.now));
-        conn.counted_ip = ip;
-        if http {
-            conn.set_phase(Phase::HttpRequest, core.now);
-        }
+        conn.set_phase(phase, core.now);
         core.rearm(id, conn);
+        Ok(id)
     }
 
     fn on_writable(&mut self, id: ConnId) {
@@ -806,11 +817,8 @@ impl Server {
                 CloseReason::Timeout(_) => "timeout",
                 _ => "close",
             };
-            self.core.ratelog.warn(
-                kind,
-                now,
-                format_args!("{}: {phase_name}: {reason}", conn.peer),
-            );
+            self.core
+                .warn(kind, format_args!("{}: {phase_name}: {reason}", conn.peer));
         }
         match &reason {
             CloseReason::BadGreeting(_)

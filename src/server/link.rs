@@ -16,7 +16,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::info;
 use mio::net::{TcpStream, UnixStream};
-use mio::{Interest, Token};
 use psrt_protocol::{
     CommMode, Decoded, Greeting, Login, ReplBody, Reply, Request, StreamKind,
     decode_greeting_reply, decode_reply, decode_token, encode_greeting, encode_login,
@@ -26,8 +25,8 @@ use rustls::ClientConnection;
 
 use super::auth::worker::Job;
 use super::cluster::{NodeAddr, NodeConfig, Replica};
-use super::conn::{CloseReason, Conn, ConnId, Link, LinkStep, Peer, Phase, Stream};
-use super::event_loop::{FIRST_CONN, Server};
+use super::conn::{CloseReason, ConnId, Link, LinkStep, Peer, Phase, Stream};
+use super::event_loop::Server;
 use super::handshake::{Step, frame};
 
 fn now_ns() -> u64 {
@@ -65,10 +64,8 @@ impl Server {
                 }
             } else {
                 let path = node.config.path.clone();
-                let now = self.core.now;
-                self.core.ratelog.warn(
+                self.core.warn(
                     "cluster",
-                    now,
                     format_args!("node {path}: replication queue full, message dropped"),
                 );
             }
@@ -122,40 +119,24 @@ impl Server {
         };
         n.down(now);
         let path = n.config.path.clone();
-        self.core.ratelog.warn(
+        self.core.warn(
             "cluster",
-            now,
             format_args!("node {path}: {why}; retrying later"),
         );
     }
 
     fn link_connect(&mut self, node: usize, stream: io::Result<Stream>, peer: Peer) {
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(e) => return self.link_failed(node, &format!("cannot connect: {e}")),
-        };
-        let entry = self.conns.vacant_entry();
-        let id = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(FIRST_CONN + id),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            return self.link_failed(node, &format!("cannot register: {e}"));
-        }
-        self.core.next_serial += 1;
-        let now = self.core.now;
-        let conn = entry.insert(Conn::new(stream, peer, self.core.next_serial, now));
-        conn.set_phase(
-            Phase::Link(Link {
-                node,
-                step: LinkStep::Connecting,
-            }),
-            now,
-        );
-        self.core.rearm(id, conn);
-        if let Some(n) = self.core.cluster.nodes.get_mut(node) {
-            n.link = Some(id);
+        let phase = Phase::Link(Link {
+            node,
+            step: LinkStep::Connecting,
+        });
+        match stream.and_then(|s| self.insert_conn(s, peer, phase)) {
+            Ok(id) => {
+                if let Some(n) = self.core.cluster.nodes.get_mut(node) {
+                    n.link = Some(id);
+                }
+            }
+            Err(e) => self.link_failed(node, &format!("cannot connect: {e}")),
         }
     }
 
@@ -262,9 +243,8 @@ impl Server {
         };
         let path = n.config.path.clone();
         let why = reason.unwrap_or_default();
-        self.core.ratelog.warn(
+        self.core.warn(
             "cluster",
-            now,
             format_args!(
                 "node {path}: link down in {:?}: {why}{hint}; retrying later",
                 link.step
@@ -397,11 +377,7 @@ impl Server {
                 n.dropped += 1;
                 n.pop();
                 let (path, user) = (n.config.path.clone(), n.config.user.clone());
-                let now = self.core.now;
-                self.core.ratelog.warn(
-                    "cluster",
-                    now,
-                    format_args!(
+                self.core.warn("cluster", format_args!(
                         "node {path}: {user:?} is not a replicator there (ACL replicator: true); message dropped"
                     ),
                 );

@@ -110,10 +110,8 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let now = self.core.now;
                     self.core
-                        .ratelog
-                        .warn("udp", now, format_args!("UDP receive failed: {e}"));
+                        .warn("udp", format_args!("UDP receive failed: {e}"));
                     drained = true;
                     break;
                 }
@@ -133,12 +131,8 @@ impl Server {
 
     fn udp_drop(&mut self, src: SocketAddr, why: &str) {
         self.core.stats.udp_dropped += 1;
-        let now = self.core.now;
-        self.core.ratelog.warn(
-            "udp",
-            now,
-            format_args!("udp:{src}: datagram dropped: {why}"),
-        );
+        self.core
+            .warn("udp", format_args!("udp:{src}: datagram dropped: {why}"));
     }
 
     fn on_datagram(&mut self, socket: usize, src: SocketAddr, bytes: &[u8]) {
