@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{error, info};
 use mio::{Events, Interest, Poll, Token, Waker};
 use psrt_protocol::Token as ClientToken;
 use ring::rand::SystemRandom;
@@ -48,13 +48,13 @@ const FIRST_LISTENER: usize = 3;
 const MAX_LISTENERS: usize = 64;
 const FIRST_UDP: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// Slab key k is `Token(FIRST_CONN + k)`.
-const FIRST_CONN: usize = FIRST_UDP + MAX_LISTENERS;
+pub(crate) const FIRST_CONN: usize = FIRST_UDP + MAX_LISTENERS;
 /// Input read from one connection per loop iteration before others get a turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// How long accepting pauses after the process ran out of file descriptors.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Connections beyond the session limit allowed in the handshake phases.
-const HANDSHAKE_HEADROOM: usize = 256;
+pub(crate) const HANDSHAKE_HEADROOM: usize = 256;
 
 /// State shared by every connection handler.
 pub(crate) struct Core {
@@ -77,7 +77,7 @@ pub(crate) struct Core {
     pub(crate) seq: u64,
     /// The loop's notion of now, taken once per iteration.
     pub(crate) now: Instant,
-    next_serial: u64,
+    pub(crate) next_serial: u64,
     pub(crate) per_ip: HashMap<IpAddr, usize>,
     pub(crate) per_user: HashMap<Box<str>, usize>,
     pub(crate) sessions: usize,
@@ -143,8 +143,8 @@ impl ShutdownHandle {
 /// The PSRT server.
 pub struct Server {
     pub(crate) poll: Poll,
-    listeners: Vec<Listener>,
-    stats_listener: Option<Listener>,
+    pub(crate) listeners: Vec<Listener>,
+    pub(crate) stats_listener: Option<Listener>,
     pub(crate) udp: Udp,
     signals: Option<Signals>,
     pub(crate) conns: Slab<Conn>,
@@ -153,7 +153,7 @@ pub struct Server {
     handle: ShutdownHandle,
     pub(crate) notifier: Notifier,
     running: bool,
-    accept_paused_until: Option<Instant>,
+    pub(crate) accept_paused_until: Option<Instant>,
 }
 
 impl Server {
@@ -443,118 +443,6 @@ impl Server {
         self.core.reload_running = true;
     }
 
-    fn accept_all(&mut self, index: usize) {
-        self.accept_from(Some(index));
-    }
-
-    fn accept_stats(&mut self) {
-        self.accept_from(None);
-    }
-
-    /// Accepts every waiting connection of a PSRT listener (`Some(index)`)
-    /// or of the stats listener (`None`).
-    fn accept_from(&mut self, index: Option<usize>) {
-        if self.accept_paused_until.is_some() {
-            return;
-        }
-        loop {
-            let listener = match index {
-                Some(i) => self.listeners.get(i),
-                None => self.stats_listener.as_ref(),
-            };
-            let Some(listener) = listener else {
-                return;
-            };
-            let (stream, peer) = match listener.accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    self.core.warn(
-                        "accept",
-                        format_args!("cannot accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}"),
-                    );
-                    self.accept_paused_until = Some(self.core.now + ACCEPT_PAUSE);
-                    return;
-                }
-                Err(e) => {
-                    self.core.warn("accept", format_args!("accept failed: {e}"));
-                    continue;
-                }
-            };
-            self.add_conn(stream, peer, index.is_none());
-        }
-    }
-
-    fn add_conn(&mut self, stream: super::conn::Stream, peer: super::conn::Peer, http: bool) {
-        let core = &mut self.core;
-        let limits = &core.config;
-        let refuse = if limits.max_clients > 0
-            && self.conns.len() >= limits.max_clients.saturating_mul(2) + HANDSHAKE_HEADROOM
-        {
-            Some("max_clients (sockets)")
-        } else if let Some(left) = peer.ip().and_then(|ip| core.throttle.blocked(ip, core.now)) {
-            core.stats.auth_blocked += 1;
-            core.warn(
-                "auth-block",
-                format_args!(
-                    "{peer}: refused for {}s more after repeated failed logins",
-                    left.as_secs() + 1
-                ),
-            );
-            return;
-        } else if let (Some(ip), true) = (peer.ip(), limits.max_clients_per_ip > 0) {
-            let n = core.per_ip.get(&ip).copied().unwrap_or(0);
-            (n >= limits.max_clients_per_ip).then_some("max_clients_per_ip")
-        } else {
-            None
-        };
-        if let Some(which) = refuse {
-            core.stats.limit_refusals += 1;
-            core.warn("limit", format_args!("{peer}: refused, {which} reached"));
-            return;
-        }
-        let ip = peer.ip();
-        debug!("{peer}: connected");
-        let phase = if http {
-            Phase::HttpRequest
-        } else {
-            Phase::Greeting
-        };
-        let id = match self.insert_conn(stream, peer, phase) {
-            Ok(id) => id,
-            Err(e) => return warn!("cannot register a new connection: {e}"),
-        };
-        if let Some(ip) = ip {
-            *self.core.per_ip.entry(ip).or_insert(0) += 1;
-            self.conns[id].counted_ip = Some(ip);
-        }
-    }
-
-    /// Registers a socket with the poll and puts it in the slab in `phase`,
-    /// with its first deadline armed (accepted connections and outgoing
-    /// replication links alike).
-    pub(crate) fn insert_conn(
-        &mut self,
-        mut stream: super::conn::Stream,
-        peer: super::conn::Peer,
-        phase: Phase,
-    ) -> io::Result<ConnId> {
-        let entry = self.conns.vacant_entry();
-        let id = entry.key();
-        self.poll.registry().register(
-            &mut stream,
-            Token(FIRST_CONN + id),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let core = &mut self.core;
-        core.next_serial += 1;
-        let conn = entry.insert(Conn::new(stream, peer, core.next_serial, core.now));
-        conn.set_phase(phase, core.now);
-        core.rearm(id, conn);
-        Ok(id)
-    }
-
     fn on_writable(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
@@ -793,130 +681,5 @@ impl Server {
         };
         self.core.stats.timeouts += 1;
         self.close(id, reason);
-    }
-
-    /// Ends a connection: logs once, tears down its session or data link,
-    /// and either flushes what is queued (replies, pending messages) or drops
-    /// it, then the connection is removed.
-    pub(crate) fn close(&mut self, id: ConnId, reason: CloseReason) {
-        let now = self.core.now;
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        if matches!(conn.phase, Phase::Closing(_)) {
-            return;
-        }
-        let phase_name = conn.phase.name();
-        // Links log their own line (with the node's name) in `link_closed`.
-        if reason.is_routine() || matches!(conn.phase, Phase::Link(_)) {
-            debug!("{}: {phase_name}: {reason}", conn.peer);
-        } else {
-            let kind = match reason {
-                CloseReason::SlowConsumer { .. } => "slow-consumer",
-                CloseReason::LoginFailed(_) => "login",
-                CloseReason::Timeout(_) => "timeout",
-                _ => "close",
-            };
-            self.core
-                .warn(kind, format_args!("{}: {phase_name}: {reason}", conn.peer));
-        }
-        match &reason {
-            CloseReason::BadGreeting(_)
-            | CloseReason::TlsUnavailable
-            | CloseReason::PlainForbidden => {
-                self.core.stats.bad_greetings += 1;
-            }
-            CloseReason::Protocol(_)
-            | CloseReason::WildcardPublish
-            | CloseReason::Unsupported(_) => {
-                self.core.stats.protocol_errors += 1;
-            }
-            CloseReason::LoginFailed(_) => {
-                self.core.stats.login_failures += 1;
-                if let Some(ip) = conn.ip() {
-                    if let Some((failures, block)) = self.core.throttle.failure(ip, now) {
-                        warn!(
-                            "{ip}: {failures} failed logins within a minute: refusing its connections for {}s",
-                            block.as_secs()
-                        );
-                    }
-                }
-            }
-            CloseReason::SlowConsumer { .. } => self.core.stats.slow_consumers += 1,
-            _ => {}
-        }
-        if !reason.keeps_output() {
-            conn.tx.clear(&mut self.core.tx_pool);
-        }
-        let link_reason = matches!(conn.phase, Phase::Link(_)).then(|| reason.to_string());
-        let old = std::mem::replace(&mut conn.phase, Phase::Closing(reason));
-        conn.phase_since = now;
-        conn.rx.consume(conn.rx.len(), &mut self.core.rx_pool);
-        conn.rx.release_if_empty(&mut self.core.rx_pool);
-        self.core.schedule_flush(id, conn);
-        self.core.rearm(id, conn);
-        match old {
-            Phase::Link(link) => self.link_closed(id, link, link_reason),
-            Phase::Control(session) => self.end_session(id, *session),
-            Phase::Data(link) => {
-                if let Some(Phase::Control(session)) =
-                    self.conns.get_mut(link.owner).map(|c| &mut c.phase)
-                {
-                    if session.data == Some(id) {
-                        session.data = None;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Drops a session's subscriptions, token and counts, and closes its data
-    /// socket.
-    fn end_session(&mut self, id: ConnId, session: super::conn::Session) {
-        for mask in &session.masks {
-            self.core.matcher.unsubscribe(mask, id);
-        }
-        self.core.tokens.remove(&session.token);
-        self.core.sessions -= 1;
-        if let Some(n) = self.core.per_user.get_mut(&session.login) {
-            *n -= 1;
-            if *n == 0 {
-                self.core.per_user.remove(&session.login);
-            }
-        }
-        if let Some(data) = session.data {
-            self.close(data, CloseReason::SessionEnded);
-        }
-    }
-
-    fn remove_conn(&mut self, id: ConnId) {
-        if !self.conns.contains(id) {
-            return;
-        }
-        let mut conn = self.conns.remove(id);
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        conn.tx.clear(&mut self.core.tx_pool);
-        if let Some(ip) = conn.counted_ip {
-            if let Some(n) = self.core.per_ip.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.core.per_ip.remove(&ip);
-                }
-            }
-        }
-    }
-
-    fn close_all(&mut self) {
-        let ids: Vec<ConnId> = self.conns.iter().map(|(id, _)| id).collect();
-        for id in &ids {
-            self.close(*id, CloseReason::Shutdown);
-        }
-        for id in ids {
-            self.remove_conn(id);
-        }
-        self.listeners.clear();
-        self.stats_listener = None;
-        info!("stopped");
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`event_loop`] | `Server`: poll, listeners, the connection slab, accept, read/flush/timer dispatch, close |
+//! | [`event_loop`] | `Server`: poll, listeners, the connection slab, read/flush/timer dispatch |
+//! | `accept`, `teardown` | taking connections into the slab; closing and removing them |
 //! | `handshake` | input dispatch by phase; greeting, login, sessions, data-socket binding |
 //! | `control` | requests of logged-in clients; delivery to subscribers |
 //! | `reload` | applying a SIGHUP reload to live sessions |
@@ -21,6 +22,7 @@
 //! | `notify` | systemd notifications: ready, reloading, stopping, watchdog |
 //! | `listener`, `ratelog`, `throttle` | listening sockets; rate-limited warnings; login brute-force refusals |
 
+mod accept;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -37,6 +39,7 @@ mod ratelog;
 mod reload;
 pub mod stats;
 pub mod sys;
+mod teardown;
 mod throttle;
 pub mod timers;
 pub mod tls;
