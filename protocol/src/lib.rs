@@ -67,8 +67,9 @@ pub use login::{
     decode_token, encode_login,
 };
 pub use request::{
-    ReplBody, Request, Topics, decode_repl_body, decode_reply, decode_request, encode_repl_body,
-    encode_reply, encode_request, encode_topics,
+    REPL_BODY_HEADER_LEN, ReplBody, Request, Topics, decode_repl_body, decode_reply,
+    decode_request, encode_repl_body, encode_repl_body_header, encode_reply, encode_request,
+    encode_topics,
 };
 pub use topic::{
     TopicError, canonical_mask, mask_covers, mask_matches, normalize_topic, topic_depth,

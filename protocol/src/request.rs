@@ -233,11 +233,25 @@ pub fn decode_repl_body<'a>(
         .after_header(REPL_HEADER))
 }
 
+/// Length of a PUBLISH_REPL body's header (`PRIO TIMESTAMP LEN`).
+pub const REPL_BODY_HEADER_LEN: usize = REPL_HEADER + LEN_BYTES;
+
+/// Appends `PRIO TIMESTAMP LEN`: everything of a PUBLISH_REPL body but the
+/// message, for a writer that sends a large message from its own buffer.
+pub fn encode_repl_body_header(
+    priority: u8,
+    timestamp_ns: u64,
+    message_len: usize,
+    out: &mut Vec<u8>,
+) {
+    out.push(priority);
+    out.extend_from_slice(&timestamp_ns.to_le_bytes());
+    put_len(out, message_len);
+}
+
 /// Appends a PUBLISH_REPL body.
 pub fn encode_repl_body(body: &ReplBody<'_>, out: &mut Vec<u8>) {
-    out.push(body.priority);
-    out.extend_from_slice(&body.timestamp_ns.to_le_bytes());
-    put_len(out, body.message.len());
+    encode_repl_body_header(body.priority, body.timestamp_ns, body.message.len(), out);
     out.extend_from_slice(body.message);
 }
 

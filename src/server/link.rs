@@ -17,9 +17,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use log::info;
 use mio::net::{TcpStream, UnixStream};
 use psrt_protocol::{
-    CommMode, Decoded, Greeting, Login, ReplBody, Reply, Request, StreamKind,
+    CommMode, Decoded, Greeting, Login, REPL_BODY_HEADER_LEN, Reply, Request, StreamKind,
     decode_greeting_reply, decode_reply, decode_token, encode_greeting, encode_login,
-    encode_repl_body, encode_request,
+    encode_repl_body_header, encode_request,
 };
 use rustls::ClientConnection;
 
@@ -218,11 +218,11 @@ impl Server {
         }
     }
 
-    fn link_push(&mut self, id: ConnId, encode: impl FnOnce(&mut Vec<u8>)) {
-        let mut bytes = Vec::new();
-        encode(&mut bytes);
+    /// Encodes `len` bytes straight into the link's send queue.
+    fn link_push(&mut self, id: ConnId, len: usize, encode: impl FnOnce(&mut Vec<u8>)) {
         let conn = &mut self.conns[id];
-        conn.tx.push_slice(&bytes, false, &mut self.core.tx_pool);
+        conn.tx
+            .push_with(len, false, &mut self.core.tx_pool, encode);
         self.core.schedule_flush(id, conn);
     }
 
@@ -269,7 +269,7 @@ impl Server {
         else {
             return;
         };
-        self.link_push(id, |v| {
+        self.link_push(id, 1 + 4 + topic.len(), |v| {
             encode_request(&Request::PublishRepl { topic: &topic }, v)
         });
         self.set_link_step(id, LinkStep::AwaitTopic);
@@ -277,7 +277,7 @@ impl Server {
 
     /// Deadline of an idle link: a keep-alive NOP.
     pub(crate) fn link_ping(&mut self, id: ConnId) {
-        self.link_push(id, |v| encode_request(&Request::Nop, v));
+        self.link_push(id, 1, |v| encode_request(&Request::Nop, v));
         self.set_link_step(id, LinkStep::AwaitNop);
     }
 
@@ -302,7 +302,7 @@ impl Server {
                     let c = &self.core.cluster.nodes[node].config;
                     (c.user.clone(), c.password.clone())
                 };
-                self.link_push(id, |v| {
+                self.link_push(id, 4 + user.len() + 1 + password.len(), |v| {
                     encode_login(
                         &Login {
                             login: &user,
@@ -360,16 +360,15 @@ impl Server {
                 let Some(r) = n.queue.front().cloned() else {
                     return Err(CloseReason::Link("queue emptied mid-request".into()));
                 };
-                self.link_push(id, |v| {
-                    encode_repl_body(
-                        &ReplBody {
-                            priority: r.priority,
-                            timestamp_ns: r.timestamp_ns,
-                            message: &r.message,
-                        },
-                        v,
-                    );
+                // The payload is shared by every node's queue: it goes into
+                // the send queue as it is, never copied.
+                self.link_push(id, REPL_BODY_HEADER_LEN, |v| {
+                    encode_repl_body_header(r.priority, r.timestamp_ns, r.message.len(), v);
                 });
+                let conn = &mut self.conns[id];
+                let len = r.message.len();
+                conn.tx
+                    .push_shared(r.message, len, false, &mut self.core.tx_pool);
                 self.set_link_step(id, LinkStep::AwaitBody);
                 return Ok(());
             }

@@ -54,6 +54,8 @@ pub(crate) struct Udp {
     buf: Vec<u8>,
     /// Decrypted bodies.
     plain: Vec<u8>,
+    /// The ack being sent (reused: no allocation per datagram).
+    ack: Vec<u8>,
     pending: HashMap<u64, Pending>,
     next_pending: u64,
     /// Sockets whose read budget ran out with datagrams possibly left.
@@ -255,11 +257,12 @@ impl Server {
         if !body.op.wants_ack() {
             return;
         }
-        let mut ack = Vec::with_capacity(5);
-        encode_udp_ack(code, &mut ack);
+        let ack = &mut self.udp.ack;
+        ack.clear();
+        encode_udp_ack(code, ack);
         if let Some(s) = self.udp.sockets.get(socket) {
             // A full socket buffer loses the ack, like a lost datagram would.
-            if s.send_to(&ack, src).is_err() {
+            if s.send_to(ack, src).is_err() {
                 self.core.stats.udp_dropped += 1;
             }
         }
