@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use psrt::server::auth::{ANONYMOUS, Acl, Keys, Passwords};
 use psrt::server::config::BindAddr;
+use psrt::server::{ANONYMOUS, Acl, Keys, Passwords};
 use psrt::server::{AuthDb, Config};
 
 fn sample(name: &str) -> std::path::PathBuf {
@@ -51,7 +51,7 @@ fn sample_keys_and_passwords() {
 /// The sample cluster.yml loads (the reference format).
 #[test]
 fn sample_cluster_file_loads() {
-    let nodes = psrt::server::cluster::load_nodes(&sample("cluster.yml")).unwrap();
+    let nodes = psrt::server::load_nodes(&sample("cluster.yml")).unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].user, "replicator");
 }

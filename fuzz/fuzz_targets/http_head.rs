@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use psrt::server::http::{Head, MAX_HEAD, decode_base64, parse_head};
+use psrt::server::fuzzing::{Head, MAX_HEAD, decode_base64, parse_head};
 
 fuzz_target!(|data: &[u8]| {
     match parse_head(data) {

@@ -113,7 +113,7 @@ fn run(args: Args) -> Result<(), String> {
         warn!("config: ignored {key}");
     }
     let cluster = match &config.cluster_file {
-        Some(file) => psrt::server::cluster::load_nodes(file).map_err(|e| e.to_string())?,
+        Some(file) => psrt::server::load_nodes(file).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
     if args.test_config {
@@ -164,7 +164,7 @@ fn run(args: Args) -> Result<(), String> {
 
 /// Lets the server use every descriptor the hard limit allows.
 fn raise_fd_limit() {
-    if let Err(e) = psrt::server::sys::raise_nofile_limit() {
+    if let Err(e) = psrt::server::raise_nofile_limit() {
         warn!("cannot raise the open-files limit: {e}");
     }
 }

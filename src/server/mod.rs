@@ -1,50 +1,53 @@
-//! `psrtd`: a PSRT server on one `mio` event loop.
+//! `psrtd`: a PSRT server on one `mio` event loop. `ARCHITECTURE.md` at the
+//! repository root is the map; this table is its short form. Layers, from
+//! the bottom (a module uses only modules in rows above it, or beside it in
+//! the same row, never below — `tests/architecture.rs` checks there is no
+//! import cycle):
 //!
-//! Layout (one concept per module):
+//! | layer | module | owns |
+//! |---|---|---|
+//! | base | [`config`] | `config.yml` (reference format) and the embedded default |
+//! | base | `conn` | one socket, generic over its phase: transport (plain/TLS), input buffer, send queue, deadlines' inputs, close reasons |
+//! | base | `stats`, `timers`, `ratelog`, `sys`, `notify`, `listener` | the counter table; the deadline heap; rate-limited warnings; OS knobs; systemd notifications; listening sockets |
+//! | state | `auth` | passwords, ACL, UDP keys, TLS identity, the bcrypt worker, the verified-login cache, the one auth pipeline (`auth::login`), the login throttle |
+//! | state | `pubsub::matcher`, `link::nodes`, `link::phase`, `http::head`, `http::phase`, `psrt::state` | the subscription tree; cluster nodes and their queues; each protocol's phase types |
+//! | state | `phase` | the server's `Phase`: `Psrt(..)`, `Http(..)`, `Link(..)`, `Closing`; input wanted and deadlines per phase |
+//! | state | `core` | `Core` (shared state), `Cx` (a handler's narrow context), `Effect` |
+//! | handlers | `psrt`, `http`, `link`, `udp` | the protocols: each a folder of handlers taking `Cx` |
+//! | handlers | `pubsub` | the one publish pipeline, fan-out, and the outbox (slow-consumer policy) |
+//! | dispatch | `dispatch` | the one place that routes input, deadlines, worker answers and closes to a protocol |
+//! | loop | `event_loop` | `Server`: poll, accept, read, flush, timers, signals, worker wake-ups |
 //!
-//! | module | owns |
-//! |---|---|
-//! | [`event_loop`] | `Server`: poll, listeners, the connection slab, read/flush/timer dispatch |
-//! | `accept`, `teardown` | taking connections into the slab; closing and removing them |
-//! | `handshake` | input dispatch by phase; greeting, login, sessions, data-socket binding |
-//! | `control` | requests of logged-in clients; delivery to subscribers |
-//! | `reload` | applying a SIGHUP reload to live sessions |
-//! | [`cluster`], `link` | outgoing replication: `cluster.yml`, per-node queues, the links on the loop |
-//! | [`http`] | the stats endpoint: page, JSON, Prometheus, health |
-//! | [`conn`] | one socket: phase, input buffer, send queue, deadlines |
-//! | [`matcher`] | the subscription tree |
-//! | [`auth`] | passwords, ACL, UDP keys, the bcrypt worker, the verified-login cache |
-//! | [`config`] | `config.yml` (reference format) and the embedded default |
-//! | [`timers`] | the deadline heap |
-//! | `udp` | UDP publish datagrams (plain and AES-GCM) |
-//! | [`tls`] | rustls identity loading and the TLS transport |
-//! | [`stats`] | counters |
-//! | `notify` | systemd notifications: ready, reloading, stopping, watchdog |
-//! | `listener`, `ratelog`, `throttle` | listening sockets; rate-limited warnings; login brute-force refusals |
+//! Public API: [`Server`], [`ShutdownHandle`], [`Config`], [`AuthDb`],
+//! [`Stats`] and a few loaders; [`config`] for its types; `fuzzing` (hidden)
+//! for the fuzz targets. Everything else is `pub(crate)`.
 
-mod accept;
-pub mod auth;
-pub mod cluster;
+pub(crate) mod auth;
 pub mod config;
-pub mod conn;
-mod control;
-pub mod event_loop;
-mod handshake;
-pub mod http;
-mod link;
-mod listener;
-pub mod matcher;
-mod notify;
-mod ratelog;
-mod reload;
-pub mod stats;
-pub mod sys;
-mod teardown;
-mod throttle;
-pub mod timers;
-pub mod tls;
-mod udp;
+pub(crate) mod conn;
+pub(crate) mod core;
+pub(crate) mod dispatch;
+pub(crate) mod event_loop;
+#[doc(hidden)]
+pub mod fuzzing;
+pub(crate) mod http;
+pub(crate) mod link;
+pub(crate) mod listener;
+pub(crate) mod notify;
+pub(crate) mod phase;
+pub(crate) mod psrt;
+pub(crate) mod pubsub;
+pub(crate) mod ratelog;
+pub(crate) mod stats;
+pub(crate) mod sys;
+#[cfg(test)]
+mod testing;
+pub(crate) mod timers;
+pub(crate) mod udp;
 
-pub use auth::AuthDb;
+pub use auth::{ANONYMOUS, Acl, AclEntry, AuthDb, Keys, Passwords};
 pub use config::{Config, ConfigError};
 pub use event_loop::{Server, ShutdownHandle};
+pub use link::nodes::{NodeConfig, load_nodes};
+pub use stats::Stats;
+pub use sys::raise_nofile_limit;

@@ -28,7 +28,10 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
 
 /// Asks for a socket receive buffer of `bytes` (the kernel caps it at
 /// `net.core.rmem_max`). Returns the size the kernel granted.
-pub fn set_recv_buffer(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Result<usize> {
+pub(crate) fn set_recv_buffer(
+    socket: &impl std::os::fd::AsRawFd,
+    bytes: usize,
+) -> io::Result<usize> {
     let fd = socket.as_raw_fd();
     let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -65,7 +68,7 @@ pub fn set_recv_buffer(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::
 }
 
 /// `CLOCK_MONOTONIC` in microseconds (systemd's `MONOTONIC_USEC`).
-pub fn monotonic_usec() -> io::Result<u64> {
+pub(crate) fn monotonic_usec() -> io::Result<u64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

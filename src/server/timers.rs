@@ -16,13 +16,13 @@ type Entry = Reverse<(Instant, usize, u64)>;
 
 /// The deadline heap.
 #[derive(Debug, Default)]
-pub struct Timers {
+pub(crate) struct Timers {
     heap: BinaryHeap<Entry>,
 }
 
 impl Timers {
     /// Makes sure an entry at or before `at` exists for this connection.
-    pub fn arm(&mut self, id: usize, serial: u64, at: Instant, armed: &mut Option<Instant>) {
+    pub(crate) fn arm(&mut self, id: usize, serial: u64, at: Instant, armed: &mut Option<Instant>) {
         if armed.is_none_or(|current| at < current) {
             self.heap.push(Reverse((at, id, serial)));
             *armed = Some(at);
@@ -30,7 +30,7 @@ impl Timers {
     }
 
     /// Pops the next entry due at `now`: (slab key, serial, the entry's time).
-    pub fn pop_due(&mut self, now: Instant) -> Option<(usize, u64, Instant)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(usize, u64, Instant)> {
         let &Reverse((at, id, serial)) = self.heap.peek()?;
         if at > now {
             return None;
@@ -40,19 +40,21 @@ impl Timers {
     }
 
     /// Time until the next entry, for the poll timeout.
-    pub fn until_next(&self, now: Instant) -> Option<Duration> {
+    pub(crate) fn until_next(&self, now: Instant) -> Option<Duration> {
         self.heap
             .peek()
             .map(|Reverse((at, _, _))| at.saturating_duration_since(now))
     }
 
     /// Entries queued (including stale ones).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
 
     /// No entries.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 }

@@ -19,8 +19,8 @@ use psrt::protocol::{
     TOKEN_LEN, Token, Topics, decode_data_frame, encode_data_hello, encode_greeting, encode_login,
     encode_request,
 };
+use psrt::server::Stats;
 use psrt::server::config::{AclSource, BindAddr};
-use psrt::server::stats::Stats;
 use psrt::server::{AuthDb, Config, Server, ShutdownHandle};
 
 /// Read timeout of every test socket.
@@ -170,7 +170,7 @@ impl TestServer {
             let nodes = config
                 .cluster_file
                 .as_deref()
-                .map(|f| psrt::server::cluster::load_nodes(f).expect("cluster.yml"))
+                .map(|f| psrt::server::load_nodes(f).expect("cluster.yml"))
                 .unwrap_or_default();
             let mut server = Server::bind(config, auth).expect("bind test server");
             server.replicate_to(nodes);

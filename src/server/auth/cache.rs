@@ -15,7 +15,7 @@ use ring::rand::SystemRandom;
 const MAX_ENTRIES: usize = 4096;
 
 /// Set of keyed digests of verified (login, password, hash) triples.
-pub struct VerifiedCache {
+pub(crate) struct VerifiedCache {
     key: hmac::Key,
     seen: HashSet<[u8; 32]>,
 }
@@ -28,7 +28,7 @@ impl std::fmt::Debug for VerifiedCache {
 
 impl VerifiedCache {
     /// A cache with a fresh random key.
-    pub fn new() -> Result<Self, ring::error::Unspecified> {
+    pub(crate) fn new() -> Result<Self, ring::error::Unspecified> {
         Ok(Self {
             key: hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())?,
             seen: HashSet::new(),
@@ -47,12 +47,12 @@ impl VerifiedCache {
     }
 
     /// Whether this password was verified against this hash.
-    pub fn contains(&self, login: &str, password: &str, hash: &str) -> bool {
+    pub(crate) fn contains(&self, login: &str, password: &str, hash: &str) -> bool {
         self.seen.contains(&self.digest(login, password, hash))
     }
 
     /// Records a successful verification.
-    pub fn insert(&mut self, login: &str, password: &str, hash: &str) {
+    pub(crate) fn insert(&mut self, login: &str, password: &str, hash: &str) {
         if self.seen.len() >= MAX_ENTRIES {
             self.seen.clear();
         }
@@ -61,17 +61,19 @@ impl VerifiedCache {
     }
 
     /// Forgets everything (on reload).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.seen.clear();
     }
 
     /// Number of entries.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.seen.len()
     }
 
     /// Nothing at all.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
 }

@@ -1,20 +1,25 @@
-//! Who may connect and what they may do: the password file, the ACL and the
-//! UDP keys ([`AuthDb`], loaded all-or-nothing at start and on SIGHUP), the
-//! bcrypt worker thread ([`worker`]) and the verified-login cache
-//! ([`cache`]) that spares reconnects a second bcrypt run.
+//! Who may connect and what they may do: the password file, the ACL, the
+//! UDP keys and the TLS identity ([`AuthDb`], loaded all-or-nothing at start
+//! and on SIGHUP), the bcrypt worker thread (`worker`), the verified-login
+//! cache (`cache`) that spares reconnects a second bcrypt run, the one
+//! password-check pipeline every protocol uses (`login`), and the
+//! brute-force throttle (`throttle`).
 
-pub mod acl;
-pub mod cache;
-pub mod keys;
-pub mod passwords;
-pub mod worker;
+pub(crate) mod acl;
+pub(crate) mod cache;
+pub(crate) mod keys;
+pub(crate) mod login;
+pub(crate) mod passwords;
+pub(crate) mod throttle;
+mod tls_identity;
+pub(crate) mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use acl::{ANONYMOUS, Acl, AclEntry};
 pub use keys::Keys;
-pub use passwords::{PasswordEntry, Passwords};
+pub use passwords::Passwords;
 
 use crate::server::config::{AclSource, AuthFiles, ConfigError};
 
@@ -55,7 +60,7 @@ impl AuthDb {
             None => Passwords::default(),
         };
         let tls = match &files.tls {
-            Some(t) => Some(crate::server::tls::load_server_config(&t.cert, &t.key)?),
+            Some(t) => Some(tls_identity::load_server_config(&t.cert, &t.key)?),
             None => None,
         };
         let keys = match &files.key_file {

@@ -14,7 +14,7 @@ use crate::server::config::{AuthFiles, ConfigError};
 
 /// Identifies who asked for a verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ticket {
+pub(crate) enum Ticket {
     /// A logging-in connection: its slab key and serial, so a reused slot
     /// never gets someone else's result.
     Conn {
@@ -29,7 +29,7 @@ pub enum Ticket {
 
 /// Work for the worker.
 #[derive(Debug)]
-pub enum Job {
+pub(crate) enum Job {
     /// Check `password` against the bcrypt `hash`.
     Verify {
         /// Who asked.
@@ -54,7 +54,7 @@ pub enum Job {
 
 /// A finished verification.
 #[derive(Debug)]
-pub struct Verified {
+pub(crate) struct Verified {
     /// Who asked.
     pub ticket: Ticket,
     /// Login it was for.
@@ -69,7 +69,7 @@ pub struct Verified {
 
 /// Messages to the event loop (from the worker, or a shutdown handle).
 #[derive(Debug)]
-pub enum LoopMsg {
+pub(crate) enum LoopMsg {
     /// A verification finished.
     Verified(Verified),
     /// A reload finished: the new database and its warnings, or why the old
@@ -88,7 +88,7 @@ pub enum LoopMsg {
 
 /// The loop's handle on the worker thread.
 #[derive(Debug)]
-pub struct Worker {
+pub(crate) struct Worker {
     jobs: Sender<Job>,
     /// Verifications sent and not yet answered.
     pub in_flight: usize,
@@ -96,7 +96,7 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the thread. Results go to `results`, followed by a wake-up.
-    pub fn spawn(results: Sender<LoopMsg>, waker: Arc<Waker>) -> io::Result<Self> {
+    pub(crate) fn spawn(results: Sender<LoopMsg>, waker: Arc<Waker>) -> io::Result<Self> {
         let (jobs, inbox) = channel();
         thread::Builder::new()
             .name("psrtd-auth".into())
@@ -104,8 +104,17 @@ impl Worker {
         Ok(Self { jobs, in_flight: 0 })
     }
 
+    /// A worker with no thread whose jobs are kept in a channel nobody
+    /// reads: unit tests drive handlers with it and answer by hand.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        let (jobs, inbox) = channel();
+        std::mem::forget(inbox);
+        Self { jobs, in_flight: 0 }
+    }
+
     /// Queues a job. Fails only if the thread has died.
-    pub fn submit(&mut self, job: Job) -> Result<(), Job> {
+    pub(crate) fn submit(&mut self, job: Job) -> Result<(), Job> {
         let counts = matches!(job, Job::Verify { .. });
         self.jobs.send(job).map_err(|e| e.0)?;
         if counts {

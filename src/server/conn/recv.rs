@@ -15,7 +15,7 @@ use std::io::{self, Read};
 use std::rc::Rc;
 
 /// Size of a pooled input buffer (also the most read per `read` call).
-pub const RX_CHUNK: usize = 64 * 1024;
+pub(crate) const RX_CHUNK: usize = 64 * 1024;
 /// Pooled input buffers kept for reuse.
 const RX_POOL_MAX: usize = 16;
 /// Large-frame buffers kept for reuse.
@@ -23,18 +23,20 @@ const BIG_POOL_MAX: usize = 8;
 
 /// Free input buffers (zeroed once, reused without re-zeroing).
 #[derive(Debug, Default)]
-pub struct RxPool {
-    free: Vec<Vec<u8>>,
+pub(crate) struct RxPool {
+    free: Vec<Box<[u8]>>,
     /// Large-frame buffers; one is free when this pool holds its only handle.
     big: Vec<Rc<[u8]>>,
 }
 
 impl RxPool {
-    fn take(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_else(|| vec![0; RX_CHUNK])
+    fn take(&mut self) -> Box<[u8]> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| vec![0; RX_CHUNK].into_boxed_slice())
     }
 
-    fn give(&mut self, buf: Vec<u8>) {
+    fn give(&mut self, buf: Box<[u8]>) {
         if buf.len() == RX_CHUNK && self.free.len() < RX_POOL_MAX {
             self.free.push(buf);
         }
@@ -73,16 +75,18 @@ struct BigFrame {
 /// Input bytes `buf[start..end]` (`buf.len()` is the capacity), or one
 /// large frame in its own buffer.
 #[derive(Debug, Default)]
-pub struct RecvBuf {
-    buf: Vec<u8>,
+pub(crate) struct RecvBuf {
+    buf: Box<[u8]>,
     start: usize,
     end: usize,
-    big: Option<BigFrame>,
+    /// Boxed: most connections never see a large frame, and an idle
+    /// connection should cost as few bytes as possible.
+    big: Option<Box<BigFrame>>,
 }
 
 impl RecvBuf {
     /// The unconsumed bytes.
-    pub fn data(&self) -> &[u8] {
+    pub(crate) fn data(&self) -> &[u8] {
         match &self.big {
             Some(b) => b.buf.get(..b.filled).unwrap_or_default(),
             None => self.buf.get(self.start..self.end).unwrap_or_default(),
@@ -91,7 +95,7 @@ impl RecvBuf {
 
     /// The large frame in its shared buffer, once it is complete: exactly
     /// `data()`, as a buffer a send queue can hold without copying.
-    pub fn shared_frame(&self) -> Option<(&Rc<[u8]>, usize)> {
+    pub(crate) fn shared_frame(&self) -> Option<(&Rc<[u8]>, usize)> {
         self.big
             .as_ref()
             .filter(|b| b.filled == b.len)
@@ -100,12 +104,12 @@ impl RecvBuf {
 
     /// A large frame is being read into its own buffer and is not complete:
     /// reading it costs a copy and no decoding.
-    pub fn is_assembling(&self) -> bool {
+    pub(crate) fn is_assembling(&self) -> bool {
         self.big.as_ref().is_some_and(|b| b.filled < b.len)
     }
 
     /// Number of unconsumed bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match &self.big {
             Some(b) => b.filled,
             None => self.end - self.start,
@@ -113,12 +117,12 @@ impl RecvBuf {
     }
 
     /// No unconsumed bytes.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Drops `n` decoded bytes from the front.
-    pub fn consume(&mut self, n: usize, pool: &mut RxPool) {
+    pub(crate) fn consume(&mut self, n: usize, pool: &mut RxPool) {
         if let Some(big) = &self.big {
             // A large frame is only ever consumed whole (or dropped on close).
             if n >= big.filled {
@@ -139,7 +143,7 @@ impl RecvBuf {
     /// has already checked `need` against the frame limits. The current data
     /// is a prefix of one frame, so a frame that does not fit a standard
     /// buffer moves to a buffer of its own.
-    pub fn reserve(&mut self, need: usize, pool: &mut RxPool) {
+    pub(crate) fn reserve(&mut self, need: usize, pool: &mut RxPool) {
         if self.big.is_some() {
             return;
         }
@@ -156,11 +160,11 @@ impl RecvBuf {
             Some(dst) => dst.copy_from_slice(self.data()),
             None => return self.grow_small(want),
         }
-        self.big = Some(BigFrame {
+        self.big = Some(Box::new(BigFrame {
             buf,
             filled,
             len: want,
-        });
+        }));
         self.start = 0;
         self.end = 0;
         self.release_if_empty(pool);
@@ -171,11 +175,15 @@ impl RecvBuf {
         bigger[..self.len()].copy_from_slice(self.data());
         self.end = self.len();
         self.start = 0;
-        self.buf = bigger;
+        self.buf = bigger.into_boxed_slice();
     }
 
     /// One `read` into the free space; `Ok(0)` is end of stream.
-    pub fn read_from(&mut self, src: &mut impl Read, pool: &mut RxPool) -> io::Result<usize> {
+    pub(crate) fn read_from(
+        &mut self,
+        src: &mut impl Read,
+        pool: &mut RxPool,
+    ) -> io::Result<usize> {
         if let Some(big) = &mut self.big {
             // Read up to the frame's last byte and no further.
             let Some(dst) = Rc::get_mut(&mut big.buf).and_then(|b| b.get_mut(big.filled..big.len))
@@ -206,7 +214,7 @@ impl RecvBuf {
 
     /// Returns the buffer to the pool when nothing is left in it, so idle
     /// connections hold no input memory.
-    pub fn release_if_empty(&mut self, pool: &mut RxPool) {
+    pub(crate) fn release_if_empty(&mut self, pool: &mut RxPool) {
         if self.big.is_none() && self.is_empty() && !self.buf.is_empty() {
             pool.give(std::mem::take(&mut self.buf));
             self.start = 0;
@@ -215,7 +223,8 @@ impl RecvBuf {
     }
 
     /// Bytes allocated for this buffer.
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
         self.buf.len() + self.big.as_ref().map_or(0, |b| b.buf.len())
     }
 }

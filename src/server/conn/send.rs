@@ -4,14 +4,16 @@
 //! Small frames are copied into shared-nothing 16 KiB chunks (taken from a
 //! pool and returned when written); a large frame built once for many
 //! subscribers is queued as an `Rc<[u8]>` and never copied again. For data
-//! sockets the queue also counts whole messages, for the `data_queue` limit.
+//! sockets the queue also counts whole messages, for the `data_queue` limit,
+//! and its bytes count in the server-wide total: owned bytes as they are
+//! queued and written, a shared frame once however many queues hold it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
 /// Capacity of a pooled output chunk.
-pub const TX_CHUNK: usize = 16 * 1024;
+pub(crate) const TX_CHUNK: usize = 16 * 1024;
 /// Pooled output chunks kept for reuse.
 const TX_POOL_MAX: usize = 64;
 /// Most chunks handed to one `writev`.
@@ -20,10 +22,13 @@ const MAX_IOV: usize = 64;
 /// Free output chunks, and the bytes queued in all counted queues (the
 /// data sockets), for the server-wide queue limit.
 #[derive(Debug, Default)]
-pub struct TxPool {
+pub(crate) struct TxPool {
     free: Vec<Vec<u8>>,
-    /// Unwritten bytes of every queue marked with [`SendQueue::count_in_total`].
+    /// Memory held by every queue marked with [`SendQueue::count_in_total`]:
+    /// their unwritten owned bytes, plus each shared frame they hold, once.
     pub queued_total: usize,
+    /// Shared frames held by counted queues: address → (length, holders).
+    shared: HashMap<usize, (usize, u32)>,
 }
 
 impl TxPool {
@@ -37,6 +42,31 @@ impl TxPool {
         if buf.capacity() == TX_CHUNK && self.free.len() < TX_POOL_MAX {
             buf.clear();
             self.free.push(buf);
+        }
+    }
+
+    /// A counted queue took a handle on a shared frame: its bytes count
+    /// once, when the first counted queue holds it.
+    fn hold_shared(&mut self, frame: &Rc<[u8]>) {
+        let entry = self
+            .shared
+            .entry(frame.as_ptr() as usize)
+            .or_insert((frame.len(), 0));
+        if entry.1 == 0 {
+            self.queued_total += entry.0;
+        }
+        entry.1 += 1;
+    }
+
+    /// A counted queue is done with a shared frame (written or dropped).
+    fn release_shared(&mut self, frame: &Rc<[u8]>) {
+        let key = frame.as_ptr() as usize;
+        if let Some(entry) = self.shared.get_mut(&key) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                self.queued_total -= entry.0;
+                self.shared.remove(&key);
+            }
         }
     }
 }
@@ -59,7 +89,7 @@ impl Chunk {
 
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flushed {
+pub(crate) enum Flushed {
     /// Everything was written.
     Drained,
     /// The socket buffer is full; wait for WRITABLE.
@@ -68,7 +98,7 @@ pub enum Flushed {
 
 /// Outgoing bytes of one connection.
 #[derive(Debug, Default)]
-pub struct SendQueue {
+pub(crate) struct SendQueue {
     chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     head: usize,
@@ -86,31 +116,39 @@ pub struct SendQueue {
 
 impl SendQueue {
     /// Unwritten bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.bytes
     }
 
     /// From now on this queue's bytes count in the pool's `queued_total`.
-    pub fn count_in_total(&mut self, pool: &mut TxPool) {
-        if !self.in_total {
-            self.in_total = true;
-            pool.queued_total += self.bytes;
+    pub(crate) fn count_in_total(&mut self, pool: &mut TxPool) {
+        if self.in_total {
+            return;
+        }
+        self.in_total = true;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            match chunk {
+                Chunk::Owned(v) => {
+                    pool.queued_total += v.len() - if i == 0 { self.head } else { 0 }
+                }
+                Chunk::Shared(frame, _) => pool.hold_shared(frame),
+            }
         }
     }
 
     /// Nothing to write.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.bytes == 0
     }
 
     /// Counted messages not yet fully written.
-    pub fn messages(&self) -> usize {
+    pub(crate) fn messages(&self) -> usize {
         self.ends.len()
     }
 
     /// Appends `len` bytes produced by `fill`, which must push exactly `len`
     /// bytes. Counts one message if `count`.
-    pub fn push_with(
+    pub(crate) fn push_with(
         &mut self,
         len: usize,
         count: bool,
@@ -132,27 +170,36 @@ impl SendQueue {
             fill(v);
             let pushed = v.len() - before;
             debug_assert_eq!(pushed, len, "fill pushed a different length");
-            self.account(pushed, count, pool);
+            if self.in_total {
+                pool.queued_total += pushed;
+            }
+            self.account(pushed, count);
         }
     }
 
     /// Appends bytes by copying them.
-    pub fn push_slice(&mut self, bytes: &[u8], count: bool, pool: &mut TxPool) {
+    pub(crate) fn push_slice(&mut self, bytes: &[u8], count: bool, pool: &mut TxPool) {
         self.push_with(bytes.len(), count, pool, |v| v.extend_from_slice(bytes));
     }
 
     /// Appends the first `len` bytes of a buffer shared with other queues
     /// (no copy).
-    pub fn push_shared(&mut self, frame: Rc<[u8]>, len: usize, count: bool, pool: &mut TxPool) {
+    pub(crate) fn push_shared(
+        &mut self,
+        frame: Rc<[u8]>,
+        len: usize,
+        count: bool,
+        pool: &mut TxPool,
+    ) {
         let len = len.min(frame.len());
+        if self.in_total {
+            pool.hold_shared(&frame);
+        }
         self.chunks.push_back(Chunk::Shared(frame, len));
-        self.account(len, count, pool);
+        self.account(len, count);
     }
 
-    fn account(&mut self, len: usize, count: bool, pool: &mut TxPool) {
-        if self.in_total {
-            pool.queued_total += len;
-        }
+    fn account(&mut self, len: usize, count: bool) {
         self.bytes += len;
         self.appended += len as u64;
         if count {
@@ -162,7 +209,11 @@ impl SendQueue {
 
     /// Writes as much as the socket takes: one `writev` per call of up to
     /// 64 chunks, repeated until drained or `WouldBlock`.
-    pub fn write_to(&mut self, dst: &mut impl Write, pool: &mut TxPool) -> io::Result<Flushed> {
+    pub(crate) fn write_to(
+        &mut self,
+        dst: &mut impl Write,
+        pool: &mut TxPool,
+    ) -> io::Result<Flushed> {
         while !self.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut n_iov = 0;
@@ -188,9 +239,6 @@ impl SendQueue {
     }
 
     fn advance(&mut self, mut n: usize, pool: &mut TxPool) {
-        if self.in_total {
-            pool.queued_total -= n;
-        }
         self.bytes -= n;
         self.written += n as u64;
         while n > 0 {
@@ -198,14 +246,20 @@ impl SendQueue {
                 break;
             };
             let left = front.bytes().len() - self.head;
+            let owned = matches!(front, Chunk::Owned(_));
+            if self.in_total && owned {
+                pool.queued_total -= n.min(left);
+            }
             if n < left {
                 self.head += n;
                 break;
             }
             n -= left;
             self.head = 0;
-            if let Some(Chunk::Owned(v)) = self.chunks.pop_front() {
-                pool.give(v);
+            match self.chunks.pop_front() {
+                Some(Chunk::Owned(v)) => pool.give(v),
+                Some(Chunk::Shared(frame, _)) if self.in_total => pool.release_shared(&frame),
+                _ => {}
             }
         }
         while self.ends.front().is_some_and(|&end| end <= self.written) {
@@ -213,14 +267,31 @@ impl SendQueue {
         }
     }
 
-    /// Drops everything queued (a slow consumer being disconnected).
-    pub fn clear(&mut self, pool: &mut TxPool) {
-        if self.in_total {
-            pool.queued_total -= self.bytes;
+    /// A copy of the unwritten bytes (unit tests look at what a handler
+    /// queued).
+    #[cfg(test)]
+    pub(crate) fn contents(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes);
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let bytes = chunk.bytes();
+            out.extend_from_slice(if i == 0 { &bytes[self.head..] } else { bytes });
         }
-        for chunk in self.chunks.drain(..) {
-            if let Chunk::Owned(v) = chunk {
-                pool.give(v);
+        out
+    }
+
+    /// Drops everything queued (a slow consumer being disconnected).
+    pub(crate) fn clear(&mut self, pool: &mut TxPool) {
+        for (i, chunk) in self.chunks.drain(..).enumerate() {
+            let head = if i == 0 { self.head } else { 0 };
+            match chunk {
+                Chunk::Owned(v) => {
+                    if self.in_total {
+                        pool.queued_total -= v.len() - head;
+                    }
+                    pool.give(v);
+                }
+                Chunk::Shared(frame, _) if self.in_total => pool.release_shared(&frame),
+                Chunk::Shared(..) => {}
             }
         }
         self.head = 0;
@@ -331,8 +402,14 @@ mod tests {
             "bytes already queued count from then on"
         );
         control.push_slice(b"not counted", false, &mut pool);
-        data.push_shared(vec![7u8; 100].into(), 100, true, &mut pool);
+        let frame: Rc<[u8]> = vec![7u8; 100].into();
+        data.push_shared(frame.clone(), 100, true, &mut pool);
         assert_eq!(pool.queued_total, 102);
+        // A second counted queue holding the same frame adds nothing.
+        let mut other = SendQueue::default();
+        other.count_in_total(&mut pool);
+        other.push_shared(frame.clone(), 100, true, &mut pool);
+        assert_eq!(pool.queued_total, 102, "a shared frame counts once");
         let mut w = Trickle {
             out: vec![],
             per_call: 50,
@@ -340,9 +417,18 @@ mod tests {
             calls: 0,
         };
         assert_eq!(data.write_to(&mut w, &mut pool).unwrap(), Flushed::Blocked);
-        assert_eq!(pool.queued_total, 42);
+        assert_eq!(
+            pool.queued_total, 100,
+            "owned bytes written; the frame is still held"
+        );
         data.clear(&mut pool);
+        assert_eq!(
+            pool.queued_total, 100,
+            "the other queue still holds the frame"
+        );
+        other.clear(&mut pool);
         assert_eq!(pool.queued_total, 0);
+        assert!(pool.shared.is_empty());
     }
 
     #[test]

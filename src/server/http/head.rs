@@ -1,33 +1,10 @@
-//! The stats endpoint on `server.bind_stats`: a minimal HTTP/1.1 server on
-//! the event loop (one request per connection, `Connection: close`).
-//!
-//! | path | what | auth |
-//! |---|---|---|
-//! | `/` | the stats page (HTML) | admin |
-//! | `/status` | counters as JSON (the reference's fields) | admin |
-//! | `/metrics` | Prometheus text format | admin, or none from loopback |
-//! | `/health` | `ok` | none |
-//!
-//! Admin means HTTP Basic credentials of a user whose ACL entry has
-//! `admin: true` (bcrypt runs in the auth worker; verified logins are
-//! cached), or, without credentials, an ACL entry `_` with `admin: true`.
-//! Only GET is served. The request head is limited to 8 KiB and 32 headers,
-//! and must arrive within the protocol timeout.
-
-use std::net::IpAddr;
-
-use super::auth::ANONYMOUS;
-use super::auth::worker::{Job, Ticket};
-use super::conn::{CloseReason, ConnId, Phase};
-use super::event_loop::Server;
-use super::handshake::Step;
+//! The stats endpoint's request head: parsed with httparse within the size
+//! limits, into a route and credentials, without touching server state (the
+//! fuzz target `http_head` drives [`parse_head`]).
 
 /// Largest request head accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 32;
-
-/// The stats page.
-const PAGE: &str = include_str!("stats.html");
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,25 +17,6 @@ pub enum Route {
     Metrics,
     /// Liveness.
     Health,
-}
-
-/// A complete response.
-struct Response {
-    status: &'static str,
-    content_type: &'static str,
-    extra_header: &'static str,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn text(status: &'static str, body: &str) -> Self {
-        Self {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            extra_header: "",
-            body: body.as_bytes().to_vec(),
-        }
-    }
 }
 
 /// Decodes standard base64 (with or without padding).
@@ -108,10 +66,6 @@ fn basic_credentials(value: &[u8]) -> Result<Option<(String, String)>, &'static 
         return Err("Basic authorization error: password not specified");
     };
     Ok(Some((user.to_string(), password.to_string())))
-}
-
-fn is_loopback(ip: Option<IpAddr>) -> bool {
-    ip.is_some_and(|ip| ip.is_loopback())
 }
 
 /// What a request head asks for, parsed without touching server state (the
@@ -183,150 +137,6 @@ pub fn parse_head(data: &[u8]) -> Head {
         Some(Err(message)) => Auth::Malformed(message),
     };
     Head::Get { len, route, auth }
-}
-
-impl Server {
-    /// Handles a request head on a stats connection.
-    pub(crate) fn on_http(&mut self, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
-        let (len, route, auth) = match parse_head(data) {
-            Head::Incomplete => return Ok(Step::Need(1)),
-            Head::Reject(status, body) => {
-                self.respond(id, Response::text(status, body));
-                return Ok(Step::Used(data.len()));
-            }
-            Head::Get { len, route, auth } => (len, route, auth),
-        };
-        let peer_ip = self.conns[id].ip();
-        if route == Route::Health || (route == Route::Metrics && is_loopback(peer_ip)) {
-            self.answer(id, route);
-            return Ok(Step::Used(len));
-        }
-        match auth {
-            Auth::Malformed(message) => {
-                self.respond(id, Response::text("400 Bad Request", message))
-            }
-            Auth::Anonymous => self.authorize(id, route, ANONYMOUS),
-            Auth::Basic { user, password } => self.check_password(id, route, &user, &password),
-        }
-        Ok(Step::Used(len))
-    }
-
-    fn check_password(&mut self, id: ConnId, route: Route, user: &str, password: &str) {
-        let Some(entry) = self.core.auth.passwords.get(user) else {
-            return self.failed_login(id);
-        };
-        if entry.unsupported_scheme().is_some() {
-            return self.failed_login(id);
-        }
-        let hash = entry.hash.clone();
-        if self.core.cache.contains(user, password, &hash) {
-            return self.authorize(id, route, user);
-        }
-        if self.core.worker.in_flight >= super::handshake::MAX_PENDING_AUTH {
-            return self.respond(id, Response::text("503 Service Unavailable", "busy\n"));
-        }
-        let job = Job::Verify {
-            ticket: Ticket::Conn {
-                conn: id,
-                serial: self.conns[id].serial,
-            },
-            login: user.into(),
-            hash,
-            password: password.into(),
-        };
-        if self.core.worker.submit(job).is_err() {
-            return self.respond(id, Response::text("503 Service Unavailable", ""));
-        }
-        let now = self.core.now;
-        self.conns[id].set_phase(Phase::HttpAuthenticating(route), now);
-    }
-
-    /// A Basic-auth password came back from the worker.
-    pub(crate) fn on_http_verified(&mut self, id: ConnId, route: Route, login: &str, ok: bool) {
-        if ok {
-            self.authorize(id, route, login);
-        } else {
-            self.failed_login(id);
-        }
-    }
-
-    /// Wrong Basic credentials: 401, and the address's failure count (the
-    /// same brute-force protection as PSRT logins).
-    fn failed_login(&mut self, id: ConnId) {
-        self.core.stats.login_failures += 1;
-        if let Some(ip) = self.conns[id].ip() {
-            let now = self.core.now;
-            if let Some((failures, block)) = self.core.throttle.failure(ip, now) {
-                log::warn!(
-                    "{ip}: {failures} failed logins within a minute: refusing its connections for {}s",
-                    block.as_secs()
-                );
-            }
-        }
-        self.unauthorized(id);
-    }
-
-    fn authorize(&mut self, id: ConnId, route: Route, login: &str) {
-        let admin = self.core.auth.acl.get(login).is_some_and(|e| e.admin);
-        if admin {
-            self.answer(id, route);
-        } else {
-            self.unauthorized(id);
-        }
-    }
-
-    fn unauthorized(&mut self, id: ConnId) {
-        self.respond(
-            id,
-            Response {
-                status: "401 Unauthorized",
-                content_type: "text/plain; charset=utf-8",
-                extra_header: "WWW-Authenticate: Basic realm=\"psrtd\"\r\n",
-                body: Vec::new(),
-            },
-        );
-    }
-
-    fn answer(&mut self, id: ConnId, route: Route) {
-        let response = match route {
-            Route::Health => Response::text("200 OK", "ok\n"),
-            Route::Page => Response {
-                status: "200 OK",
-                content_type: "text/html; charset=utf-8",
-                extra_header: "",
-                body: PAGE.as_bytes().to_vec(),
-            },
-            Route::Status => Response {
-                status: "200 OK",
-                content_type: "application/json",
-                extra_header: "",
-                body: self.status_json().into_bytes(),
-            },
-            Route::Metrics => Response {
-                status: "200 OK",
-                content_type: "text/plain; version=0.0.4; charset=utf-8",
-                extra_header: "",
-                body: self.metrics_text().into_bytes(),
-            },
-        };
-        self.respond(id, response);
-    }
-
-    /// Queues the response and closes once it is written.
-    fn respond(&mut self, id: ConnId, r: Response) {
-        let head = format!(
-            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n{}\r\n",
-            r.status,
-            r.content_type,
-            r.body.len(),
-            r.extra_header
-        );
-        let conn = &mut self.conns[id];
-        conn.tx
-            .push_slice(head.as_bytes(), false, &mut self.core.tx_pool);
-        conn.tx.push_slice(&r.body, false, &mut self.core.tx_pool);
-        self.close(id, CloseReason::HttpDone);
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Who subscribes: the control connection's slab key.
-pub type ClientId = usize;
+pub(crate) type ClientId = usize;
 
 /// The subscribers of one node. Most nodes have exactly one, so a single
 /// id is stored inline and a set is allocated only for more.
@@ -198,7 +198,7 @@ fn mask_path(mask: &str) -> (Vec<&str>, bool) {
 
 /// The index.
 #[derive(Debug, Default)]
-pub struct Matcher {
+pub(crate) struct Matcher {
     root: Node,
     /// (client, mask) pairs stored.
     subscriptions: usize,
@@ -206,12 +206,12 @@ pub struct Matcher {
 
 impl Matcher {
     /// An empty index.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds `client` to `mask`. Returns false if it was already there.
-    pub fn subscribe(&mut self, mask: &str, client: ClientId) -> bool {
+    pub(crate) fn subscribe(&mut self, mask: &str, client: ClientId) -> bool {
         let (path, rest) = mask_path(mask);
         let mut node = &mut self.root;
         for level in path {
@@ -235,7 +235,7 @@ impl Matcher {
 
     /// Removes `client` from `mask` and prunes empty nodes. Returns false if
     /// it was not there.
-    pub fn unsubscribe(&mut self, mask: &str, client: ClientId) -> bool {
+    pub(crate) fn unsubscribe(&mut self, mask: &str, client: ClientId) -> bool {
         let (path, rest) = mask_path(mask);
         let removed = Self::remove(&mut self.root, &path, rest, client);
         if removed {
@@ -276,24 +276,25 @@ impl Matcher {
 
     /// Calls `out` for every (client, mask) pair that matches `topic`; a
     /// client with several matching masks is reported once per mask.
-    pub fn for_each_match(&self, topic: &str, mut out: impl FnMut(ClientId)) {
+    pub(crate) fn for_each_match(&self, topic: &str, mut out: impl FnMut(ClientId)) {
         self.root.collect(topic.split('/'), &mut out);
     }
 
     /// Whether any mask matches `topic` (PUBLISH_REPL asks this).
-    pub fn has_match(&self, topic: &str) -> bool {
+    pub(crate) fn has_match(&self, topic: &str) -> bool {
         let mut any = false;
         self.for_each_match(topic, |_| any = true);
         any
     }
 
     /// Number of (client, mask) pairs.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.subscriptions
     }
 
     /// No subscriptions at all.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.subscriptions == 0
     }
 }

@@ -1,124 +1,12 @@
-//! The phase of a connection (what it waits for), the per-phase data, and
-//! why a connection is closed.
+//! Why a connection ends, and what a close does with queued output.
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
 
-use psrt_protocol::{DecodeError, Token};
-
-use super::ConnId;
-use crate::server::auth::AclEntry;
-
-/// Where a connection is in its life. Only the phase handlers assign it.
-#[derive(Debug)]
-pub enum Phase {
-    /// Waiting for `EE AA|AB COMM`.
-    Greeting,
-    /// TLS handshake after a `01` greeting; the greeting reply follows it.
-    TlsHandshake(psrt_protocol::StreamKind),
-    /// Control socket: waiting for the login frame.
-    Login,
-    /// Control socket: bcrypt is running in the auth worker; input paused.
-    Authenticating,
-    /// Control socket of a logged-in client: requests → replies.
-    Control(Box<Session>),
-    /// Data socket: waiting for token + timeout byte.
-    DataHello,
-    /// Data socket bound to a session: the server only writes.
-    Data(DataLink),
-    /// Stats endpoint: waiting for a complete request head.
-    HttpRequest,
-    /// Stats endpoint: Basic-auth password being verified by the worker.
-    HttpAuthenticating(crate::server::http::Route),
-    /// An outgoing replication link to a cluster node (`link.rs`).
-    Link(Link),
-    /// Flushing what is queued, then closing.
-    Closing(CloseReason),
-}
-
-/// A replication link: which node, and what it waits for.
-#[derive(Debug, Clone, Copy)]
-pub struct Link {
-    /// Index in the cluster's node list.
-    pub node: usize,
-    /// The step of the exchange.
-    pub step: LinkStep,
-}
-
-/// Steps of a replication link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkStep {
-    /// Non-blocking connect in progress.
-    Connecting,
-    /// Greeting sent (and TLS started if configured); waiting for the reply.
-    Greeting,
-    /// Login sent; waiting for the token.
-    Login,
-    /// Ready; nothing in flight.
-    Idle,
-    /// PUBLISH_REPL topic sent; waiting for 02 / E0.
-    AwaitTopic,
-    /// Body sent; waiting for 01.
-    AwaitBody,
-    /// Keep-alive NOP sent; waiting for 01.
-    AwaitNop,
-}
-
-impl Phase {
-    /// Short name for logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Greeting => "greeting",
-            Self::TlsHandshake(_) => "TLS handshake",
-            Self::Login => "login",
-            Self::Authenticating => "authenticating",
-            Self::Control(_) => "control",
-            Self::DataHello => "data hello",
-            Self::Data(_) => "data",
-            Self::HttpRequest | Self::HttpAuthenticating(_) => "http",
-            Self::Link(_) => "replication link",
-            Self::Closing(_) => "closing",
-        }
-    }
-}
-
-/// A logged-in client, owned by its control connection.
-#[derive(Debug)]
-pub struct Session {
-    /// Login name; `_` for anonymous.
-    pub login: Box<str>,
-    /// Permissions; replaced when a reload changes them.
-    pub acl: Arc<AclEntry>,
-    /// The password hash the login was verified against (None: anonymous or
-    /// trusted Unix socket); a reload that changes it ends the session.
-    pub hash: Option<Box<str>>,
-    /// Trusted Unix-socket session: full access, not subject to the ACL.
-    pub trusted: bool,
-    /// Links the data socket.
-    pub token: Token,
-    /// The data socket, once bound.
-    pub data: Option<ConnId>,
-    /// Normalised masks this client subscribes to.
-    pub masks: std::collections::BTreeSet<Box<str>>,
-    /// Sequence number of the last message delivered (once per client).
-    pub delivered_seq: u64,
-    /// PUBLISH_REPL topic waiting for its body (after `OK_WAITING`).
-    pub repl_topic: Option<Box<str>>,
-}
-
-/// A data socket's link to its session.
-#[derive(Debug, Clone, Copy)]
-pub struct DataLink {
-    /// The control connection that owns the session.
-    pub owner: ConnId,
-    /// Beacon interval: half the client's timeout, clamped.
-    pub beacon: Duration,
-}
+use psrt_protocol::DecodeError;
 
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloseReason {
+pub(crate) enum CloseReason {
     /// The client closed its end.
     PeerClosed,
     /// A socket error.
@@ -174,7 +62,7 @@ pub enum CloseReason {
 impl CloseReason {
     /// Whether what is already queued (replies, pending messages) is still
     /// written before the close, rather than dropped.
-    pub fn keeps_output(&self) -> bool {
+    pub(crate) fn keeps_output(&self) -> bool {
         !matches!(
             self,
             Self::PeerClosed
@@ -188,7 +76,7 @@ impl CloseReason {
 
     /// Whether this is routine (logged at debug) rather than a problem
     /// (logged at warn).
-    pub fn is_routine(&self) -> bool {
+    pub(crate) fn is_routine(&self) -> bool {
         matches!(
             self,
             Self::PeerClosed

@@ -5,7 +5,7 @@
 //! Every message published locally (TCP or UDP, after the ACL) is queued to
 //! every node; a replicated message (received with PUBLISH_REPL) is never
 //! forwarded again, so the nodes must form a full mesh. Each node has one
-//! outgoing link on the event loop (see `link.rs`) that logs in as a user with
+//! outgoing link on the event loop (see `mod.rs` in this folder) that logs in as a user with
 //! `replicator: true` on the other node and sends `PUBLISH_REPL` requests one
 //! at a time (the protocol's two-phase exchange cannot be pipelined). The
 //! queue is bounded like a data socket's (`data_queue` messages,
@@ -25,8 +25,8 @@ use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
-use super::config::ConfigError;
-use super::conn::ConnId;
+use crate::server::config::ConfigError;
+use crate::server::conn::ConnId;
 
 /// First retry delay after a link fails; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -175,7 +175,7 @@ pub fn load_nodes(file: &Path) -> Result<Vec<NodeConfig>, ConfigError> {
 
 /// A message waiting to be replicated.
 #[derive(Debug, Clone)]
-pub struct Replica {
+pub(crate) struct Replica {
     /// Priority byte.
     pub priority: u8,
     /// Normalised topic.
@@ -188,7 +188,7 @@ pub struct Replica {
 
 /// A node's link state, as shown by the stats endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeStatus {
+pub(crate) enum NodeStatus {
     /// Connecting or logging in.
     Connecting,
     /// Logged in; replicating.
@@ -199,7 +199,7 @@ pub enum NodeStatus {
 
 impl NodeStatus {
     /// The word the reference's stats page styles.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Connecting => "connecting",
             Self::Online => "online",
@@ -210,7 +210,7 @@ impl NodeStatus {
 
 /// A neighbour and everything the loop keeps for it.
 #[derive(Debug)]
-pub struct Node {
+pub(crate) struct Node {
     /// Its configuration.
     pub config: NodeConfig,
     /// Messages not yet acknowledged by the node (the front may be in flight).
@@ -250,7 +250,7 @@ impl Node {
     }
 
     /// Queues a message unless the queue is full; false if dropped.
-    pub fn push(&mut self, replica: Replica, max_messages: usize, max_bytes: usize) -> bool {
+    pub(crate) fn push(&mut self, replica: Replica, max_messages: usize, max_bytes: usize) -> bool {
         let size = replica.message.len() + replica.topic.len();
         if self.queue.len() >= max_messages || self.queued_bytes + size > max_bytes {
             self.dropped += 1;
@@ -262,20 +262,20 @@ impl Node {
     }
 
     /// Removes the front message (acknowledged, not required, or refused).
-    pub fn pop(&mut self) {
+    pub(crate) fn pop(&mut self) {
         if let Some(r) = self.queue.pop_front() {
             self.queued_bytes -= r.message.len() + r.topic.len();
         }
     }
 
     /// The link is up and logged in.
-    pub fn online(&mut self) {
+    pub(crate) fn online(&mut self) {
         self.status = NodeStatus::Online;
         self.backoff = FIRST_BACKOFF;
     }
 
     /// The link failed or could not be made: retry after the backoff.
-    pub fn down(&mut self, now: Instant) {
+    pub(crate) fn down(&mut self, now: Instant) {
         self.link = None;
         self.status = NodeStatus::Offline;
         self.retry_at = Some(now + self.backoff);
@@ -285,26 +285,26 @@ impl Node {
 
 /// All nodes.
 #[derive(Debug, Default)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// The neighbours, in `cluster.yml` order.
     pub nodes: Vec<Node>,
 }
 
 impl Cluster {
     /// Nodes from `cluster.yml`; each is first tried at once.
-    pub fn new(configs: Vec<NodeConfig>, now: Instant) -> Self {
+    pub(crate) fn new(configs: Vec<NodeConfig>, now: Instant) -> Self {
         Self {
             nodes: configs.into_iter().map(|c| Node::new(c, now)).collect(),
         }
     }
 
     /// The earliest pending retry, for the poll timeout.
-    pub fn next_retry(&self) -> Option<Instant> {
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
         self.nodes.iter().filter_map(|n| n.retry_at).min()
     }
 
     /// No node configured.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
 }

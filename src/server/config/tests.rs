@@ -1,0 +1,162 @@
+//! Unit tests of `config.yml` parsing: the reference files, the new keys,
+//! and the errors with file and line.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/psrtd/config.yml"))
+}
+
+/// The reference repository's test config, with its paths.
+const REFERENCE: &str = r#"
+server:
+  workers: 4
+  latency_warn: 500000
+  data_queue: 1024
+  max_topic_depth: 64
+  max_topic_length: 1000000
+  max_pub_size: 1100000
+  pid_file: /tmp/psrtd.pid
+  bind_stats: 0.0.0.0:8880
+  license: /opt/workstuff/psrt-license.yml
+proto:
+  bind:
+    - 0.0.0.0:2873
+    - /tmp/psrt.sock
+  bind_udp: 0.0.0.0:2873
+  udp_frame_size: 8192
+  tls_cert: certs/server.crt
+  tls_key: certs/server.key
+  allow_no_tls: true
+  timeout: 10
+auth:
+  allow_anonymous: true
+  password_file: psrt-passwd
+  key_file: keys.yml
+  acl: acl.yml
+cluster:
+  config: cluster.yml
+"#;
+
+#[test]
+fn reference_config_loads() {
+    let c = parse(REFERENCE).unwrap();
+    assert_eq!(
+        c.bind,
+        [
+            BindAddr::Tcp("0.0.0.0:2873".into()),
+            BindAddr::Unix("/tmp/psrt.sock".into())
+        ]
+    );
+    assert_eq!(c.bind_udp, ["0.0.0.0:2873"]);
+    assert_eq!(c.timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.max_topic_depth, 64);
+    assert_eq!(c.limits.max_pub_size, 1_100_000);
+    assert_eq!(c.data_queue, 1024);
+    assert_eq!(
+        c.auth.acl,
+        AclSource::File("/etc/psrtd/acl.yml".into()),
+        "relative paths are taken from the config folder"
+    );
+    assert_eq!(
+        c.auth.password_file.as_deref(),
+        Some(Path::new("/etc/psrtd/psrt-passwd"))
+    );
+    assert!(c.allow_anonymous);
+    assert_eq!(
+        c.auth.tls,
+        Some(TlsFiles {
+            cert: "/etc/psrtd/certs/server.crt".into(),
+            key: "/etc/psrtd/certs/server.key".into()
+        })
+    );
+    assert_eq!(c.ignored.len(), 2, "workers and license: {:?}", c.ignored);
+    assert_eq!(
+        c.cluster_file.as_deref(),
+        Some(Path::new("/etc/psrtd/cluster.yml"))
+    );
+    assert_eq!(c.pid_file.as_deref(), Some(Path::new("/tmp/psrtd.pid")));
+}
+
+#[test]
+fn minimal_reference_config_and_defaults() {
+    let c = parse(
+            "server:\n  pid_file: /tmp/x.pid\n  latency_warn: 0\n  data_queue: 10\n  max_topic_depth: 8\n  max_topic_length: 100\n  max_pub_size: 1000\nproto:\n  bind: 127.0.0.1:2873\n  bind_udp: []\n  allow_no_tls: true\nauth:\n  allow_anonymous: false\n  acl: /etc/psrtd/acl.yml\n",
+        )
+        .unwrap();
+    assert_eq!(c.bind, [BindAddr::Tcp("127.0.0.1:2873".into())]);
+    assert!(c.bind_udp.is_empty());
+    assert_eq!(c.timeout, Duration::from_secs(5));
+    assert_eq!(c.data_queue_bytes, DEFAULT_DATA_QUEUE_BYTES);
+    assert!(!c.allow_anonymous);
+    assert!(c.ignored.is_empty());
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let e = parse("server:\n  data_queue: 5\n  foo: 1\nauth:\n  acl: a.yml\n").unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(
+        e.to_string().starts_with("/etc/psrtd/config.yml:3: "),
+        "{e}"
+    );
+    assert!(e.message.contains("unknown field `foo`"), "{e}");
+}
+
+#[test]
+fn invalid_values() {
+    for (text, needle) in [
+        ("auth:\n  allow_anonymous: true\n", "auth.acl is required"),
+        ("proto:\n  timeout: -1\nauth:\n  acl: a\n", "proto.timeout"),
+        ("proto:\n  bind: nonsense\nauth:\n  acl: a\n", "proto.bind"),
+        (
+            "server:\n  bind_stats: localhost:80\nauth:\n  acl: a\n",
+            "bind_stats",
+        ),
+        ("server:\n  data_queue: 0\nauth:\n  acl: a\n", "data_queue"),
+        (
+            "proto:\n  bind_udp: 2873\nauth:\n  acl: a\n",
+            "2: proto: an address string",
+        ),
+        ("proto:\n  bind_udp: '2873'\nauth:\n  acl: a\n", "bind_udp"),
+        (
+            "proto:\n  udp_frame_size: 10\nauth:\n  acl: a\n",
+            "udp_frame_size",
+        ),
+        (
+            "server:\n  max_pub_size: 1000\n  data_queue_bytes: 100\nauth:\n  acl: a\n",
+            "data_queue_bytes",
+        ),
+        (
+            "server:\n  data_queue_bytes: 2000000\n  max_queued_bytes: 1000000\nauth:\n  acl: a\n",
+            "max_queued_bytes",
+        ),
+        ("proto:\n  tls_cert: c.pem\nauth:\n  acl: a\n", "tls_key"),
+        (
+            "proto:\n  tls_key: k.pem\nauth:\n  acl: a\n",
+            "tls_cert is missing",
+        ),
+        ("proto:\n  tls_pkcs12: id.p12\nauth:\n  acl: a\n", "PKCS#12"),
+        (
+            "proto:\n  allow_no_tls: false\nauth:\n  acl: a\n",
+            "allow_no_tls",
+        ),
+        (
+            "server:\n  data_queue: many\nauth:\n  acl: a\n",
+            "invalid type",
+        ),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(e.to_string().contains(needle), "{text:?} -> {e}");
+    }
+}
+
+#[test]
+fn embedded_default_is_loopback_and_anonymous() {
+    let c = Config::embedded_default();
+    assert_eq!(c.bind, [BindAddr::Tcp("127.0.0.1:2873".into())]);
+    assert_eq!(c.bind_udp, ["127.0.0.1:2873"]);
+    assert!(c.allow_anonymous);
+    assert_eq!(c.auth.acl, AclSource::AnonymousFullAccess);
+    assert!(c.source.is_none());
+}

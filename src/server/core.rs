@@ -1,0 +1,185 @@
+//! The state every handler shares ([`Core`]) and the narrow context a
+//! handler is given ([`Cx`]): the core and the connection slab, nothing that
+//! does I/O (no poll, no listeners, no sockets other than through the send
+//! queues, no signals). Handlers queue what must happen to *other*
+//! connections as [`Effect`]s; the loop applies them in one place
+//! (`event_loop::io`), after the handler returns, so no handler ever sees a
+//! connection vanish part-way through its own work.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use psrt_protocol::Token as ClientToken;
+use ring::rand::SystemRandom;
+use slab::Slab;
+
+use super::auth::AuthDb;
+use super::auth::cache::VerifiedCache;
+use super::auth::throttle::LoginThrottle;
+use super::auth::worker::Worker;
+use super::config::Config;
+use super::conn::{CloseReason, ConnId, RxPool, TxPool};
+use super::link::Cluster;
+use super::phase::Conn;
+use super::pubsub::Matcher;
+use super::ratelog::RateLog;
+use super::stats::Stats;
+use super::timers::Timers;
+
+/// Every connection, by slab key.
+pub(crate) type Conns = Slab<Conn>;
+
+/// What a handler wants done to a connection other than its own.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Close it (a replaced data socket, a slow consumer, a revoked session).
+    Close(ConnId, CloseReason),
+}
+
+/// State shared by every connection handler.
+pub(crate) struct Core {
+    pub(crate) config: Config,
+    pub(crate) matcher: Matcher,
+    pub(crate) auth: AuthDb,
+    pub(crate) cache: VerifiedCache,
+    pub(crate) worker: Worker,
+    pub(crate) reload_queued: bool,
+    pub(crate) reload_running: bool,
+    /// Session token → the control connection that owns it.
+    pub(crate) tokens: HashMap<ClientToken, ConnId>,
+    pub(crate) stats: Stats,
+    pub(crate) timers: Timers,
+    pub(crate) flush_list: Vec<ConnId>,
+    pub(crate) ready_list: Vec<ConnId>,
+    /// Effects queued by handlers, applied by the loop.
+    pub(crate) effects: Vec<Effect>,
+    pub(crate) rx_pool: RxPool,
+    pub(crate) tx_pool: TxPool,
+    /// Message sequence number, for once-per-client delivery.
+    pub(crate) seq: u64,
+    /// The loop's notion of now, taken once per iteration (tests set it).
+    pub(crate) now: Instant,
+    pub(crate) next_serial: u64,
+    pub(crate) per_ip: HashMap<IpAddr, usize>,
+    pub(crate) per_user: HashMap<Box<str>, usize>,
+    /// Logged-in sessions.
+    pub(crate) sessions: usize,
+    pub(crate) throttle: LoginThrottle,
+    /// Outgoing replication (empty without `cluster.config`).
+    pub(crate) cluster: Cluster,
+    pub(crate) ratelog: RateLog,
+    /// When the server started (stats uptime).
+    pub(crate) started: Instant,
+    /// Host name for the stats endpoint.
+    pub(crate) host: String,
+    pub(crate) rng: SystemRandom,
+}
+
+impl Core {
+    /// A core for `config` and `auth`, with `worker` for slow jobs.
+    pub(crate) fn new(
+        config: Config,
+        auth: AuthDb,
+        worker: Worker,
+        now: Instant,
+    ) -> std::io::Result<Self> {
+        let max_login_failures = config.max_login_failures;
+        let cache = VerifiedCache::new()
+            .map_err(|_| std::io::Error::other("no system random source for the login cache"))?;
+        Ok(Self {
+            config,
+            matcher: Matcher::new(),
+            auth,
+            cache,
+            worker,
+            reload_queued: false,
+            reload_running: false,
+            tokens: HashMap::new(),
+            stats: Stats::default(),
+            timers: Timers::default(),
+            flush_list: Vec::new(),
+            ready_list: Vec::new(),
+            effects: Vec::new(),
+            rx_pool: RxPool::default(),
+            tx_pool: TxPool::default(),
+            seq: 0,
+            now,
+            next_serial: 0,
+            per_ip: HashMap::new(),
+            per_user: HashMap::new(),
+            sessions: 0,
+            throttle: LoginThrottle::new(max_login_failures),
+            cluster: Cluster::default(),
+            ratelog: RateLog::default(),
+            started: now,
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default(),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// Puts a connection on the flush list (once).
+    pub(crate) fn schedule_flush(&mut self, id: ConnId, conn: &mut Conn) {
+        if !conn.in_flush_list {
+            conn.in_flush_list = true;
+            self.flush_list.push(id);
+        }
+    }
+
+    /// Puts a connection on the ready list: its input is processed again
+    /// next iteration even if no new event arrives.
+    pub(crate) fn schedule_input(&mut self, id: ConnId, conn: &mut Conn) {
+        if !conn.in_ready_list {
+            conn.in_ready_list = true;
+            self.ready_list.push(id);
+        }
+    }
+
+    /// A warning of a kind that clients can trigger in bulk: rate limited
+    /// per kind (see `ratelog`).
+    pub(crate) fn warn(&mut self, kind: &'static str, msg: std::fmt::Arguments<'_>) {
+        self.ratelog.warn(kind, self.now, msg);
+    }
+
+    /// Queues the connection's current deadline.
+    pub(crate) fn rearm(&mut self, id: ConnId, conn: &mut Conn) {
+        if let Some(at) = super::phase::due(conn, self.config.timeout) {
+            self.timers.arm(id, conn.serial, at, &mut conn.armed);
+        }
+    }
+
+    /// Asks the loop to close another connection once the current handler
+    /// is done.
+    pub(crate) fn close_later(&mut self, id: ConnId, reason: CloseReason) {
+        self.effects.push(Effect::Close(id, reason));
+    }
+
+    /// A failed password check from `ip` (a PSRT login or HTTP Basic
+    /// credentials): counted, and the address's brute-force throttle told.
+    pub(crate) fn login_failed(&mut self, ip: Option<IpAddr>) {
+        self.stats.login_failures += 1;
+        let Some(ip) = ip else {
+            return;
+        };
+        if let Some((failures, block)) = self.throttle.failure(ip, self.now) {
+            log::warn!(
+                "{ip}: {failures} failed logins within a minute: refusing its connections for {}s",
+                block.as_secs()
+            );
+        }
+    }
+
+    /// Queues bytes on a connection and schedules its flush.
+    pub(crate) fn send(&mut self, id: ConnId, conn: &mut Conn, bytes: &[u8]) {
+        conn.tx.push_slice(bytes, false, &mut self.tx_pool);
+        self.schedule_flush(id, conn);
+    }
+}
+
+/// What a handler works with: the shared core and the connections.
+pub(crate) struct Cx<'a> {
+    pub(crate) core: &'a mut Core,
+    pub(crate) conns: &'a mut Conns,
+}

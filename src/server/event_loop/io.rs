@@ -1,0 +1,405 @@
+//! The loop's socket work: accepting (with the refusals that apply before a
+//! byte is read), reading until `WouldBlock` or the budget, the one write
+//! path (flush), timers, and taking sockets out of the poll and the slab.
+//! What the bytes mean is asked of `dispatch`.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use mio::{Interest, Token};
+
+use super::{FIRST_CONN, Server};
+use crate::server::conn::{CloseReason, ConnId, Flushed, Peer, Stream, Transport};
+use crate::server::dispatch;
+use crate::server::link::phase::LinkStep;
+use crate::server::phase::{Conn, ListenerKind, Phase, wants_input};
+use crate::server::pubsub::outbox;
+
+/// Input read from one connection per loop iteration before others get a turn.
+const READ_BUDGET: usize = 256 * 1024;
+/// How long accepting pauses after the process ran out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Connections beyond the session limit allowed in the handshake phases.
+const HANDSHAKE_HEADROOM: usize = 256;
+
+impl Server {
+    /// Accepts every waiting connection of a PSRT listener (`Some(index)`)
+    /// or of the stats listener (`None`).
+    pub(super) fn accept_from(&mut self, index: Option<usize>) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        let kind = match index {
+            Some(_) => ListenerKind::Psrt,
+            None => ListenerKind::Http,
+        };
+        loop {
+            let listener = match index {
+                Some(i) => self.listeners.get(i),
+                None => self.stats_listener.as_ref(),
+            };
+            let Some(listener) = listener else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    self.core.warn(
+                        "accept",
+                        format_args!("cannot accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}"),
+                    );
+                    self.accept_paused_until = Some(self.core.now + ACCEPT_PAUSE);
+                    return;
+                }
+                Err(e) => {
+                    self.core.warn("accept", format_args!("accept failed: {e}"));
+                    continue;
+                }
+            };
+            self.add_conn(stream, peer, kind);
+        }
+    }
+
+    fn add_conn(&mut self, stream: Stream, peer: Peer, kind: ListenerKind) {
+        let core = &mut self.core;
+        let limits = &core.config;
+        let refuse = if limits.max_clients > 0
+            && self.conns.len() >= limits.max_clients.saturating_mul(2) + HANDSHAKE_HEADROOM
+        {
+            Some("max_clients (sockets)")
+        } else if let Some(left) = peer.ip().and_then(|ip| core.throttle.blocked(ip, core.now)) {
+            core.stats.auth_blocked += 1;
+            core.warn(
+                "auth-block",
+                format_args!(
+                    "{peer}: refused for {}s more after repeated failed logins",
+                    left.as_secs() + 1
+                ),
+            );
+            return;
+        } else if let (Some(ip), true) = (peer.ip(), limits.max_clients_per_ip > 0) {
+            let n = core.per_ip.get(&ip).copied().unwrap_or(0);
+            (n >= limits.max_clients_per_ip).then_some("max_clients_per_ip")
+        } else {
+            None
+        };
+        if let Some(which) = refuse {
+            core.stats.limit_refusals += 1;
+            core.warn("limit", format_args!("{peer}: refused, {which} reached"));
+            return;
+        }
+        let ip = peer.ip();
+        debug!("{peer}: connected");
+        let id = match self.insert_conn(stream, peer, kind.first_phase()) {
+            Ok(id) => id,
+            Err(e) => return warn!("cannot register a new connection: {e}"),
+        };
+        if let Some(ip) = ip {
+            *self.core.per_ip.entry(ip).or_insert(0) += 1;
+            self.conns[id].counted_ip = true;
+        }
+    }
+
+    /// Registers a socket with the poll and puts it in the slab in `phase`,
+    /// with its first deadline armed (accepted connections and outgoing
+    /// replication links alike).
+    pub(super) fn insert_conn(
+        &mut self,
+        mut stream: Stream,
+        peer: Peer,
+        phase: Phase,
+    ) -> io::Result<ConnId> {
+        let entry = self.conns.vacant_entry();
+        let id = entry.key();
+        self.poll.registry().register(
+            &mut stream,
+            Token(FIRST_CONN + id),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let core = &mut self.core;
+        core.next_serial += 1;
+        let conn = entry.insert(Conn::new(stream, peer, core.next_serial, phase, core.now));
+        core.rearm(id, conn);
+        Ok(id)
+    }
+
+    /// Takes a flushed (or lingering) closed connection out of the poll and
+    /// the slab.
+    fn remove_conn(&mut self, id: ConnId) {
+        if !self.conns.contains(id) {
+            return;
+        }
+        let mut conn = self.conns.remove(id);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        conn.tx.clear(&mut self.core.tx_pool);
+        if let (true, Some(ip)) = (conn.counted_ip, conn.ip()) {
+            if let Some(n) = self.core.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.core.per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// Closes and removes every connection (shutdown).
+    pub(super) fn close_all(&mut self) {
+        let ids: Vec<ConnId> = self.conns.iter().map(|(id, _)| id).collect();
+        for id in &ids {
+            dispatch::close(&mut self.cx(), *id, CloseReason::Shutdown);
+        }
+        dispatch::apply_effects(&mut self.cx());
+        for id in ids {
+            self.remove_conn(id);
+        }
+        self.listeners.clear();
+        self.stats_listener = None;
+        info!("stopped");
+    }
+
+    pub(super) fn on_writable(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.writable = true;
+        if let Phase::Link(link) = conn.phase {
+            if link.step == LinkStep::Connecting {
+                return self.on_link_connected(id, link.node);
+            }
+        }
+        if conn.has_output() {
+            self.core.schedule_flush(id, conn);
+        }
+    }
+
+    /// Reads until `WouldBlock`, the input budget, or a pause, decoding as it
+    /// goes.
+    pub(super) fn on_readable(&mut self, id: ConnId) {
+        let mut read = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(id) else {
+                return;
+            };
+            if !wants_input(conn) {
+                if matches!(conn.phase, Phase::Psrt(_)) {
+                    self.drain_unread_input(id);
+                }
+                return;
+            }
+            let closed = match conn.rx.read_from(&mut conn.stream, &mut self.core.rx_pool) {
+                Ok(0) => Some(CloseReason::PeerClosed),
+                Ok(n) => {
+                    read += n;
+                    None
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.rx.release_if_empty(&mut self.core.rx_pool);
+                    if matches!(conn.stream, Transport::Tls(_)) {
+                        dispatch::on_tls_progress(&mut self.cx(), id);
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    Some(CloseReason::Tls(e.to_string()))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Some(CloseReason::Io(e.kind())),
+            };
+            let mut cx = self.cx();
+            if let Some(reason) = closed {
+                dispatch::close(&mut cx, id, reason);
+                return dispatch::apply_effects(&mut cx);
+            }
+            dispatch::on_bytes_read(&mut cx, id);
+            dispatch::process_input(&mut cx, id);
+            // The budget bounds decoding work; reading the rest of one large
+            // frame is only a copy, so it is not cut short (fewer loop turns
+            // per megabyte message).
+            if read >= READ_BUDGET {
+                if let Some(conn) = self.conns.get_mut(id) {
+                    if conn.rx.is_assembling() {
+                        continue;
+                    }
+                    self.core.schedule_input(id, conn);
+                }
+                return;
+            }
+        }
+    }
+
+    /// A socket whose phase reads nothing (a data socket after its hello, a
+    /// control socket waiting for bcrypt): input is discarded only for data
+    /// sockets, so the end of the stream is noticed.
+    fn drain_unread_input(&mut self, id: ConnId) {
+        let mut scratch = [0u8; 4096];
+        let mut budget = READ_BUDGET;
+        while budget > 0 {
+            let Some(conn) = self.conns.get_mut(id) else {
+                return;
+            };
+            if !matches!(
+                conn.phase,
+                Phase::Psrt(crate::server::psrt::state::Phase::Data(_))
+            ) {
+                return;
+            }
+            let reason = match conn.stream.read(&mut scratch) {
+                Ok(0) => CloseReason::PeerClosed,
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => CloseReason::Io(e.kind()),
+            };
+            let mut cx = self.cx();
+            dispatch::close(&mut cx, id, reason);
+            return dispatch::apply_effects(&mut cx);
+        }
+        if let Some(conn) = self.conns.get_mut(id) {
+            self.core.schedule_input(id, conn);
+        }
+    }
+
+    pub(super) fn resume_ready(&mut self) {
+        let ready = std::mem::take(&mut self.core.ready_list);
+        for &id in &ready {
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if !conn.in_ready_list {
+                continue;
+            }
+            conn.in_ready_list = false;
+            dispatch::process_input(&mut self.cx(), id);
+            self.on_readable(id);
+        }
+    }
+
+    /// Writes every connection on the flush list once and reaps closing
+    /// connections that have nothing left to write.
+    pub(super) fn flush_pending(&mut self) {
+        while !self.core.flush_list.is_empty() {
+            let list = std::mem::take(&mut self.core.flush_list);
+            for id in list {
+                self.flush_one(id);
+            }
+        }
+    }
+
+    /// The one write path: what a connection has queued goes out with one
+    /// `write`/`writev` (TLS records after it); then the outbox's message
+    /// limit, and a closing connection's removal once it is empty.
+    fn flush_one(&mut self, id: ConnId) {
+        let now = self.core.now;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if !conn.in_flush_list {
+            return;
+        }
+        conn.in_flush_list = false;
+        if conn.writable && conn.has_output() {
+            let paused = !wants_input(conn);
+            let before = conn.tx.len();
+            let written = conn
+                .tx
+                .write_to(&mut conn.stream, &mut self.core.tx_pool)
+                .and_then(|flushed| match flushed {
+                    // Plaintext all taken: TLS ciphertext may still wait.
+                    Flushed::Drained if !conn.stream.flush_pending()? => Ok(Flushed::Blocked),
+                    other => Ok(other),
+                });
+            match written {
+                Ok(flushed) => {
+                    if conn.tx.len() < before {
+                        conn.last_write = now;
+                    }
+                    if flushed == Flushed::Blocked {
+                        conn.writable = false;
+                    }
+                    // Blocked: the write-stall deadline. Drained: a data
+                    // socket's next beacon, earlier than the stall deadline
+                    // armed while its queue was not empty.
+                    self.core.rearm(id, conn);
+                    if paused && wants_input(conn) {
+                        self.core.schedule_input(id, conn);
+                    }
+                }
+                Err(e) => {
+                    let mut cx = self.cx();
+                    dispatch::close(&mut cx, id, CloseReason::Io(e.kind()));
+                    return dispatch::apply_effects(&mut cx);
+                }
+            }
+        }
+        if let Some(reason) = outbox::after_flush(conn, self.core.config.data_queue) {
+            let mut cx = self.cx();
+            dispatch::close(&mut cx, id, reason);
+            return dispatch::apply_effects(&mut cx);
+        }
+        if let Phase::Closing(reason) = &conn.phase {
+            if conn.tx.is_empty() {
+                // Everything queued went out: end a TLS session cleanly, and
+                // close once its last record is written too.
+                if reason.keeps_output() {
+                    conn.stream.close_notify();
+                    if !conn.stream.flush_pending().unwrap_or(true) {
+                        conn.writable = false;
+                        return;
+                    }
+                }
+                if !conn.stream.has_pending_output() {
+                    self.remove_conn(id);
+                }
+            }
+        }
+    }
+
+    /// After the flush pass: all data queues together within
+    /// `max_queued_bytes`.
+    pub(super) fn enforce_queue_cap(&mut self) {
+        let mut cx = self.cx();
+        if outbox::enforce_cap(&mut cx) > 0 {
+            dispatch::apply_effects(&mut cx);
+            self.flush_pending();
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self) {
+        let now = self.core.now;
+        while let Some((id, serial, at)) = self.core.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if conn.serial != serial || conn.armed != Some(at) {
+                continue;
+            }
+            conn.armed = None;
+            match crate::server::phase::due(conn, self.core.config.timeout) {
+                // The linger (or a write stall) is over: whatever is left of
+                // a closing connection is dropped.
+                Some(due) if due <= now && matches!(conn.phase, Phase::Closing(_)) => {
+                    self.remove_conn(id)
+                }
+                Some(due) if due <= now => dispatch::on_due(&mut self.cx(), id),
+                Some(due) => self.core.timers.arm(id, serial, due, &mut conn.armed),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads datagrams from UDP socket `index`.
+    pub(super) fn drain_udp(&mut self, index: usize) {
+        let mut cx = crate::server::core::Cx {
+            core: &mut self.core,
+            conns: &mut self.conns,
+        };
+        self.udp.drain(&mut cx, index);
+        dispatch::apply_effects(&mut cx);
+    }
+}

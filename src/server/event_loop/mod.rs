@@ -1,0 +1,295 @@
+//! The server: one `mio::Poll`, the listeners, every connection in a `Slab`,
+//! and the shared core the handlers work on. `run` is the loop:
+//!
+//! ```text
+//! poll (timeout = next deadline, 0 if a connection is still due input)
+//!   → dispatch each event by token (accept, read + decode, writable, wake-ups, signals)
+//!   → resume connections whose input budget ran out
+//!   → flush: one write/writev per connection that has output
+//!   → enforce the global queue cap (`pubsub::outbox`)
+//!   → fire due timers (deadlines, beacons, write stalls, closing linger)
+//! ```
+//!
+//! Nothing here blocks: sockets are non-blocking, bcrypt, name resolution
+//! and file reads run in the auth worker, and every buffer is bounded
+//! before it grows. The loop's I/O is split over this file (set-up, the
+//! loop), `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
+//! (worker answers, signals, reloads, outgoing cluster links); protocol
+//! work is reached only through `dispatch`.
+
+mod io;
+mod wake;
+
+use std::io as stdio;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use super::auth::AuthDb;
+use super::auth::worker::{LoopMsg, Worker};
+use super::config::{BindAddr, Config};
+use super::core::{Conns, Core, Cx};
+use super::link::Cluster;
+use super::link::nodes::NodeConfig;
+use super::listener::Listener;
+use super::notify::Notifier;
+use super::stats::Stats;
+use super::udp::Udp;
+
+const WAKER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const STATS: Token = Token(2);
+const FIRST_LISTENER: usize = 3;
+const MAX_LISTENERS: usize = 64;
+const FIRST_UDP: usize = FIRST_LISTENER + MAX_LISTENERS;
+/// Slab key k is `Token(FIRST_CONN + k)`.
+const FIRST_CONN: usize = FIRST_UDP + MAX_LISTENERS;
+
+/// Stops a running server from another thread.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    tx: Sender<LoopMsg>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the loop to stop: it closes every connection and `run` returns.
+    pub fn shutdown(&self) {
+        if self.tx.send(LoopMsg::Shutdown).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The PSRT server.
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    stats_listener: Option<Listener>,
+    udp: Udp,
+    signals: Option<Signals>,
+    conns: Conns,
+    core: Core,
+    inbox: Receiver<LoopMsg>,
+    handle: ShutdownHandle,
+    notifier: Notifier,
+    running: bool,
+    accept_paused_until: Option<Instant>,
+}
+
+impl Server {
+    /// Binds every listener of `config` and prepares the loop. `auth` is the
+    /// database loaded at start (`AuthDb::load`).
+    pub fn bind(config: Config, auth: AuthDb) -> stdio::Result<Self> {
+        if config.bind.len() > MAX_LISTENERS || config.bind_udp.len() > MAX_LISTENERS {
+            return Err(stdio::Error::new(
+                stdio::ErrorKind::InvalidInput,
+                format!(
+                    "at most {MAX_LISTENERS} TCP and {MAX_LISTENERS} UDP addresses are supported"
+                ),
+            ));
+        }
+        let poll = Poll::new()?;
+        let mut listeners = Vec::new();
+        for (i, addr) in config.bind.iter().enumerate() {
+            let mut l = Listener::bind(addr)
+                .map_err(|e| stdio::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+            poll.registry()
+                .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
+            listeners.push(l);
+        }
+        let stats_listener = match &config.bind_stats {
+            Some(addr) => {
+                let mut l = Listener::bind(&BindAddr::Tcp(addr.clone())).map_err(|e| {
+                    stdio::Error::new(e.kind(), format!("cannot bind stats {addr}: {e}"))
+                })?;
+                poll.registry()
+                    .register(&mut l, STATS, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let mut udp = Udp::bind(&config.bind_udp, config.udp_frame_size)?;
+        for (i, socket) in udp.sockets.iter_mut().enumerate() {
+            poll.registry()
+                .register(socket, Token(FIRST_UDP + i), Interest::READABLE)?;
+        }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, inbox) = channel();
+        let worker = Worker::spawn(tx.clone(), waker.clone())?;
+        let core = Core::new(config, auth, worker, Instant::now())?;
+        Ok(Self {
+            poll,
+            listeners,
+            stats_listener,
+            udp,
+            signals: None,
+            conns: Conns::new(),
+            core,
+            inbox,
+            handle: ShutdownHandle { tx, waker },
+            notifier: Notifier::default(),
+            running: true,
+            accept_paused_until: None,
+        })
+    }
+
+    /// Replicates to these nodes from now on (`cluster.yml`).
+    pub fn replicate_to(&mut self, nodes: Vec<NodeConfig>) {
+        self.core.cluster = Cluster::new(nodes, self.core.now);
+    }
+
+    /// Handles SIGHUP (reload) and SIGTERM/SIGINT (stop) on the loop. Only
+    /// the process's main server should do this.
+    pub fn handle_signals(&mut self) -> stdio::Result<()> {
+        let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Sends systemd notifications (`$NOTIFY_SOCKET`): `READY=1` now, then
+    /// reload, watchdog and stop notices. Only the process's main server
+    /// should do this.
+    pub fn notify_systemd(&mut self) {
+        self.notifier = Notifier::from_env(Instant::now());
+        let listening = self.describe_listeners().join(", ");
+        self.notifier.ready(&format!("listening on {listening}"));
+    }
+
+    /// A handle that stops the loop from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// The bound TCP addresses, in `bind` order.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(Listener::local_addr)
+            .collect()
+    }
+
+    /// The bound stats address, if any.
+    pub fn stats_addr(&self) -> Option<SocketAddr> {
+        self.stats_listener.as_ref().and_then(Listener::local_addr)
+    }
+
+    /// The bound UDP addresses, in `bind_udp` order.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp.local_addrs()
+    }
+
+    /// What the server listens on, for the start-up log line.
+    pub fn describe_listeners(&self) -> Vec<String> {
+        let tcp = self.listeners.iter().map(Listener::describe);
+        let udp = self
+            .udp
+            .local_addrs()
+            .into_iter()
+            .map(|a| format!("udp:{a}"));
+        let stats = self
+            .stats_addr()
+            .into_iter()
+            .map(|a| format!("stats:http://{a}/"));
+        tcp.chain(udp).chain(stats).collect()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.core.stats
+    }
+
+    /// The handler context: the core and the connections.
+    fn cx(&mut self) -> Cx<'_> {
+        Cx {
+            core: &mut self.core,
+            conns: &mut self.conns,
+        }
+    }
+
+    /// Runs until a shutdown is requested, then closes every connection.
+    pub fn run(&mut self) -> stdio::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while self.running {
+            let now = Instant::now();
+            // Output queued by the timers (beacons, closes) must not wait
+            // for the next deadline: poll without sleeping then.
+            let idle = self.core.ready_list.is_empty()
+                && self.core.flush_list.is_empty()
+                && self.udp.backlog.is_empty();
+            let timeout = if idle {
+                [
+                    self.core.timers.until_next(now),
+                    self.accept_paused_until
+                        .map(|t| t.saturating_duration_since(now)),
+                    self.notifier
+                        .next_ping()
+                        .map(|t| t.saturating_duration_since(now)),
+                    self.core
+                        .cluster
+                        .next_retry()
+                        .map(|t| t.saturating_duration_since(now)),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Err(e) if e.kind() == stdio::ErrorKind::Interrupted => continue,
+                other => other?,
+            }
+            self.core.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.on_wake(),
+                    SIGNALS => self.on_signals(),
+                    STATS => self.accept_from(None),
+                    Token(t) if (FIRST_UDP..FIRST_CONN).contains(&t) => {
+                        self.drain_udp(t - FIRST_UDP)
+                    }
+                    Token(t) if t >= FIRST_CONN => {
+                        let id = t - FIRST_CONN;
+                        if event.is_writable() {
+                            self.on_writable(id);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(id);
+                        }
+                    }
+                    Token(t) => self.accept_from(Some(t - FIRST_LISTENER)),
+                }
+            }
+            if self.accept_paused_until.is_some_and(|t| t <= self.core.now) {
+                self.accept_paused_until = None;
+                for i in 0..self.listeners.len() {
+                    self.accept_from(Some(i));
+                }
+                self.accept_from(None);
+            }
+            self.resume_ready();
+            for index in std::mem::take(&mut self.udp.backlog) {
+                self.drain_udp(index);
+            }
+            self.flush_pending();
+            self.enforce_queue_cap();
+            self.fire_timers();
+            self.notifier.tick(self.core.now);
+            self.cluster_tick();
+            self.core.ratelog.flush(self.core.now);
+        }
+        self.core.ratelog.flush_all(Instant::now());
+        self.notifier.stopping();
+        self.close_all();
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! What wakes the loop besides sockets: answers from the auth worker
+//! (bcrypt results, a reload's new database, a node's resolved address),
+//! signals (SIGHUP reloads, SIGTERM/SIGINT stops), and the outgoing cluster
+//! links' I/O — starting connects when a node's retry time comes, and the
+//! outcome of a non-blocking connect (the plain greeting, then TLS).
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use log::{error, info, warn};
+use mio::net::{TcpStream, UnixStream};
+use psrt_protocol::{CommMode, Greeting, StreamKind, encode_greeting};
+use rustls::ClientConnection;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use super::Server;
+use crate::server::auth::AuthDb;
+use crate::server::auth::worker::{Job, LoopMsg, Ticket};
+use crate::server::config::ConfigError;
+use crate::server::conn::{CloseReason, Peer, Stream, Transport};
+use crate::server::dispatch;
+use crate::server::link::nodes::NodeAddr;
+use crate::server::link::phase::{Link, LinkStep};
+use crate::server::link::{self};
+use crate::server::phase::Phase;
+use crate::server::psrt;
+
+impl Server {
+    pub(super) fn on_wake(&mut self) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                LoopMsg::Shutdown => {
+                    info!("shutdown requested");
+                    self.running = false;
+                }
+                LoopMsg::Verified(v) => {
+                    self.core.worker.in_flight = self.core.worker.in_flight.saturating_sub(1);
+                    match v.ticket {
+                        Ticket::Conn { conn, serial } => {
+                            if self.conns.get(conn).is_some_and(|c| c.serial == serial) {
+                                dispatch::on_verified(&mut self.cx(), conn, v);
+                            }
+                        }
+                        Ticket::Datagram(id) => {
+                            let mut cx = crate::server::core::Cx {
+                                core: &mut self.core,
+                                conns: &mut self.conns,
+                            };
+                            self.udp.on_verified(&mut cx, id, v);
+                            dispatch::apply_effects(&mut cx);
+                        }
+                    }
+                }
+                LoopMsg::Reloaded(result) => self.on_reloaded(*result),
+                LoopMsg::Resolved { node, result } => self.on_resolved(node, result),
+            }
+        }
+    }
+
+    pub(super) fn on_signals(&mut self) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let pending: Vec<i32> = signals.pending().collect();
+        for sig in pending {
+            match sig {
+                SIGHUP => self.request_reload(),
+                SIGTERM | SIGINT if self.running => {
+                    info!(
+                        "terminating ({})",
+                        if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
+                    );
+                    self.running = false;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Queues a reload of the auth files in the worker (SIGHUP).
+    fn request_reload(&mut self) {
+        if self.core.reload_running {
+            self.core.reload_queued = true;
+            return;
+        }
+        info!("reloading ACL, passwords, keys and the TLS identity");
+        self.notifier.reloading();
+        let files = self.core.config.auth.clone();
+        if self.core.worker.submit(Job::Reload(files)).is_err() {
+            error!("auth worker is gone: reload impossible");
+            return;
+        }
+        self.core.reload_running = true;
+    }
+
+    /// The worker has read and parsed every auth file: the new database is
+    /// swapped in whole and live sessions brought in line with it; a failed
+    /// load keeps everything as it was.
+    fn on_reloaded(&mut self, result: Result<(AuthDb, Vec<String>), ConfigError>) {
+        self.core.reload_running = false;
+        match result {
+            Ok((db, warnings)) => {
+                for w in warnings {
+                    warn!("{w}");
+                }
+                info!("reload ok: {}", db.summary());
+                self.core.auth = db;
+                self.core.cache.clear();
+                self.core.stats.reloads_ok += 1;
+                let mut cx = self.cx();
+                psrt::reload::apply(&mut cx);
+                dispatch::apply_effects(&mut cx);
+            }
+            Err(e) => {
+                self.core.stats.reloads_failed += 1;
+                error!("reload failed, keeping the previous ACL, passwords and keys: {e}");
+            }
+        }
+        if std::mem::take(&mut self.core.reload_queued) {
+            self.request_reload();
+        } else {
+            self.notifier.ready("reload finished");
+        }
+    }
+
+    /// Starts links whose retry time has come: a Unix socket connects now,
+    /// a host name is resolved in the worker first (DNS may block).
+    pub(super) fn cluster_tick(&mut self) {
+        let now = self.core.now;
+        for i in 0..self.core.cluster.nodes.len() {
+            let node = &mut self.core.cluster.nodes[i];
+            if node.link.is_some() || node.retry_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            node.retry_at = None;
+            match node.config.addr.clone() {
+                NodeAddr::Unix(path) => {
+                    let stream = UnixStream::connect(&path).map(Stream::Unix);
+                    let peer = Peer::Unix(path.display().to_string().into());
+                    self.link_connect(i, stream, peer);
+                }
+                NodeAddr::Tcp(spec) => {
+                    if self
+                        .core
+                        .worker
+                        .submit(Job::Resolve { node: i, spec })
+                        .is_err()
+                    {
+                        self.core.cluster.nodes[i].down(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The worker resolved a node's address.
+    fn on_resolved(&mut self, node: usize, result: io::Result<Vec<SocketAddr>>) {
+        let addr = match result {
+            Ok(addrs) if !addrs.is_empty() => addrs[0],
+            Ok(_) => return link::failed(&mut self.core, node, "the name has no address"),
+            Err(e) => return link::failed(&mut self.core, node, &format!("cannot resolve: {e}")),
+        };
+        let stream = TcpStream::connect(addr).map(Stream::Tcp);
+        self.link_connect(node, stream, Peer::Tcp(addr));
+    }
+
+    fn link_connect(&mut self, node: usize, stream: io::Result<Stream>, peer: Peer) {
+        let phase = Phase::Link(Link {
+            node,
+            step: LinkStep::Connecting,
+        });
+        match stream.and_then(|s| self.insert_conn(s, peer, phase)) {
+            Ok(id) => {
+                if let Some(n) = self.core.cluster.nodes.get_mut(node) {
+                    n.link = Some(id);
+                }
+            }
+            Err(e) => link::failed(&mut self.core, node, &format!("cannot connect: {e}")),
+        }
+    }
+
+    /// A connecting link's socket became writable: that is the connect's
+    /// outcome. On success the greeting goes out (plain), and TLS starts if
+    /// the node wants it.
+    pub(super) fn on_link_connected(&mut self, id: usize, node: usize) {
+        let Some(config) = self.core.cluster.nodes.get(node).map(|n| n.config.clone()) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let result = (|| -> io::Result<()> {
+            if let Transport::Plain(Stream::Tcp(s)) = &conn.stream {
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
+                s.peer_addr()?;
+            }
+            let comm = if config.tls.is_some() {
+                CommMode::Tls
+            } else {
+                CommMode::Plain
+            };
+            let mut greeting = Vec::with_capacity(3);
+            let kind = StreamKind::Control;
+            encode_greeting(Greeting { kind, comm }, &mut greeting);
+            // Three bytes on a fresh socket: written whole or the link fails.
+            if conn.stream.write(&greeting)? != greeting.len() {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            if let Some((tls, name)) = &config.tls {
+                let client =
+                    ClientConnection::new(tls.clone(), name.clone()).map_err(io::Error::other)?;
+                conn.stream.start_tls(client.into(), &[])?;
+            }
+            Ok(())
+        })();
+        let mut cx = self.cx();
+        match result {
+            Ok(()) => {
+                link::set_step(&mut cx, id, LinkStep::Greeting);
+                dispatch::on_tls_progress(&mut cx, id);
+            }
+            Err(e) => {
+                let peer = cx.conns[id].peer.to_string();
+                let reason = CloseReason::Link(format!("cannot connect to {peer}: {e}"));
+                dispatch::close(&mut cx, id, reason);
+                dispatch::apply_effects(&mut cx);
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! What the fuzz targets (`fuzz/`) reach of the server, exposed on purpose
+//! and hidden from the docs (as rustls does): the stats endpoint's request
+//! head parser. The PSRT decoders are fuzzed in `psrt-protocol` directly.
+
+pub use super::http::head::{Auth, Head, MAX_HEAD, Route, decode_base64, parse_head};

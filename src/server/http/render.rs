@@ -1,0 +1,149 @@
+//! The stats endpoint's bodies: the page, `/status` (the reference's JSON
+//! fields plus psrtd's own) and `/metrics` (Prometheus text format), all
+//! driven by the one counter table in `stats.rs`.
+
+use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::server::core::{Conns, Core};
+use crate::server::link::nodes::{Node, NodeStatus};
+use crate::server::stats::Group;
+
+/// The stats page.
+pub(crate) const PAGE: &str = include_str!("stats.html");
+
+/// `/status`: the reference's JSON fields, plus psrtd's own under `"psrtd"`.
+/// (`c_sent_latency` is not measured by psrtd and left out.)
+pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
+    let time_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let mut reference = serde_json::Map::new();
+    let mut own = serde_json::Map::new();
+    for (counter, value) in core.stats.values() {
+        let group = match counter.group {
+            Group::Reference => &mut reference,
+            Group::Psrtd => &mut own,
+        };
+        group.insert(counter.name.into(), value.into());
+    }
+    serde_json::json!({
+        "time": time_us,
+        "uptime": core.started.elapsed().as_secs(),
+        "data_queue_size": core.config.data_queue,
+        "host": core.host,
+        "version": env!("CARGO_PKG_VERSION"),
+        "counters": reference,
+        "clients": {
+            "subscription_count": core.matcher.len(),
+            "client_count": core.sessions,
+        },
+        "cluster": cluster_status(core),
+        "psrtd": {
+            "connections": conns.len(),
+            "queued_bytes": core.tx_pool.queued_total,
+            "counters": own,
+        },
+    })
+    .to_string()
+}
+
+/// `null` without a cluster, else node → status.
+fn cluster_status(core: &Core) -> serde_json::Value {
+    if core.cluster.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let mut nodes = serde_json::Map::new();
+    for n in &core.cluster.nodes {
+        nodes.insert(n.config.path.clone(), n.status.as_str().into());
+    }
+    serde_json::Value::Object(nodes)
+}
+
+/// `/metrics`: Prometheus text exposition format.
+pub(crate) fn metrics_text(core: &Core, conns: &Conns) -> String {
+    let gauges: [(&str, &str, u64); 5] = [
+        ("clients", "Logged-in sessions.", core.sessions as u64),
+        (
+            "subscriptions",
+            "Subscriptions (client, mask pairs).",
+            core.matcher.len() as u64,
+        ),
+        (
+            "connections",
+            "Open sockets (any phase).",
+            conns.len() as u64,
+        ),
+        (
+            "queued_bytes",
+            "Bytes queued for all data sockets.",
+            core.tx_pool.queued_total as u64,
+        ),
+        (
+            "uptime_seconds",
+            "Seconds since start.",
+            core.started.elapsed().as_secs(),
+        ),
+    ];
+    let mut out = String::with_capacity(4096);
+    for (c, value) in core.stats.values() {
+        let (name, help) = (c.metric, c.help);
+        let _ = writeln!(
+            out,
+            "# HELP psrtd_{name}_total {help}\n# TYPE psrtd_{name}_total counter\npsrtd_{name}_total {value}"
+        );
+    }
+    for (name, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} gauge\npsrtd_{name} {value}"
+        );
+    }
+    cluster_metrics(core, &mut out);
+    out
+}
+
+/// Per-node replication metrics, labelled with the node's path.
+fn cluster_metrics(core: &Core, out: &mut String) {
+    if core.cluster.is_empty() {
+        return;
+    }
+    type Metric = (&'static str, &'static str, fn(&Node) -> u64);
+    let per_node: [Metric; 4] = [
+        (
+            "cluster_node_up",
+            "1 when the link to the node is logged in.",
+            |n| u64::from(n.status == NodeStatus::Online),
+        ),
+        (
+            "cluster_replicated_total",
+            "Messages the node accepted.",
+            |n| n.sent,
+        ),
+        (
+            "cluster_not_required_total",
+            "Messages the node had no subscriber for.",
+            |n| n.not_required,
+        ),
+        (
+            "cluster_dropped_total",
+            "Messages dropped: queue full or refused.",
+            |n| n.dropped,
+        ),
+    ];
+    for (name, help, value) in per_node {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(
+            out,
+            "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} {kind}"
+        );
+        for n in &core.cluster.nodes {
+            let node = n.config.path.replace(['"', '\\'], "_");
+            let _ = writeln!(out, "psrtd_{name}{{node=\"{node}\"}} {}", value(n));
+        }
+    }
+}

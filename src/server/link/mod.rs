@@ -1,0 +1,276 @@
+//! Outgoing replication links: one connection per cluster node, made by this
+//! server and driven on the same event loop as the client connections. This
+//! file holds the link's protocol (greeting reply, login, the two-phase
+//! PUBLISH_REPL exchange, keep-alive) and the replication queueing;
+//! `nodes.rs` holds `cluster.yml` and the per-node queues; connecting
+//! (name resolution in the worker, the non-blocking connect, the plain
+//! greeting and the switch to TLS) is the loop's I/O (`event_loop::wake`).
+
+pub(crate) mod nodes;
+pub(crate) mod phase;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::info;
+use psrt_protocol::{
+    Decoded, Login, REPL_BODY_HEADER_LEN, Reply, Request, StreamKind, decode_greeting_reply,
+    decode_reply, decode_token, encode_login, encode_repl_body_header, encode_request,
+};
+
+pub(crate) use nodes::Cluster;
+use nodes::Replica;
+use phase::{Link, LinkStep};
+
+use crate::server::conn::{CloseReason, ConnId};
+use crate::server::core::{Core, Cx};
+use crate::server::phase::{Phase, Step, frame};
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Queues a locally published message to every node.
+pub(crate) fn replicate(cx: &mut Cx, priority: u8, topic: &str, message: &[u8]) {
+    if cx.core.cluster.is_empty() {
+        return;
+    }
+    let replica = Replica {
+        priority,
+        topic: topic.into(),
+        message: message.into(),
+        timestamp_ns: now_ns(),
+    };
+    let (max_messages, max_bytes) = (cx.core.config.data_queue, cx.core.config.data_queue_bytes);
+    for i in 0..cx.core.cluster.nodes.len() {
+        let node = &mut cx.core.cluster.nodes[i];
+        if node.push(replica.clone(), max_messages, max_bytes) {
+            if let Some(id) = node.link {
+                send_next(cx, id);
+            }
+        } else {
+            let path = node.config.path.clone();
+            cx.core.warn(
+                "cluster",
+                format_args!("node {path}: replication queue full, message dropped"),
+            );
+        }
+    }
+}
+
+/// A node cannot be reached now: down until its retry time, logged.
+pub(crate) fn failed(core: &mut Core, node: usize, why: &str) {
+    let now = core.now;
+    let Some(n) = core.cluster.nodes.get_mut(node) else {
+        return;
+    };
+    n.down(now);
+    let path = n.config.path.clone();
+    core.warn(
+        "cluster",
+        format_args!("node {path}: {why}; retrying later"),
+    );
+}
+
+/// Moves a link to its next step (and its deadline with it).
+pub(crate) fn set_step(cx: &mut Cx, id: ConnId, step: LinkStep) {
+    let now = cx.core.now;
+    if let Some(conn) = cx.conns.get_mut(id) {
+        if let Phase::Link(link) = conn.phase {
+            conn.set_phase(
+                Phase::Link(Link {
+                    node: link.node,
+                    step,
+                }),
+                now,
+            );
+            cx.core.rearm(id, conn);
+        }
+    }
+}
+
+/// Encodes `len` bytes straight into the link's send queue.
+fn push(cx: &mut Cx, id: ConnId, len: usize, encode: impl FnOnce(&mut Vec<u8>)) {
+    let conn = &mut cx.conns[id];
+    conn.tx.push_with(len, false, &mut cx.core.tx_pool, encode);
+    cx.core.schedule_flush(id, conn);
+}
+
+/// A link connection ended: the node is down until its retry time.
+pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, link: Link, reason: &CloseReason) {
+    let now = cx.core.now;
+    let Some(n) = cx.core.cluster.nodes.get_mut(link.node) else {
+        return;
+    };
+    if n.link != Some(id) {
+        return;
+    }
+    n.down(now);
+    let hint = if link.step == LinkStep::Login {
+        " (login refused? check user, password and the node's ACL)"
+    } else {
+        ""
+    };
+    let path = n.config.path.clone();
+    cx.core.warn(
+        "cluster",
+        format_args!(
+            "node {path}: link down in {:?}: {reason}{hint}; retrying later",
+            link.step
+        ),
+    );
+}
+
+/// Sends the next queued message's topic, if the link is idle.
+fn send_next(cx: &mut Cx, id: ConnId) {
+    let Some(Phase::Link(Link {
+        node,
+        step: LinkStep::Idle,
+    })) = cx.conns.get(id).map(|c| &c.phase)
+    else {
+        return;
+    };
+    let node = *node;
+    let Some(topic) = cx.core.cluster.nodes[node]
+        .queue
+        .front()
+        .map(|r| r.topic.clone())
+    else {
+        return;
+    };
+    push(cx, id, 1 + 4 + topic.len(), |v| {
+        encode_request(&Request::PublishRepl { topic: &topic }, v)
+    });
+    set_step(cx, id, LinkStep::AwaitTopic);
+}
+
+/// The deadline of a link: an idle link sends a keep-alive NOP; any other
+/// step timed out.
+pub(crate) fn on_due(cx: &mut Cx, id: ConnId, link: Link) -> Option<CloseReason> {
+    if link.step != LinkStep::Idle {
+        return Some(CloseReason::Timeout("replication link"));
+    }
+    push(cx, id, 1, |v| encode_request(&Request::Nop, v));
+    set_step(cx, id, LinkStep::AwaitNop);
+    None
+}
+
+/// Replies (and the greeting reply and token) from the node.
+pub(crate) fn on_input(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
+    let Some(Phase::Link(Link { node, step })) = cx.conns.get(id).map(|c| &c.phase) else {
+        return Err(CloseReason::Link("not a link".into()));
+    };
+    let (node, step) = (*node, *step);
+    match step {
+        LinkStep::Greeting => {
+            let (kind, len) = match frame(decode_greeting_reply(data))? {
+                Ok(f) => f,
+                Err(step) => return Ok(step),
+            };
+            if kind != StreamKind::Control {
+                return Err(CloseReason::Link(
+                    "node answered with a data greeting".into(),
+                ));
+            }
+            let (user, password) = {
+                let c = &cx.core.cluster.nodes[node].config;
+                (c.user.clone(), c.password.clone())
+            };
+            push(cx, id, 4 + user.len() + 1 + password.len(), |v| {
+                encode_login(
+                    &Login {
+                        login: &user,
+                        password: &password,
+                    },
+                    v,
+                );
+            });
+            set_step(cx, id, LinkStep::Login);
+            Ok(Step::Used(len))
+        }
+        LinkStep::Login => {
+            let len = match decode_token(data) {
+                Decoded::Frame { len, .. } => len,
+                Decoded::Incomplete { need } => return Ok(Step::Need(need)),
+            };
+            let n = &mut cx.core.cluster.nodes[node];
+            n.online();
+            info!(
+                "replicating to node {} as {:?}",
+                n.config.path, n.config.user
+            );
+            set_step(cx, id, LinkStep::Idle);
+            send_next(cx, id);
+            Ok(Step::Used(len))
+        }
+        LinkStep::AwaitTopic | LinkStep::AwaitBody | LinkStep::AwaitNop => {
+            let (reply, len) = match frame(decode_reply(data))? {
+                Ok(f) => f,
+                Err(step) => return Ok(step),
+            };
+            on_reply(cx, id, node, step, reply)?;
+            Ok(Step::Used(len))
+        }
+        LinkStep::Connecting | LinkStep::Idle => Err(CloseReason::Link(
+            "the node sent bytes nobody asked for".into(),
+        )),
+    }
+}
+
+fn on_reply(
+    cx: &mut Cx,
+    id: ConnId,
+    node: usize,
+    step: LinkStep,
+    reply: Reply,
+) -> Result<(), CloseReason> {
+    let n = &mut cx.core.cluster.nodes[node];
+    match (step, reply) {
+        (LinkStep::AwaitTopic, Reply::NotRequired) => {
+            n.not_required += 1;
+            n.pop();
+        }
+        (LinkStep::AwaitTopic, Reply::OkWaiting) => {
+            let Some(r) = n.queue.front().cloned() else {
+                return Err(CloseReason::Link("queue emptied mid-request".into()));
+            };
+            // The payload is shared by every node's queue: it goes into the
+            // send queue as it is, never copied.
+            push(cx, id, REPL_BODY_HEADER_LEN, |v| {
+                encode_repl_body_header(r.priority, r.timestamp_ns, r.message.len(), v);
+            });
+            let len = r.message.len();
+            cx.conns[id]
+                .tx
+                .push_shared(r.message, len, false, &mut cx.core.tx_pool);
+            set_step(cx, id, LinkStep::AwaitBody);
+            return Ok(());
+        }
+        (LinkStep::AwaitTopic, Reply::AccessDenied) => {
+            n.dropped += 1;
+            n.pop();
+            let (path, user) = (n.config.path.clone(), n.config.user.clone());
+            cx.core.warn(
+                "cluster",
+                format_args!(
+                    "node {path}: {user:?} is not a replicator there (ACL replicator: true); message dropped"
+                ),
+            );
+        }
+        (LinkStep::AwaitBody, Reply::Ok) => {
+            n.sent += 1;
+            n.pop();
+        }
+        (LinkStep::AwaitNop, Reply::Ok) => {}
+        (_, other) => {
+            return Err(CloseReason::Link(format!(
+                "unexpected reply {:#04x} to a replication request",
+                u8::from(other)
+            )));
+        }
+    }
+    set_step(cx, id, LinkStep::Idle);
+    send_next(cx, id);
+    Ok(())
+}

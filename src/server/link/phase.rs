@@ -1,0 +1,49 @@
+//! The phase of an outgoing replication link: which node, and which step of
+//! the exchange it waits in.
+//!
+//! ```text
+//! Connecting → Greeting → Login → Idle ⇄ AwaitTopic → (E0) Idle
+//!                                           └ (02) AwaitBody → (01) Idle
+//!                                 Idle → AwaitNop → Idle   (keep-alive)
+//! ```
+
+use std::time::{Duration, Instant};
+
+/// A replication link: which node, and what it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Link {
+    /// Index in the cluster's node list.
+    pub node: usize,
+    /// The step of the exchange.
+    pub step: LinkStep,
+}
+
+/// Steps of a replication link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkStep {
+    /// Non-blocking connect in progress.
+    Connecting,
+    /// Greeting sent (and TLS started if configured); waiting for the reply.
+    Greeting,
+    /// Login sent; waiting for the token.
+    Login,
+    /// Ready; nothing in flight.
+    Idle,
+    /// PUBLISH_REPL topic sent; waiting for 02 / E0.
+    AwaitTopic,
+    /// Body sent; waiting for 01.
+    AwaitBody,
+    /// Keep-alive NOP sent; waiting for 01.
+    AwaitNop,
+}
+
+impl Link {
+    /// An idle link pings at half the timeout; every other step has the
+    /// timeout (from the step's start) to get its answer.
+    pub(crate) fn due(self, since: Instant, timeout: Duration) -> Instant {
+        match self.step {
+            LinkStep::Idle => since + timeout / 2,
+            _ => since + timeout,
+        }
+    }
+}

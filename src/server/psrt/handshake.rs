@@ -1,0 +1,163 @@
+//! PSRT handshake phases: the greeting (and the switch to TLS it may ask
+//! for), and the login, whose password goes through the one auth pipeline
+//! (`auth::login`): granted at once (anonymous, trusted Unix socket, cached),
+//! denied, or pending on the bcrypt worker.
+
+use psrt_protocol::{
+    CommMode, Decoded, Greeting, Login, StreamKind, decode_greeting, decode_login,
+    encode_greeting_reply,
+};
+
+use super::session::start_session;
+use super::state::Phase as Psrt;
+use crate::server::auth::ANONYMOUS;
+use crate::server::auth::login::{self, Verdict};
+use crate::server::auth::worker::{Ticket, Verified};
+use crate::server::conn::{CloseReason, ConnId, Transport};
+use crate::server::core::Cx;
+use crate::server::phase::{Phase, Step, frame};
+
+/// `EE AA|AB COMM`: plain, or TLS first; then the greeting reply.
+pub(crate) fn on_greeting(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
+    let (Greeting { kind, comm }, len) = match decode_greeting(data) {
+        Ok(Decoded::Frame { frame, len }) => (frame, len),
+        Ok(Decoded::Incomplete { need }) => return Ok(Step::Need(need)),
+        Err(e) => return Err(CloseReason::BadGreeting(e)),
+    };
+    let now = cx.core.now;
+    let conn = &mut cx.conns[id];
+    // Unix sockets have no TLS: the reference ignores the byte there.
+    if !conn.peer.is_unix() {
+        match comm {
+            CommMode::Tls => {
+                let Some(config) = cx.core.auth.tls.clone() else {
+                    return Err(CloseReason::TlsUnavailable);
+                };
+                let session = rustls::ServerConnection::new(config)
+                    .map_err(|e| CloseReason::Tls(e.to_string()))?;
+                conn.stream
+                    .start_tls(session.into(), &[])
+                    .map_err(|e| CloseReason::Tls(e.to_string()))?;
+                conn.set_phase(Phase::Psrt(Psrt::TlsHandshake(kind)), now);
+                return Ok(Step::Used(len));
+            }
+            CommMode::Plain if !cx.core.config.allow_no_tls => {
+                return Err(CloseReason::PlainForbidden);
+            }
+            CommMode::Plain => {}
+        }
+    }
+    greeting_done(cx, id, kind);
+    Ok(Step::Used(len))
+}
+
+/// Sends the greeting reply and waits for the login or the data hello.
+fn greeting_done(cx: &mut Cx, id: ConnId, kind: StreamKind) {
+    let conn = &mut cx.conns[id];
+    conn.tx.push_with(4, false, &mut cx.core.tx_pool, |v| {
+        encode_greeting_reply(kind, v)
+    });
+    let next = match kind {
+        StreamKind::Control => Psrt::Login,
+        StreamKind::Data => Psrt::DataHello,
+    };
+    conn.set_phase(Phase::Psrt(next), cx.core.now);
+    cx.core.schedule_flush(id, conn);
+}
+
+/// Ciphertext that arrived together with a TLS greeting.
+pub(crate) fn on_tls_early(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
+    let Transport::Tls(tls) = &mut cx.conns[id].stream else {
+        return Err(CloseReason::Tls("not a TLS connection".into()));
+    };
+    tls.feed(data)
+        .map_err(|e| CloseReason::Tls(e.to_string()))?;
+    check_tls_handshake(cx, id);
+    Ok(Step::Used(data.len()))
+}
+
+/// After TLS input: once the handshake is done, the greeting reply goes out
+/// (encrypted); handshake records waiting for the socket are flushed.
+pub(crate) fn check_tls_handshake(cx: &mut Cx, id: ConnId) {
+    let Some(conn) = cx.conns.get_mut(id) else {
+        return;
+    };
+    if conn.stream.has_pending_output() {
+        cx.core.schedule_flush(id, conn);
+    }
+    if let Phase::Psrt(Psrt::TlsHandshake(kind)) = conn.phase {
+        if !conn.stream.is_handshaking() {
+            greeting_done(cx, id, kind);
+        }
+    }
+}
+
+/// The login frame: anonymous, trusted Unix socket, or a password for the
+/// auth pipeline.
+pub(crate) fn on_login(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
+    let (Login { login, password }, len) = match frame(decode_login(data))? {
+        Ok(f) => f,
+        Err(step) => return Ok(step),
+    };
+    let config = &cx.core.config;
+    if cx.conns[id].peer.is_unix() && config.trust_unix_socket {
+        let name = if login.is_empty() { ANONYMOUS } else { login };
+        start_session(cx, id, name, None, true)?;
+        return Ok(Step::Used(len));
+    }
+    if login.is_empty() && password.is_empty() {
+        if !config.allow_anonymous {
+            return Err(CloseReason::LoginFailed(
+                "anonymous login is disabled".into(),
+            ));
+        }
+        start_session(cx, id, ANONYMOUS, None, false)?;
+        return Ok(Step::Used(len));
+    }
+    let ticket = Ticket::Conn {
+        conn: id,
+        serial: cx.conns[id].serial,
+    };
+    let core = &mut *cx.core;
+    match login::check(
+        &core.auth,
+        &core.cache,
+        &mut core.worker,
+        ticket,
+        login,
+        password,
+    ) {
+        Verdict::Granted(hash) => start_session(cx, id, login, Some(hash), false)?,
+        Verdict::Denied(why) => return Err(CloseReason::LoginFailed(why)),
+        Verdict::Busy => {
+            return Err(CloseReason::Limit(
+                "too many logins waiting for verification",
+            ));
+        }
+        Verdict::Pending => {
+            let now = cx.core.now;
+            cx.conns[id].set_phase(Phase::Psrt(Psrt::Authenticating), now);
+        }
+    }
+    Ok(Step::Used(len))
+}
+
+/// A bcrypt verification for a login came back from the worker.
+pub(crate) fn on_verified(cx: &mut Cx, id: ConnId, v: Verified) -> Result<(), CloseReason> {
+    let core = &mut *cx.core;
+    let login: Box<str> = v.login.as_str().into();
+    match login::finish(&core.auth, &mut core.cache, &mut core.worker, v) {
+        Verdict::Granted(hash) => {
+            start_session(cx, id, &login, Some(hash), false)?;
+            // Requests the client pipelined after its login frame.
+            let conn = &mut cx.conns[id];
+            cx.core.schedule_input(id, conn);
+            Ok(())
+        }
+        Verdict::Pending => Ok(()),
+        Verdict::Denied(why) => Err(CloseReason::LoginFailed(why)),
+        Verdict::Busy => Err(CloseReason::Limit(
+            "too many logins waiting for verification",
+        )),
+    }
+}

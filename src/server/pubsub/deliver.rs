@@ -1,0 +1,120 @@
+//! Fan-out: a validated message into the send queue of every client with a
+//! matching mask and a data socket, once per client however many of its
+//! masks match.
+//!
+//! Each pushed frame is built once: small frames are copied straight into
+//! each subscriber's queue (the incoming PUBLISH bytes themselves when the
+//! topic needed no normalisation), large ones are built once into an
+//! `Rc<[u8]>` that every queue shares (or are the very buffer the frame was
+//! read into). Delivery only queues; the loop's flush writes. A queue with
+//! no room is a slow consumer (`outbox`).
+
+use std::rc::Rc;
+
+use psrt_protocol::{encode_push_header, push_frame_len};
+
+use super::outbox;
+use crate::server::core::Cx;
+use crate::server::phase::Phase;
+use crate::server::psrt::state::Phase as Psrt;
+
+/// Frames at least this long are built once and shared between subscribers
+/// instead of being copied into each queue.
+pub(crate) const SHARE_MIN: usize = 8 * 1024;
+
+/// A message ready for delivery (topic normalised).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame<'a> {
+    /// Priority byte.
+    pub priority: u8,
+    /// Normalised topic.
+    pub topic: &'a str,
+    /// Payload.
+    pub message: &'a [u8],
+    /// The exact bytes of the pushed frame, if the caller has them.
+    pub raw: Option<&'a [u8]>,
+    /// The buffer `raw` lives in, if queues may share it.
+    pub shared: Option<&'a Rc<[u8]>>,
+}
+
+impl Frame<'_> {
+    /// The pushed frame as one shareable buffer.
+    fn build(&self) -> Rc<[u8]> {
+        match (self.shared, self.raw) {
+            (Some(buf), _) => buf.clone(),
+            (None, Some(bytes)) => bytes.into(),
+            (None, None) => {
+                let mut v =
+                    Vec::with_capacity(push_frame_len(self.topic.len(), self.message.len()));
+                encode_push_header(self.priority, self.topic, self.message.len(), &mut v);
+                v.extend_from_slice(self.message);
+                v.into()
+            }
+        }
+    }
+}
+
+/// Queues `frame` to every subscriber, once per client. Returns how many
+/// queues took it.
+pub(crate) fn deliver(cx: &mut Cx, frame: &Frame<'_>) -> u64 {
+    let frame_len = push_frame_len(frame.topic.len(), frame.message.len());
+    let core = &mut *cx.core;
+    let conns = &mut *cx.conns;
+    core.seq += 1;
+    let seq = core.seq;
+    let now = core.now;
+    let max_bytes = core.config.data_queue_bytes;
+    let mut shared: Option<Rc<[u8]>> = None;
+    let mut delivered = 0u64;
+    let (matcher, tx_pool, flush_list, effects) = (
+        &core.matcher,
+        &mut core.tx_pool,
+        &mut core.flush_list,
+        &mut core.effects,
+    );
+    matcher.for_each_match(frame.topic, |client| {
+        let Some(Phase::Psrt(Psrt::Control(session))) = conns.get_mut(client).map(|c| &mut c.phase)
+        else {
+            return;
+        };
+        if session.delivered_seq == seq {
+            return;
+        }
+        session.delivered_seq = seq;
+        let Some(data_id) = session.data else {
+            return;
+        };
+        let Some(conn) = conns.get_mut(data_id) else {
+            return;
+        };
+        if !matches!(conn.phase, Phase::Psrt(Psrt::Data(_))) {
+            return;
+        }
+        if !outbox::has_room(&conn.tx, frame_len, max_bytes) {
+            effects.push(outbox::slow_consumer(data_id, &conn.tx));
+            return;
+        }
+        if conn.tx.is_empty() {
+            conn.last_write = now;
+        }
+        if frame_len >= SHARE_MIN {
+            let buf = shared.get_or_insert_with(|| frame.build());
+            conn.tx.push_shared(buf.clone(), frame_len, true, tx_pool);
+        } else if let Some(raw) = frame.raw {
+            conn.tx.push_slice(raw, true, tx_pool);
+        } else {
+            conn.tx.push_with(frame_len, true, tx_pool, |v| {
+                encode_push_header(frame.priority, frame.topic, frame.message.len(), v);
+                v.extend_from_slice(frame.message);
+            });
+        }
+        if !conn.in_flush_list {
+            conn.in_flush_list = true;
+            flush_list.push(data_id);
+        }
+        delivered += 1;
+    });
+    core.stats.c_sent_messages += delivered;
+    core.stats.c_sent_bytes += delivered * frame_len as u64;
+    delivered
+}

@@ -1,0 +1,11 @@
+//! Publish and subscribe: the subscription tree (`matcher`), the one
+//! publish pipeline every message enters by (`pipeline`), the fan-out into
+//! subscribers' send queues (`deliver`), and the slow-consumer policy of
+//! those queues (`outbox`).
+
+pub(crate) mod deliver;
+pub(crate) mod matcher;
+pub(crate) mod outbox;
+pub(crate) mod pipeline;
+
+pub(crate) use matcher::Matcher;

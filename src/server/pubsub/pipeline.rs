@@ -1,0 +1,127 @@
+//! The one publish pipeline. Every message that enters the server — a PSRT
+//! PUBLISH, a UDP datagram, the body of a replicated publish — goes through
+//! [`publish`]: validate and normalise the topic, check the ACL, count,
+//! deliver to every matching subscriber once, and queue it for the cluster
+//! (unless it came from the cluster: no echo).
+
+use std::borrow::Cow;
+use std::rc::Rc;
+
+use psrt_protocol::{Limits, Reply, normalize_topic, validate_publish_topic};
+
+use super::deliver::{Frame, deliver};
+use crate::server::auth::AclEntry;
+use crate::server::core::Cx;
+use crate::server::link;
+
+/// A message as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Message<'a> {
+    /// Priority byte (passed through).
+    pub priority: u8,
+    /// The topic as sent (normalised here).
+    pub topic: &'a str,
+    /// The payload.
+    pub message: &'a [u8],
+    /// The whole incoming frame when it has the pushed frame's layout (a
+    /// PSRT PUBLISH): forwarded as the same bytes if the topic needs no
+    /// normalisation.
+    pub raw: Option<&'a [u8]>,
+    /// The buffer `raw` lives in, when send queues may share it.
+    pub shared: Option<&'a Rc<[u8]>>,
+}
+
+/// Who publishes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    /// A PSRT client with these permissions.
+    Client(&'a AclEntry),
+    /// A UDP datagram authenticated as a login with these permissions.
+    Udp(&'a AclEntry),
+    /// Another cluster node (the replicator right was checked when it
+    /// announced the topic). Not replicated again.
+    Replica,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not a valid topic (too deep, or not normalisable).
+    BadTopic,
+    /// A topic with `+` or `#` (a PSRT client is disconnected for it).
+    Wildcard,
+    /// The ACL does not allow it.
+    Denied,
+}
+
+impl Refusal {
+    /// The reply code for a refusal that does not close the connection.
+    pub(crate) fn reply(self) -> Reply {
+        match self {
+            Self::BadTopic | Self::Wildcard => Reply::Error,
+            Self::Denied => Reply::AccessDenied,
+        }
+    }
+}
+
+/// Normalises a publish topic and checks it is one (no wildcards, depth).
+pub(crate) fn validate<'t>(topic: &'t str, limits: &Limits) -> Result<Cow<'t, str>, Refusal> {
+    let normalized =
+        normalize_topic(topic, limits.max_topic_depth).map_err(|_| Refusal::BadTopic)?;
+    validate_publish_topic(&normalized).map_err(|_| Refusal::Wildcard)?;
+    Ok(normalized)
+}
+
+/// Publishes `msg`: validated, checked, counted, delivered, replicated.
+pub(crate) fn publish(cx: &mut Cx, origin: Origin<'_>, msg: Message<'_>) -> Result<(), Refusal> {
+    let topic = validate(msg.topic, &cx.core.config.limits)?;
+    let stats = &mut cx.core.stats;
+    match origin {
+        Origin::Client(acl) | Origin::Udp(acl) if !acl.can_publish(&topic) => {
+            stats.access_denied += 1;
+            return Err(Refusal::Denied);
+        }
+        Origin::Client(_) => {
+            stats.c_pub_messages += 1;
+            stats.c_pub_bytes += (msg.topic.len() + 1 + msg.message.len()) as u64;
+        }
+        Origin::Udp(_) => stats.udp_messages += 1,
+        Origin::Replica => {}
+    }
+    // Normalisation only removes bytes: same length means same bytes.
+    let same = topic.len() == msg.topic.len();
+    let frame = Frame {
+        priority: msg.priority,
+        topic: &topic,
+        message: msg.message,
+        raw: msg.raw.filter(|_| same),
+        shared: msg.shared.filter(|_| same),
+    };
+    deliver(cx, &frame);
+    if !matches!(origin, Origin::Replica) {
+        link::replicate(cx, msg.priority, &topic, msg.message);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_are_normalised_and_checked() {
+        let limits = Limits::default();
+        assert_eq!(validate("a//b", &limits).unwrap(), "a/b");
+        assert!(matches!(validate("a/b", &limits), Ok(Cow::Borrowed("a/b"))));
+        assert_eq!(validate("a/+/b", &limits), Err(Refusal::Wildcard));
+        assert_eq!(validate("a/#", &limits), Err(Refusal::Wildcard));
+        let shallow = Limits {
+            max_topic_depth: 2,
+            ..Limits::default()
+        };
+        assert!(validate("a/b", &shallow).is_ok());
+        assert_eq!(validate("a/b/c/d/e", &shallow), Err(Refusal::BadTopic));
+        assert_eq!(Refusal::Wildcard.reply(), Reply::Error);
+        assert_eq!(Refusal::Denied.reply(), Reply::AccessDenied);
+    }
+}
