@@ -117,3 +117,40 @@ pub(crate) fn due(conn: &Conn, timeout: Duration) -> Option<Instant> {
         (a, b) => a.or(b),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    /// An idle client costs two slab entries and one session: these sizes
+    /// are most of the per-client memory goal (1.5 KiB with a subscription,
+    /// measured in BENCHMARKS.md). Growing them needs a reason.
+    #[test]
+    fn idle_connections_stay_small() {
+        assert!(
+            size_of::<super::Conn>() <= 296,
+            "Conn: {}",
+            size_of::<super::Conn>()
+        );
+        assert!(
+            size_of::<super::Phase>() <= 32,
+            "Phase: {}",
+            size_of::<super::Phase>()
+        );
+        let session = size_of::<crate::server::psrt::state::Session>();
+        assert!(session <= 200, "Session: {session}");
+    }
+
+    #[test]
+    fn phases_name_themselves_and_start_right() {
+        use super::{ListenerKind, Phase, psrt};
+        assert!(matches!(
+            ListenerKind::Psrt.first_phase(),
+            Phase::Psrt(psrt::Phase::Greeting)
+        ));
+        assert!(matches!(ListenerKind::Http.first_phase(), Phase::Http(_)));
+        assert_eq!(ListenerKind::Http.first_phase().name(), "http");
+        assert_eq!(Phase::Psrt(psrt::Phase::DataHello).name(), "data hello");
+        assert!(Phase::Psrt(psrt::Phase::Greeting).input_clock().is_none());
+    }
+}
