@@ -83,6 +83,10 @@ OPTIONS:
 ENVIRONMENT:
     PBENCH_TIMEOUT     seconds for each pbench run (default 90). A run that
                        times out is reported as such, not waited on.
+    PSRTD_BIN          run this psrtd binary instead of building one (to
+                       measure an earlier build in the same session, e.g.
+                       before/after a change: PSRTD_BIN=/tmp/old/psrtd
+                       bash benches/run.sh --only psrtd --out /tmp/old.md)
 
 Raw output of every pbench run, the server logs and the strace summary are
 kept in target/bench/<timestamp>/. A full run takes about 5-10 minutes on
@@ -226,9 +230,12 @@ fi
 # The deployment form: one fully static binary (glibc crt-static here; the
 # musl target where it is installed). Every psrtd figure is taken with it.
 TARGET_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
-PSRTD="$REPO/target/$TARGET_TRIPLE/release/psrtd"
+PSRTD="${PSRTD_BIN:-$REPO/target/$TARGET_TRIPLE/release/psrtd}"
 PBENCH="$REPO/benches/pbench/target/release/pbench"
-if serving psrtd; then
+if [ -n "${PSRTD_BIN:-}" ]; then
+    [ -x "$PSRTD_BIN" ] || die "PSRTD_BIN=$PSRTD_BIN is not an executable"
+    log "psrtd under test: $PSRTD_BIN (not rebuilt)"
+elif serving psrtd; then
     log "building psrtd (release, static, $TARGET_TRIPLE)"
     (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" \
         cargo build --release --quiet --bin psrtd --target "$TARGET_TRIPLE")

@@ -173,6 +173,7 @@ impl Core {
 
     /// Queues bytes on a connection and schedules its flush.
     pub(crate) fn send(&mut self, id: ConnId, conn: &mut Conn, bytes: &[u8]) {
+        conn.output_started(self.now);
         conn.tx.push_slice(bytes, false, &mut self.tx_pool);
         self.schedule_flush(id, conn);
     }

@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use log::debug;
 
-use super::auth::worker::Verified;
+use super::auth::worker::{Ticket, Verified};
 use super::conn::{CloseReason, ConnId};
 use super::core::{Cx, Effect};
 use super::http::phase::Phase as Http;
@@ -146,8 +146,18 @@ pub(crate) fn on_due(cx: &mut Cx, id: ConnId) {
     apply_effects(cx);
 }
 
-/// A bcrypt answer for connection `id` (already matched by serial).
+/// A bcrypt answer for connection `id`; ignored unless the connection is
+/// still the one that asked (same serial) and still waiting for it.
 pub(crate) fn on_verified(cx: &mut Cx, id: ConnId, v: Verified) {
+    let asked = match v.ticket {
+        Ticket::Conn { conn, serial } => {
+            conn == id && cx.conns.get(id).is_some_and(|c| c.serial == serial)
+        }
+        Ticket::Datagram(_) => false,
+    };
+    if !asked {
+        return;
+    }
     let result = match cx.conns.get(id).map(|c| &c.phase) {
         Some(Phase::Psrt(Psrt::Authenticating)) => psrt::handshake::on_verified(cx, id, v),
         Some(&Phase::Http(Http::Authenticating(route))) => http::on_verified(cx, id, route, v),

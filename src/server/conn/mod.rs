@@ -97,6 +97,14 @@ impl<P> Conn<P> {
         self.phase_since = now;
     }
 
+    /// Call before queueing output: the write-stall clock starts when the
+    /// queue goes from empty to non-empty, not at an older write.
+    pub(crate) fn output_started(&mut self, now: Instant) {
+        if self.tx.is_empty() {
+            self.last_write = now;
+        }
+    }
+
     /// Output (plaintext or TLS records) waits for the socket.
     pub(crate) fn has_output(&self) -> bool {
         !self.tx.is_empty() || self.stream.has_pending_output()

@@ -36,11 +36,7 @@ impl Server {
                 LoopMsg::Verified(v) => {
                     self.core.worker.in_flight = self.core.worker.in_flight.saturating_sub(1);
                     match v.ticket {
-                        Ticket::Conn { conn, serial } => {
-                            if self.conns.get(conn).is_some_and(|c| c.serial == serial) {
-                                dispatch::on_verified(&mut self.cx(), conn, v);
-                            }
-                        }
+                        Ticket::Conn { conn, .. } => dispatch::on_verified(&mut self.cx(), conn, v),
                         Ticket::Datagram(id) => {
                             let mut cx = crate::server::core::Cx {
                                 core: &mut self.core,

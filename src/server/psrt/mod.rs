@@ -18,4 +18,6 @@ pub(crate) mod session;
 pub(crate) mod state;
 
 #[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
 mod tests;

@@ -94,9 +94,7 @@ pub(crate) fn deliver(cx: &mut Cx, frame: &Frame<'_>) -> u64 {
             effects.push(outbox::slow_consumer(data_id, &conn.tx));
             return;
         }
-        if conn.tx.is_empty() {
-            conn.last_write = now;
-        }
+        conn.output_started(now);
         if frame_len >= SHARE_MIN {
             let buf = shared.get_or_insert_with(|| frame.build());
             conn.tx.push_shared(buf.clone(), frame_len, true, tx_pool);

@@ -7,5 +7,7 @@ pub(crate) mod deliver;
 pub(crate) mod matcher;
 pub(crate) mod outbox;
 pub(crate) mod pipeline;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use matcher::Matcher;
