@@ -300,6 +300,16 @@ auth:
   allow_anonymous: true
   acl: acl.yml
 EOF
+    # subs100k puts 100 k subscriptions on one connection: lift the
+    # subscription caps (builds older than these keys refuse unknown keys,
+    # so they are added only where the binary accepts them).
+    if [ -x "$PSRTD" ]; then
+        cp "$TMP/psrtd/config.yml" "$TMP/psrtd/config.base.yml"
+        sed -i 's/^  max_clients: 20000$/  max_clients: 20000\n  max_subscriptions_per_client: 0\n  max_subscriptions: 0/' "$TMP/psrtd/config.yml"
+        if ! "$PSRTD" -t -C "$TMP/psrtd/config.yml" >/dev/null 2>&1; then
+            mv "$TMP/psrtd/config.base.yml" "$TMP/psrtd/config.yml"
+        fi
+    fi
     cat >"$TMP/redis.conf" <<EOF
 bind 127.0.0.1
 port $PORT_REDIS

@@ -218,7 +218,8 @@ fn handshake_has_a_deadline() {
 }
 
 /// SIGHUP rotates the certificate: new handshakes present the new one,
-/// sessions already open go on (T18). A broken new key keeps the old pair.
+/// sessions already open go on (T18). A broken new key keeps the old pair —
+/// and does not hold back the ACL change made in the same reload.
 #[test]
 fn sighup_rotates_the_certificate() {
     let (old, new) = (pki(), pki());
@@ -234,21 +235,41 @@ fn sighup_rotates_the_certificate() {
     let addr = server.addr.expect("listening");
     let (mut before, _) = tls_session(addr, &old);
 
-    // A key that does not match: the reload fails and the old pair stays.
+    // A key that does not match, and an ACL change: the ACL applies, the
+    // old certificate and key stay.
     dir.write("server.crt", &new.cert_pem);
+    dir.write("acl.yml", "_:\n  sub: '#'\n  pub: [allowed/#]\n");
     server.signal(1);
     assert!(
-        server.wait_log("reload failed", IO_TIMEOUT).is_some(),
+        server
+            .wait_log("TLS identity not reloaded", IO_TIMEOUT)
+            .is_some(),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        server.wait_log("reload ok", IO_TIMEOUT).is_some(),
         "{}",
         server.log_text()
     );
     let (mut still_old, _) = tls_session(addr, &old);
     assert_eq!(send(&mut still_old, &Request::Nop), 0x01);
+    let publish = |topic| Request::Publish {
+        priority: 0,
+        topic,
+        message: b"m",
+    };
+    assert_eq!(
+        send(&mut still_old, &publish("other")),
+        0xFE,
+        "the new ACL applies"
+    );
+    assert_eq!(send(&mut still_old, &publish("allowed/x")), 0x01);
 
     dir.write("server.key", &new.key_pem);
     server.signal(1);
     assert!(
-        server.wait_log("reload ok", IO_TIMEOUT).is_some(),
+        common::wait_count(|| server.log_text(), "reload ok", 2, IO_TIMEOUT),
         "{}",
         server.log_text()
     );

@@ -16,7 +16,7 @@ use slab::Slab;
 
 use super::auth::AuthDb;
 use super::auth::cache::VerifiedCache;
-use super::auth::throttle::LoginThrottle;
+use super::auth::throttle::{Block, LoginThrottle};
 use super::auth::worker::Worker;
 use super::config::Config;
 use super::conn::{CloseReason, ConnId, RxPool, TxPool};
@@ -85,6 +85,8 @@ impl Core {
         now: Instant,
     ) -> std::io::Result<Self> {
         let max_login_failures = config.max_login_failures;
+        let mut rx_pool = RxPool::default();
+        rx_pool.partial_budget = config.max_partial_bytes;
         let cache = VerifiedCache::new()
             .map_err(|_| std::io::Error::other("no system random source for the login cache"))?;
         Ok(Self {
@@ -101,7 +103,7 @@ impl Core {
             flush_list: Vec::new(),
             ready_list: Vec::new(),
             effects: Vec::new(),
-            rx_pool: RxPool::default(),
+            rx_pool,
             tx_pool: TxPool::default(),
             seq: 0,
             now,
@@ -156,19 +158,43 @@ impl Core {
         self.effects.push(Effect::Close(id, reason));
     }
 
-    /// A failed password check from `ip` (a PSRT login or HTTP Basic
-    /// credentials): counted, and the address's brute-force throttle told.
-    pub(crate) fn login_failed(&mut self, ip: Option<IpAddr>) {
+    /// A failed password check of `login` from `ip` (a PSRT login or HTTP
+    /// Basic credentials): counted, and the brute-force throttle told.
+    pub(crate) fn login_failed(&mut self, ip: Option<IpAddr>, login: &str) {
         self.stats.login_failures += 1;
         let Some(ip) = ip else {
             return;
         };
-        if let Some((failures, block)) = self.throttle.failure(ip, self.now) {
-            log::warn!(
-                "{ip}: {failures} failed logins within a minute: refusing its connections for {}s",
-                block.as_secs()
-            );
+        for block in self.throttle.failure(ip, login, self.now) {
+            match block {
+                Block::Login(n, d) => log::warn!(
+                    "{ip}: {n} failed logins as {login:?} within a minute: refusing that login from this address for {}s",
+                    d.as_secs()
+                ),
+                Block::Address(n, d) => log::warn!(
+                    "{ip}: {n} failed logins within a minute: refusing its connections for {}s",
+                    d.as_secs()
+                ),
+            }
         }
+    }
+
+    /// Whether `login`'s attempts from `ip` are refused for now (counted and
+    /// logged once per attempt, rate-limited).
+    pub(crate) fn login_refused(&mut self, ip: Option<IpAddr>, login: &str) -> bool {
+        let Some(left) = ip.and_then(|ip| self.throttle.login_blocked(ip, login, self.now)) else {
+            return false;
+        };
+        self.stats.auth_blocked += 1;
+        let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
+        self.warn(
+            "auth-block",
+            format_args!(
+                "{ip}: login {login:?} refused for {}s more after repeated failed logins",
+                left.as_secs() + 1
+            ),
+        );
+        true
     }
 
     /// Queues bytes on a connection and schedules its flush.

@@ -9,11 +9,10 @@
 //! report their own connection's end as their `Err` and other connections'
 //! as effects, which [`apply_effects`] runs after the handler has returned.
 
-use std::rc::Rc;
-
 use log::debug;
 
 use super::auth::worker::{Ticket, Verified};
+use super::conn::SharedBuf;
 use super::conn::{CloseReason, ConnId};
 use super::core::{Cx, Effect};
 use super::http::phase::Phase as Http;
@@ -96,7 +95,7 @@ fn on_input(
     cx: &mut Cx,
     id: ConnId,
     data: &[u8],
-    shared: Option<&(Rc<[u8]>, usize)>,
+    shared: Option<&(SharedBuf, usize)>,
 ) -> Result<Step, CloseReason> {
     match &cx.conns[id].phase {
         Phase::Psrt(p) => match p {
@@ -203,6 +202,7 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
     } else {
         let kind = match reason {
             CloseReason::SlowConsumer { .. } => "slow-consumer",
+            CloseReason::QueueCap { .. } => "queue-cap",
             CloseReason::LoginFailed(_) => "login",
             CloseReason::Timeout(_) => "timeout",
             _ => "close",
@@ -210,7 +210,6 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
         cx.core
             .warn(kind, format_args!("{}: {phase_name}: {reason}", conn.peer));
     }
-    let ip = conn.ip();
     let core = &mut *cx.core;
     match &reason {
         CloseReason::BadGreeting(_) | CloseReason::TlsUnavailable | CloseReason::PlainForbidden => {
@@ -219,11 +218,11 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
         CloseReason::Protocol(_) | CloseReason::WildcardPublish | CloseReason::Unsupported(_) => {
             core.stats.protocol_errors += 1;
         }
-        CloseReason::LoginFailed(_) => core.login_failed(ip),
+        CloseReason::Limit(_) => core.stats.limit_refusals += 1,
         other => outbox::count_close(&mut core.stats, other),
     }
     if !reason.keeps_output() {
-        conn.tx.clear(&mut core.tx_pool);
+        outbox::drop_queue(&mut core.stats, conn, &mut core.tx_pool);
     }
     let link_reason = is_link.then(|| reason.clone());
     let old = std::mem::replace(&mut conn.phase, Phase::Closing(reason));

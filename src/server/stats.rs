@@ -53,8 +53,9 @@ counters! {
     c_sub_ops, "sub_ops", Reference, "Successful subscribe and unsubscribe topic operations.";
     c_pub_messages, "pub_messages", Reference, "PUBLISH frames accepted over TCP.";
     c_pub_bytes, "pub_bytes", Reference, "Bytes of accepted PUBLISH frames.";
-    c_sent_messages, "sent_messages", Reference, "Messages queued to data sockets.";
-    c_sent_bytes, "sent_bytes", Reference, "Bytes of messages queued to data sockets.";
+    c_sent_messages, "sent_messages", Reference, "Messages written whole to data sockets.";
+    c_sent_bytes, "sent_bytes", Reference, "Bytes of the messages written whole to data sockets.";
+    dropped_messages, "dropped_messages", Psrtd, "Messages thrown away with a dropped data queue (never written).";
     slow_consumers, "slow_consumers", Psrtd, "Data sockets dropped because their queue was full.";
     queue_cap_drops, "queue_cap_drops", Psrtd, "Data sockets dropped to keep all queues under max_queued_bytes.";
     bad_greetings, "bad_greetings", Psrtd, "Connections closed for an invalid greeting.";
@@ -62,6 +63,7 @@ counters! {
     auth_blocked, "auth_blocked", Psrtd, "Connections refused after repeated failed logins.";
     limit_refusals, "limit_refusals", Psrtd, "Connections refused by a connection limit.";
     access_denied, "access_denied", Psrtd, "Requests answered access denied.";
+    subscription_refusals, "subscription_refusals", Psrtd, "SUBSCRIBE requests refused by a subscription limit.";
     protocol_errors, "protocol_errors", Psrtd, "Connections closed for a protocol error.";
     timeouts, "timeouts", Psrtd, "Connections closed by a deadline.";
     udp_datagrams, "udp_datagrams", Psrtd, "UDP datagrams received.";

@@ -18,6 +18,7 @@ use super::core::{Conns, Core, Cx, Effect};
 use super::dispatch;
 use super::phase::{Conn, ListenerKind, Phase};
 use super::psrt::state::{Phase as Psrt, Session};
+use super::pubsub::outbox;
 
 /// The state of a server with the embedded default config (anonymous
 /// pub/sub) unless built `with` another; its worker keeps jobs unanswered.
@@ -80,10 +81,18 @@ impl Harness {
             if matches!(conn.phase, Phase::Closing(_)) {
                 return;
             }
-            let n = conn
-                .rx
-                .read_from(&mut rest, &mut self.core.rx_pool)
-                .expect("read from a slice");
+            let n = match conn.rx.read_from(&mut rest, &mut self.core.rx_pool) {
+                Ok(n) => n,
+                Err(e) => {
+                    let mut cx = self.cx();
+                    dispatch::close(
+                        &mut cx,
+                        id,
+                        crate::server::conn::CloseReason::read_error(&e),
+                    );
+                    return dispatch::apply_effects(&mut cx);
+                }
+            };
             assert!(n > 0, "the input buffer took nothing");
             let mut cx = self.cx();
             dispatch::on_bytes_read(&mut cx, id);
@@ -91,11 +100,15 @@ impl Harness {
         }
     }
 
-    /// What is queued for a connection, taken (as if written).
+    /// What is queued for a connection, written out through the send
+    /// queue's write path (and counted as the loop's flush counts it).
     pub(crate) fn take_output(&mut self, id: ConnId) -> Vec<u8> {
         let conn = &mut self.conns[id];
-        let out = conn.tx.contents();
-        conn.tx.clear(&mut self.core.tx_pool);
+        let mut out = Vec::new();
+        conn.tx
+            .write_to(&mut out, &mut self.core.tx_pool)
+            .expect("a Vec takes everything");
+        outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool);
         out
     }
 

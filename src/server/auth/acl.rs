@@ -50,7 +50,10 @@ impl Masks {
 }
 
 impl AclEntry {
-    /// Full access: what a trusted Unix-socket session gets.
+    /// Full client access: what a trusted Unix-socket session gets —
+    /// publish and subscribe to everything, and admin. Not the replicator
+    /// right: only an ACL entry that says `replicator: true` may inject
+    /// PUBLISH_REPL (a local process is a client, not a cluster node).
     pub fn full() -> Self {
         let all = Masks {
             all: true,
@@ -60,18 +63,14 @@ impl AclEntry {
             sub: all.clone(),
             publish: all,
             admin: true,
-            replicator: true,
+            replicator: false,
         }
     }
 
     /// Anonymous publish and subscribe to everything, and the stats page
     /// (the embedded default, whose listeners are all on loopback).
     pub fn anonymous_pubsub() -> Self {
-        Self {
-            admin: true,
-            replicator: false,
-            ..Self::full()
-        }
+        Self::full()
     }
 
     /// May publish to this normalised topic.

@@ -23,6 +23,19 @@ pub use passwords::Passwords;
 
 use crate::server::config::{AclSource, AuthFiles, ConfigError};
 
+/// What a reload read: the new database and its warnings, and why the TLS
+/// identity could not be reloaded (then `db.tls` is empty and the running
+/// identity stays).
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The new database.
+    pub db: AuthDb,
+    /// Entries skipped, with file and reason.
+    pub warnings: Vec<String>,
+    /// The certificate or key that failed to load.
+    pub tls_error: Option<ConfigError>,
+}
+
 /// Everything loaded from the auth files. Built off the loop thread (at
 /// start, or by the worker on reload) and swapped in whole.
 #[derive(Debug, Default)]
@@ -46,6 +59,36 @@ impl AuthDb {
     /// a reload never applies half a change. Skipped entries come back as
     /// warnings.
     pub fn load(files: &AuthFiles) -> Result<(Self, Vec<String>), ConfigError> {
+        let tls = match &files.tls {
+            Some(t) => Some(tls_identity::load_server_config(&t.cert, &t.key)?),
+            None => None,
+        };
+        let (mut db, warnings) = Self::load_without_tls(files)?;
+        db.tls = tls;
+        Ok((db, warnings))
+    }
+
+    /// A SIGHUP reload: like [`AuthDb::load`], except that a TLS identity
+    /// that fails to load does not fail the rest. The ACL, passwords and keys
+    /// are still all-or-nothing; the certificate error comes back beside
+    /// them (the loop then keeps the identity it has).
+    pub fn reload(files: &AuthFiles) -> Result<Reloaded, ConfigError> {
+        let (mut db, warnings) = Self::load_without_tls(files)?;
+        let mut tls_error = None;
+        if let Some(t) = &files.tls {
+            match tls_identity::load_server_config(&t.cert, &t.key) {
+                Ok(config) => db.tls = Some(config),
+                Err(e) => tls_error = Some(e),
+            }
+        }
+        Ok(Reloaded {
+            db,
+            warnings,
+            tls_error,
+        })
+    }
+
+    fn load_without_tls(files: &AuthFiles) -> Result<(Self, Vec<String>), ConfigError> {
         let mut warnings = Vec::new();
         let acl = match &files.acl {
             AclSource::File(path) => Acl::parse(&read(path)?, path)?,
@@ -58,10 +101,6 @@ impl AuthDb {
                 p
             }
             None => Passwords::default(),
-        };
-        let tls = match &files.tls {
-            Some(t) => Some(tls_identity::load_server_config(&t.cert, &t.key)?),
-            None => None,
         };
         let keys = match &files.key_file {
             Some(path) => {
@@ -76,7 +115,7 @@ impl AuthDb {
                 acl,
                 passwords,
                 keys,
-                tls,
+                tls: None,
             },
             warnings,
         ))

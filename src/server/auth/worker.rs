@@ -9,7 +9,7 @@ use std::thread;
 
 use mio::Waker;
 
-use super::AuthDb;
+use super::{AuthDb, Reloaded};
 use crate::server::config::{AuthFiles, ConfigError};
 
 /// Identifies who asked for a verification.
@@ -74,7 +74,7 @@ pub(crate) enum LoopMsg {
     Verified(Verified),
     /// A reload finished: the new database and its warnings, or why the old
     /// one stays.
-    Reloaded(Box<Result<(AuthDb, Vec<String>), ConfigError>>),
+    Reloaded(Box<Result<Reloaded, ConfigError>>),
     /// A cluster node's address was resolved.
     Resolved {
         /// Index of the node.
@@ -143,7 +143,7 @@ fn run(inbox: &Receiver<Job>, results: &Sender<LoopMsg>, waker: &Waker) {
                     ok,
                 })
             }
-            Job::Reload(files) => LoopMsg::Reloaded(Box::new(AuthDb::load(&files))),
+            Job::Reload(files) => LoopMsg::Reloaded(Box::new(AuthDb::reload(&files))),
             Job::Resolve { node, spec } => LoopMsg::Resolved {
                 node,
                 result: std::net::ToSocketAddrs::to_socket_addrs(spec.as_str())

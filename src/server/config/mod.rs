@@ -114,6 +114,9 @@ struct ServerSection {
     max_clients_per_user: Option<usize>,
     max_clients_per_ip: Option<usize>,
     max_queued_bytes: Option<usize>,
+    max_subscriptions_per_client: Option<usize>,
+    max_subscriptions: Option<usize>,
+    max_partial_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +232,14 @@ pub struct Config {
     /// All data sockets together: queued bytes before the largest queues
     /// are dropped (0 = unlimited).
     pub max_queued_bytes: usize,
+    /// Subscriptions one session may hold; also the most topics one
+    /// SUBSCRIBE or UNSUBSCRIBE may carry (0 = unlimited).
+    pub max_subscriptions_per_client: usize,
+    /// Subscriptions of all sessions together (0 = unlimited).
+    pub max_subscriptions: usize,
+    /// Bytes of all partially received large frames together; a connection
+    /// whose frame would go past it is closed (0 = unlimited).
+    pub max_partial_bytes: usize,
     /// Logged-in control sessions, all users together (0 = unlimited).
     pub max_clients: usize,
     /// Sessions per login (0 = unlimited).
@@ -260,6 +271,9 @@ const DEFAULT_DATA_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 const DEFAULT_MAX_QUEUED_BYTES: usize = 256 * 1024 * 1024;
 const DEFAULT_MAX_LOGIN_FAILURES: u32 = 10;
 const DEFAULT_MAX_CLIENTS: usize = 10_000;
+const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 10_000;
+const DEFAULT_MAX_SUBSCRIPTIONS: usize = 250_000;
+const DEFAULT_MAX_PARTIAL_BYTES: usize = 64 * 1024 * 1024;
 const DEFAULT_UDP_FRAME_SIZE: u16 = 4096;
 /// Header room in a queued frame beyond `max_pub_size`.
 const FRAME_OVERHEAD: usize = 16;
@@ -287,6 +301,9 @@ impl Config {
             data_queue: DEFAULT_DATA_QUEUE,
             data_queue_bytes: DEFAULT_DATA_QUEUE_BYTES,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_partial_bytes: DEFAULT_MAX_PARTIAL_BYTES,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_clients_per_user: 0,
             max_clients_per_ip: 0,
@@ -478,6 +495,15 @@ impl Config {
             data_queue,
             data_queue_bytes,
             max_queued_bytes,
+            max_subscriptions_per_client: server
+                .max_subscriptions_per_client
+                .unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT),
+            max_subscriptions: server
+                .max_subscriptions
+                .unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS),
+            max_partial_bytes: server
+                .max_partial_bytes
+                .unwrap_or(DEFAULT_MAX_PARTIAL_BYTES),
             max_clients: server.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
             max_clients_per_user: server.max_clients_per_user.unwrap_or(0),
             max_clients_per_ip: server.max_clients_per_ip.unwrap_or(0),

@@ -34,6 +34,14 @@ pub(crate) enum CloseReason {
         /// Messages queued.
         messages: usize,
     },
+    /// Dropped to keep all data queues together under `max_queued_bytes`
+    /// (the largest queues go first).
+    QueueCap {
+        /// Bytes queued.
+        bytes: usize,
+        /// Messages queued.
+        messages: usize,
+    },
     /// The peer stopped reading with output pending.
     WriteStall,
     /// BYE.
@@ -60,6 +68,17 @@ pub(crate) enum CloseReason {
 }
 
 impl CloseReason {
+    /// Why a connection ends when reading from it failed.
+    pub(crate) fn read_error(e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::InvalidData => Self::Tls(e.to_string()),
+            std::io::ErrorKind::OutOfMemory => {
+                Self::Limit("max_partial_bytes (all large frames being received)")
+            }
+            kind => Self::Io(kind),
+        }
+    }
+
     /// Whether what is already queued (replies, pending messages) is still
     /// written before the close, rather than dropped.
     pub(crate) fn keeps_output(&self) -> bool {
@@ -69,6 +88,7 @@ impl CloseReason {
                 | Self::Io(_)
                 | Self::Tls(_)
                 | Self::SlowConsumer { .. }
+                | Self::QueueCap { .. }
                 | Self::WriteStall
                 | Self::Shutdown
         )
@@ -105,6 +125,10 @@ impl fmt::Display for CloseReason {
             Self::SlowConsumer { bytes, messages } => write!(
                 f,
                 "slow consumer: data queue full ({messages} messages, {bytes} bytes), dropping data socket"
+            ),
+            Self::QueueCap { bytes, messages } => write!(
+                f,
+                "all data queues together exceed max_queued_bytes: dropping this one, the largest ({messages} messages, {bytes} bytes)"
             ),
             Self::WriteStall => {
                 f.write_str("peer stopped reading (write stalled past the timeout)")

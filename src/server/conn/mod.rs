@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use close::CloseReason;
 pub(crate) use recv::{RecvBuf, RxPool};
-pub(crate) use send::{Flushed, SendQueue, TxPool};
+pub(crate) use send::{Flushed, SendQueue, SharedBuf, TxPool};
 pub(crate) use stream::{Peer, Stream};
 pub(crate) use transport::Transport;
 

@@ -5,14 +5,24 @@
 //! no input memory, and drained buffers go back to a small shared pool.
 //!
 //! A frame too large for a standard buffer is assembled on its own in a
-//! shared `Rc<[u8]>` of (about) its size, read up to its last byte and no
-//! further. A publish can then hand that very buffer to every subscriber's
-//! send queue ([`RecvBuf::shared_frame`]): a 1 MB message is never copied in
-//! user space. Such buffers return to the pool once every queue has written
-//! them.
+//! shared buffer ([`SharedBuf`]), read up to its last byte and no further.
+//! The buffer's memory follows the bytes received: it is reserved (address
+//! space only) when the frame's header announces its length, and its pages
+//! are touched in steps just ahead of what is read, so a peer that announces
+//! a large frame and stalls costs one step, not the frame. All frames being
+//! assembled together stay under the pool's budget (`max_partial_bytes`):
+//! a read that would pass it fails with `ErrorKind::OutOfMemory`, and the
+//! connection is closed.
+//!
+//! A publish can then hand that very buffer to every subscriber's send queue
+//! ([`RecvBuf::shared_frame`]): a 1 MB message is never copied in user
+//! space. Such buffers return to the pool once every queue has written
+//! them, and are reused without being zeroed again.
 
 use std::io::{self, Read};
 use std::rc::Rc;
+
+use super::send::SharedBuf;
 
 /// Size of a pooled input buffer (also the most read per `read` call).
 pub(crate) const RX_CHUNK: usize = 64 * 1024;
@@ -20,13 +30,20 @@ pub(crate) const RX_CHUNK: usize = 64 * 1024;
 const RX_POOL_MAX: usize = 16;
 /// Large-frame buffers kept for reuse.
 const BIG_POOL_MAX: usize = 8;
+/// How far ahead of the bytes received a large frame's buffer is filled.
+const BIG_STEP: usize = 64 * 1024;
 
-/// Free input buffers (zeroed once, reused without re-zeroing).
+/// Free input buffers (zeroed once, reused without re-zeroing), and the
+/// budget of large frames being received.
 #[derive(Debug, Default)]
 pub(crate) struct RxPool {
     free: Vec<Box<[u8]>>,
     /// Large-frame buffers; one is free when this pool holds its only handle.
-    big: Vec<Rc<[u8]>>,
+    big: Vec<SharedBuf>,
+    /// Bytes received of all large frames not yet complete or dropped.
+    pub(crate) partial_total: usize,
+    /// Limit of `partial_total` (0 = none).
+    pub(crate) partial_budget: usize,
 }
 
 impl RxPool {
@@ -43,18 +60,21 @@ impl RxPool {
     }
 
     /// A buffer for a `len`-byte frame: a free pooled one no more than twice
-    /// that size, or a new one of exactly that size.
-    fn take_big(&mut self, len: usize) -> Rc<[u8]> {
+    /// that size (its pages already filled), or a new one with room for
+    /// exactly that size (nothing filled yet).
+    fn take_big(&mut self, len: usize) -> SharedBuf {
         let free = self.big.iter().position(|b| {
-            Rc::strong_count(b) == 1 && Rc::weak_count(b) == 0 && (len..=len * 2).contains(&b.len())
+            Rc::strong_count(b) == 1
+                && Rc::weak_count(b) == 0
+                && (len..=len * 2).contains(&b.capacity())
         });
         match free {
             Some(i) => self.big.swap_remove(i),
-            None => std::iter::repeat_n(0u8, len).collect(),
+            None => Rc::new(Vec::with_capacity(len)),
         }
     }
 
-    fn give_big(&mut self, buf: Rc<[u8]>) {
+    fn give_big(&mut self, buf: SharedBuf) {
         if self.big.len() < BIG_POOL_MAX {
             self.big.push(buf);
         } else if let Some(i) = self.big.iter().position(|b| Rc::strong_count(b) == 1) {
@@ -64,10 +84,12 @@ impl RxPool {
     }
 }
 
-/// One large frame being assembled: `buf[..filled]` of `len` bytes.
+/// One large frame being assembled: `buf[..filled]` of `len` bytes
+/// (`buf.len()`, what is filled with zeroes or data, runs ahead of
+/// `filled` by at most one step).
 #[derive(Debug)]
 struct BigFrame {
-    buf: Rc<[u8]>,
+    buf: SharedBuf,
     filled: usize,
     len: usize,
 }
@@ -95,7 +117,7 @@ impl RecvBuf {
 
     /// The large frame in its shared buffer, once it is complete: exactly
     /// `data()`, as a buffer a send queue can hold without copying.
-    pub(crate) fn shared_frame(&self) -> Option<(&Rc<[u8]>, usize)> {
+    pub(crate) fn shared_frame(&self) -> Option<(&SharedBuf, usize)> {
         self.big
             .as_ref()
             .filter(|b| b.filled == b.len)
@@ -127,6 +149,7 @@ impl RecvBuf {
             // A large frame is only ever consumed whole (or dropped on close).
             if n >= big.filled {
                 if let Some(big) = self.big.take() {
+                    pool.partial_total -= big.filled;
                     pool.give_big(big.buf);
                 }
             }
@@ -156,10 +179,16 @@ impl RecvBuf {
         }
         let mut buf = pool.take_big(want);
         let filled = self.len();
-        match Rc::get_mut(&mut buf).and_then(|b| b.get_mut(..filled)) {
-            Some(dst) => dst.copy_from_slice(self.data()),
-            None => return self.grow_small(want),
+        let Some(vec) = Rc::get_mut(&mut buf) else {
+            return self.grow_small(want);
+        };
+        if vec.len() < filled {
+            vec.resize(filled, 0);
         }
+        if let Some(dst) = vec.get_mut(..filled) {
+            dst.copy_from_slice(self.data());
+        }
+        pool.partial_total += filled;
         self.big = Some(Box::new(BigFrame {
             buf,
             filled,
@@ -185,13 +214,29 @@ impl RecvBuf {
         pool: &mut RxPool,
     ) -> io::Result<usize> {
         if let Some(big) = &mut self.big {
-            // Read up to the frame's last byte and no further.
-            let Some(dst) = Rc::get_mut(&mut big.buf).and_then(|b| b.get_mut(big.filled..big.len))
-            else {
+            let Some(vec) = Rc::get_mut(&mut big.buf) else {
                 return Err(io::Error::other("large-frame buffer is shared"));
+            };
+            // Fill one step ahead of what is read (reused buffers are filled
+            // already), and read up to the frame's last byte and no further.
+            let ahead = big.len.min(big.filled + BIG_STEP);
+            if vec.len() < ahead {
+                vec.resize(ahead, 0);
+            }
+            let end = ahead.max(big.filled).min(vec.len());
+            let room = end - big.filled;
+            if pool.partial_budget > 0 && pool.partial_total + room > pool.partial_budget {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "large frames being received exceed max_partial_bytes",
+                ));
+            }
+            let Some(dst) = vec.get_mut(big.filled..end) else {
+                return Err(io::Error::other("large-frame buffer too short"));
             };
             let n = src.read(dst)?;
             big.filled += n;
+            pool.partial_total += n;
             return Ok(n);
         }
         if self.buf.is_empty() {
@@ -286,9 +331,9 @@ mod tests {
         pool.give_big(other);
         // Written by every queue: reused, no allocation.
         let again = pool.take_big(90_000);
-        assert_eq!(again.len(), 100_000);
+        assert_eq!(again.capacity(), 100_000);
         assert!(
-            pool.take_big(10_000).len() == 10_000,
+            pool.take_big(10_000).capacity() == 10_000,
             "too large to reuse for 10 kB"
         );
     }

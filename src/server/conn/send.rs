@@ -3,7 +3,7 @@
 //!
 //! Small frames are copied into shared-nothing 16 KiB chunks (taken from a
 //! pool and returned when written); a large frame built once for many
-//! subscribers is queued as an `Rc<[u8]>` and never copied again. For data
+//! subscribers is queued as a [`SharedBuf`] and never copied again. For data
 //! sockets the queue also counts whole messages, for the `data_queue` limit,
 //! and its bytes count in the server-wide total: owned bytes as they are
 //! queued and written, a shared frame once however many queues hold it.
@@ -11,6 +11,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
+
+/// A buffer several send queues hold at once (a large frame, built or read
+/// once). A `Vec` inside, so a frame being received can grow in place
+/// before it is shared.
+pub(crate) type SharedBuf = Rc<Vec<u8>>;
 
 /// Capacity of a pooled output chunk.
 pub(crate) const TX_CHUNK: usize = 16 * 1024;
@@ -29,6 +34,10 @@ pub(crate) struct TxPool {
     pub queued_total: usize,
     /// Shared frames held by counted queues: address → (length, holders).
     shared: HashMap<usize, (usize, u32)>,
+    /// Counted queues: messages written whole, and their bytes, since the
+    /// last [`TxPool::take_written`].
+    written_messages: u64,
+    written_bytes: u64,
 }
 
 impl TxPool {
@@ -45,9 +54,18 @@ impl TxPool {
         }
     }
 
+    /// Messages written whole by counted queues, and their bytes, since the
+    /// last call.
+    pub(crate) fn take_written(&mut self) -> (u64, u64) {
+        let taken = (self.written_messages, self.written_bytes);
+        self.written_messages = 0;
+        self.written_bytes = 0;
+        taken
+    }
+
     /// A counted queue took a handle on a shared frame: its bytes count
     /// once, when the first counted queue holds it.
-    fn hold_shared(&mut self, frame: &Rc<[u8]>) {
+    fn hold_shared(&mut self, frame: &SharedBuf) {
         let entry = self
             .shared
             .entry(frame.as_ptr() as usize)
@@ -59,7 +77,7 @@ impl TxPool {
     }
 
     /// A counted queue is done with a shared frame (written or dropped).
-    fn release_shared(&mut self, frame: &Rc<[u8]>) {
+    fn release_shared(&mut self, frame: &SharedBuf) {
         let key = frame.as_ptr() as usize;
         if let Some(entry) = self.shared.get_mut(&key) {
             entry.1 -= 1;
@@ -75,7 +93,7 @@ impl TxPool {
 enum Chunk {
     Owned(Vec<u8>),
     /// The first `usize` bytes of a buffer shared with other queues.
-    Shared(Rc<[u8]>, usize),
+    Shared(SharedBuf, usize),
 }
 
 impl Chunk {
@@ -105,7 +123,7 @@ pub(crate) struct SendQueue {
     /// Unwritten bytes.
     bytes: usize,
     /// Stream offsets at which counted messages end.
-    ends: VecDeque<u64>,
+    ends: VecDeque<(u64, u32)>,
     /// Bytes appended since the connection began.
     appended: u64,
     /// Bytes written since the connection began.
@@ -186,7 +204,7 @@ impl SendQueue {
     /// (no copy).
     pub(crate) fn push_shared(
         &mut self,
-        frame: Rc<[u8]>,
+        frame: SharedBuf,
         len: usize,
         count: bool,
         pool: &mut TxPool,
@@ -203,7 +221,8 @@ impl SendQueue {
         self.bytes += len;
         self.appended += len as u64;
         if count {
-            self.ends.push_back(self.appended);
+            self.ends
+                .push_back((self.appended, u32::try_from(len).unwrap_or(u32::MAX)));
         }
     }
 
@@ -262,8 +281,15 @@ impl SendQueue {
                 _ => {}
             }
         }
-        while self.ends.front().is_some_and(|&end| end <= self.written) {
+        while let Some(&(end, len)) = self.ends.front() {
+            if end > self.written {
+                break;
+            }
             self.ends.pop_front();
+            if self.in_total {
+                pool.written_messages += 1;
+                pool.written_bytes += u64::from(len);
+            }
         }
     }
 
@@ -365,7 +391,7 @@ mod tests {
     fn partial_writes_keep_order_and_message_counts() {
         let mut pool = TxPool::default();
         let mut q = SendQueue::default();
-        let big: Rc<[u8]> = (0..50_000u32).map(|i| i as u8).collect::<Vec<_>>().into();
+        let big: SharedBuf = Rc::new((0..50_000u32).map(|i| i as u8).collect());
         q.push_slice(b"head", true, &mut pool);
         q.push_shared(big.clone(), big.len(), true, &mut pool);
         q.push_slice(b"tail", true, &mut pool);
@@ -402,7 +428,7 @@ mod tests {
             "bytes already queued count from then on"
         );
         control.push_slice(b"not counted", false, &mut pool);
-        let frame: Rc<[u8]> = vec![7u8; 100].into();
+        let frame: SharedBuf = Rc::new(vec![7u8; 100]);
         data.push_shared(frame.clone(), 100, true, &mut pool);
         assert_eq!(pool.queued_total, 102);
         // A second counted queue holding the same frame adds nothing.

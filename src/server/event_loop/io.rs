@@ -70,7 +70,11 @@ impl Server {
             && self.conns.len() >= limits.max_clients.saturating_mul(2) + HANDSHAKE_HEADROOM
         {
             Some("max_clients (sockets)")
-        } else if let Some(left) = peer.ip().and_then(|ip| core.throttle.blocked(ip, core.now)) {
+        } else if let Some(left) = peer
+            .ip()
+            .filter(|_| kind == ListenerKind::Psrt)
+            .and_then(|ip| core.throttle.blocked(ip, core.now))
+        {
             core.stats.auth_blocked += 1;
             core.warn(
                 "auth-block",
@@ -134,7 +138,8 @@ impl Server {
         }
         let mut conn = self.conns.remove(id);
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        conn.tx.clear(&mut self.core.tx_pool);
+        // What the linger could not write is dropped.
+        outbox::drop_queue(&mut self.core.stats, &mut conn, &mut self.core.tx_pool);
         if let (true, Some(ip)) = (conn.counted_ip, conn.ip()) {
             if let Some(n) = self.core.per_ip.get_mut(&ip) {
                 *n -= 1;
@@ -202,11 +207,8 @@ impl Server {
                     }
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    Some(CloseReason::Tls(e.to_string()))
-                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Some(CloseReason::Io(e.kind())),
+                Err(e) => Some(CloseReason::read_error(&e)),
             };
             let mut cx = self.cx();
             if let Some(reason) = closed {
@@ -316,6 +318,7 @@ impl Server {
                 });
             match written {
                 Ok(flushed) => {
+                    outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool);
                     if conn.tx.len() < before {
                         conn.last_write = now;
                     }

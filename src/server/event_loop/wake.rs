@@ -14,7 +14,7 @@ use rustls::ClientConnection;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use super::Server;
-use crate::server::auth::AuthDb;
+use crate::server::auth::Reloaded;
 use crate::server::auth::worker::{Job, LoopMsg, Ticket};
 use crate::server::config::ConfigError;
 use crate::server::conn::{CloseReason, Peer, Stream, Transport};
@@ -92,12 +92,22 @@ impl Server {
     /// The worker has read and parsed every auth file: the new database is
     /// swapped in whole and live sessions brought in line with it; a failed
     /// load keeps everything as it was.
-    fn on_reloaded(&mut self, result: Result<(AuthDb, Vec<String>), ConfigError>) {
+    fn on_reloaded(&mut self, result: Result<Reloaded, ConfigError>) {
         self.core.reload_running = false;
         match result {
-            Ok((db, warnings)) => {
+            Ok(Reloaded {
+                mut db,
+                warnings,
+                tls_error,
+            }) => {
                 for w in warnings {
                     warn!("{w}");
+                }
+                if let Some(e) = tls_error {
+                    error!(
+                        "TLS identity not reloaded, keeping the certificate in use: {e} (the ACL, passwords and keys are reloaded)"
+                    );
+                    db.tls = self.core.auth.tls.clone();
                 }
                 info!("reload ok: {}", db.summary());
                 self.core.auth = db;

@@ -73,6 +73,10 @@ pub(crate) fn on_input(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
         Auth::Malformed(message) => respond(cx, id, Response::text("400 Bad Request", message)),
         Auth::Anonymous => authorize(cx, id, route, ANONYMOUS),
         Auth::Basic { user, password } => {
+            let ip = cx.conns[id].ip();
+            if cx.core.login_refused(ip, &user) {
+                return unauthorized(cx, id).map(|_| Step::Used(len));
+            }
             let ticket = Ticket::Conn {
                 conn: id,
                 serial: cx.conns[id].serial,
@@ -87,7 +91,7 @@ pub(crate) fn on_input(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
                 &password,
             ) {
                 Verdict::Granted(_) => authorize(cx, id, route, &user),
-                Verdict::Denied(_) => failed_login(cx, id),
+                Verdict::Denied(_) => failed_login(cx, id, &user),
                 Verdict::Busy => {
                     respond(cx, id, Response::text("503 Service Unavailable", "busy\n"))
                 }
@@ -114,7 +118,7 @@ pub(crate) fn on_verified(
     match login::finish(&core.auth, &mut core.cache, &mut core.worker, v) {
         Verdict::Granted(_) => authorize(cx, id, route, &user).map(drop),
         Verdict::Pending => Ok(()),
-        Verdict::Denied(_) => failed_login(cx, id).map(drop),
+        Verdict::Denied(_) => failed_login(cx, id, &user).map(drop),
         Verdict::Busy => {
             respond(cx, id, Response::text("503 Service Unavailable", "busy\n")).map(drop)
         }
@@ -123,9 +127,9 @@ pub(crate) fn on_verified(
 
 /// Wrong Basic credentials: 401, and the address's failure count (the same
 /// brute-force protection as PSRT logins).
-fn failed_login(cx: &mut Cx, id: ConnId) -> Result<Step, CloseReason> {
+fn failed_login(cx: &mut Cx, id: ConnId, user: &str) -> Result<Step, CloseReason> {
     let ip = cx.conns[id].ip();
-    cx.core.login_failed(ip);
+    cx.core.login_failed(ip, user);
     unauthorized(cx, id)
 }
 

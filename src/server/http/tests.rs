@@ -298,13 +298,26 @@ fn wrong_basic_password_is_401_and_counted() {
     assert!(head.contains("WWW-Authenticate: Basic"), "{head}");
     assert_eq!(h.core.stats.login_failures, 1);
     assert!(
-        h.core.throttle.blocked(ip, h.core.now).is_some(),
-        "the address's throttle is told"
+        h.core
+            .throttle
+            .login_blocked(ip, "admin", h.core.now)
+            .is_some(),
+        "the throttle is told, for this login from this address"
     );
-    // Not cached: the same wrong password costs bcrypt again.
+    assert!(h.core.throttle.blocked(ip, h.core.now).is_none());
+    // That login is now refused without a password check.
     let again = stats_conn(&mut h);
     h.feed(again, &get("/status", Some(("admin", "nope"))));
-    assert_eq!(h.core.worker.in_flight, 2);
+    assert_eq!(h.core.worker.in_flight, 1);
+    assert_eq!(response(&mut h, again).0, "HTTP/1.1 401 Unauthorized");
+    assert_eq!(h.core.stats.auth_blocked, 1);
+    // Another login from the same address is still checked (an unknown
+    // one here: refused and counted, not blocked).
+    let other = stats_conn(&mut h);
+    h.feed(other, &get("/status", Some(("someone", "nope"))));
+    assert_eq!(response(&mut h, other).0, "HTTP/1.1 401 Unauthorized");
+    assert_eq!(h.core.stats.login_failures, 2);
+    assert_eq!(h.core.stats.auth_blocked, 1);
 }
 
 #[test]

@@ -41,7 +41,7 @@ pub(crate) fn replicate(cx: &mut Cx, priority: u8, topic: &str, message: &[u8]) 
     let replica = Replica {
         priority,
         topic: topic.into(),
-        message: message.into(),
+        message: std::rc::Rc::new(message.to_vec()),
         timestamp_ns: now_ns(),
     };
     let (max_messages, max_bytes) = (cx.core.config.data_queue, cx.core.config.data_queue_bytes);

@@ -27,6 +27,7 @@ use serde::Deserialize;
 
 use crate::server::config::ConfigError;
 use crate::server::conn::ConnId;
+use crate::server::conn::SharedBuf;
 
 /// First retry delay after a link fails; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -181,7 +182,7 @@ pub(crate) struct Replica {
     /// Normalised topic.
     pub topic: Rc<str>,
     /// Payload, shared by every node's queue.
-    pub message: Rc<[u8]>,
+    pub message: SharedBuf,
     /// Publish time, ns since the epoch (kept end to end for latency).
     pub timestamp_ns: u64,
 }

@@ -173,9 +173,20 @@ fn wrong_password_closes_counts_and_tells_the_throttle() {
         );
         assert!(h.take_output(id).is_empty(), "no token");
         assert_eq!(h.core.stats.login_failures, n);
-        let blocked = h.core.throttle.blocked(peer_ip(), h.core.now);
+        let blocked = h.core.throttle.login_blocked(peer_ip(), "u", h.core.now);
         assert_eq!(blocked.is_some(), n == 2, "blocked after the second");
     }
+    // The pair is refused without a password check, and not counted again.
+    let jobs = h.core.worker.in_flight;
+    let id = send_login(&mut h, &login_frame("u", "right-or-not"));
+    assert!(matches!(closing(&h, id), Some(CloseReason::LoginFailed(_))));
+    assert_eq!(h.core.worker.in_flight, jobs, "no bcrypt job");
+    assert_eq!(h.core.stats.login_failures, 2);
+    assert_eq!(h.core.stats.auth_blocked, 1);
+    assert!(
+        h.core.throttle.blocked(peer_ip(), h.core.now).is_none(),
+        "the address is not"
+    );
     assert_eq!(h.core.sessions, 0);
     assert!(h.core.tokens.is_empty());
     assert!(h.core.cache.is_empty(), "a failure is not cached");
@@ -318,14 +329,16 @@ fn trust_unix_socket_does_not_apply_to_tcp_peers() {
         Some(CloseReason::LoginFailed(_))
     ));
 
-    // The same login on a Unix-socket peer: trusted at once, full access.
+    // The same login on a Unix-socket peer: trusted at once, full client
+    // access — but not the replicator right (that only comes from the ACL).
     let unix = h.accept();
     h.conns[unix].peer = Peer::Unix("/run/psrtd.sock".into());
     h.feed(unix, &greeting(StreamKind::Control));
     h.feed(unix, &login_frame("u", "whatever"));
     assert_eq!(h.take_output(unix).len(), 4 + 32);
     let session = h.session(unix);
-    assert!(session.trusted && session.acl.replicator && session.hash.is_none());
+    assert!(session.trusted && session.hash.is_none());
+    assert!(session.acl.admin && !session.acl.replicator);
     assert_eq!(h.core.worker.in_flight, 1, "no job for it");
 }
 

@@ -4,7 +4,6 @@
 //! session's masks and the matcher together, all or nothing.
 
 use std::borrow::Cow;
-use std::rc::Rc;
 
 use psrt_protocol::{
     ReplBody, Reply, Request, Topics, canonical_mask, decode_repl_body, decode_request,
@@ -12,6 +11,7 @@ use psrt_protocol::{
 };
 
 use super::state::{Phase as Psrt, Session};
+use crate::server::conn::SharedBuf;
 use crate::server::conn::{CloseReason, ConnId};
 use crate::server::core::Cx;
 use crate::server::phase::{Phase, Step, frame};
@@ -39,7 +39,7 @@ pub(crate) fn on_request(
     cx: &mut Cx,
     id: ConnId,
     data: &[u8],
-    shared: Option<&(Rc<[u8]>, usize)>,
+    shared: Option<&(SharedBuf, usize)>,
 ) -> Result<Step, CloseReason> {
     if let Some(topic) = session(cx, id)?.repl_topic.take() {
         return match frame(decode_repl_body(data, &cx.core.config.limits))? {
@@ -105,7 +105,20 @@ fn on_topics(
 ) -> Result<Reply, CloseReason> {
     let depth = cx.core.config.limits.max_topic_depth;
     let acl = session(cx, id)?.acl.clone();
-    let mut masks = Vec::new();
+    // Bounded work per request: a frame with more topics than a session may
+    // hold is refused before any is looked at.
+    let per_client = cx.core.config.max_subscriptions_per_client;
+    let count = topics.iter().count();
+    if per_client > 0 && count > per_client {
+        return Ok(refuse_subscriptions(
+            cx,
+            id,
+            count,
+            "max_subscriptions_per_client",
+            per_client,
+        ));
+    }
+    let mut masks = Vec::with_capacity(count);
     for topic in topics.iter() {
         let Ok(mask) = normalize_topic(topic, depth) else {
             return Ok(Reply::Error);
@@ -120,6 +133,31 @@ fn on_topics(
             return Ok(Reply::AccessDenied);
         }
         masks.push(mask);
+    }
+    if change == Change::Subscribe {
+        let session = session(cx, id)?;
+        let new = masks.iter().filter(|m| !session.masks.contains(m)).count();
+        let held = session.masks.len();
+        if per_client > 0 && held + new > per_client {
+            return Ok(refuse_subscriptions(
+                cx,
+                id,
+                held + new,
+                "max_subscriptions_per_client",
+                per_client,
+            ));
+        }
+        let total = cx.core.config.max_subscriptions;
+        if total > 0 && cx.core.matcher.len() + new > total {
+            let would = cx.core.matcher.len() + new;
+            return Ok(refuse_subscriptions(
+                cx,
+                id,
+                would,
+                "max_subscriptions",
+                total,
+            ));
+        }
     }
     let Some(Phase::Psrt(Psrt::Control(session))) = cx.conns.get_mut(id).map(|c| &mut c.phase)
     else {
@@ -138,6 +176,23 @@ fn on_topics(
         }
     }
     Ok(Reply::Ok)
+}
+
+/// A SUBSCRIBE (or a bulk request) over a subscription limit: `FF`, counted,
+/// one rate-limited line naming the client and the limit.
+fn refuse_subscriptions(cx: &mut Cx, id: ConnId, would: usize, key: &str, limit: usize) -> Reply {
+    cx.core.stats.subscription_refusals += 1;
+    let conn = &cx.conns[id];
+    let login = match &conn.phase {
+        Phase::Psrt(Psrt::Control(s)) => &*s.login,
+        _ => "?",
+    };
+    let peer = conn.peer.to_string();
+    let msg = format!(
+        "{peer}: {login}: request refused: {would} subscriptions/topics would exceed {key} ({limit})"
+    );
+    cx.core.warn("subscriptions", format_args!("{msg}"));
+    Reply::Error
 }
 
 /// First phase of a replicated publish: only a replicator may send one; the

@@ -93,17 +93,43 @@ pub(crate) fn check_tls_handshake(cx: &mut Cx, id: ConnId) {
 }
 
 /// The login frame: anonymous, trusted Unix socket, or a password for the
-/// auth pipeline.
+/// auth pipeline. A refused login counts as a failure of that login from
+/// the peer's address (the brute-force throttle); a login the throttle
+/// refuses is closed without a password check.
 pub(crate) fn on_login(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
     let (Login { login, password }, len) = match frame(decode_login(data))? {
         Ok(f) => f,
         Err(step) => return Ok(step),
     };
+    let ip = cx.conns[id].ip();
+    if cx.core.login_refused(ip, login) {
+        return Err(CloseReason::LoginFailed(format!(
+            "user {login:?}: refused for now after repeated failed logins from this address"
+        )));
+    }
+    let result = login_step(cx, id, login, password);
+    counted(cx, ip, login, result)?;
+    Ok(Step::Used(len))
+}
+
+/// Counts a refused login against (address, login).
+fn counted<T>(
+    cx: &mut Cx,
+    ip: Option<std::net::IpAddr>,
+    login: &str,
+    r: Result<T, CloseReason>,
+) -> Result<T, CloseReason> {
+    if let Err(CloseReason::LoginFailed(_)) = &r {
+        cx.core.login_failed(ip, login);
+    }
+    r
+}
+
+fn login_step(cx: &mut Cx, id: ConnId, login: &str, password: &str) -> Result<(), CloseReason> {
     let config = &cx.core.config;
     if cx.conns[id].peer.is_unix() && config.trust_unix_socket {
         let name = if login.is_empty() { ANONYMOUS } else { login };
-        start_session(cx, id, name, None, true)?;
-        return Ok(Step::Used(len));
+        return start_session(cx, id, name, None, true);
     }
     if login.is_empty() && password.is_empty() {
         if !config.allow_anonymous {
@@ -111,8 +137,7 @@ pub(crate) fn on_login(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
                 "anonymous login is disabled".into(),
             ));
         }
-        start_session(cx, id, ANONYMOUS, None, false)?;
-        return Ok(Step::Used(len));
+        return start_session(cx, id, ANONYMOUS, None, false);
     }
     let ticket = Ticket::Conn {
         conn: id,
@@ -127,37 +152,35 @@ pub(crate) fn on_login(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
         login,
         password,
     ) {
-        Verdict::Granted(hash) => start_session(cx, id, login, Some(hash), false)?,
-        Verdict::Denied(why) => return Err(CloseReason::LoginFailed(why)),
-        Verdict::Busy => {
-            return Err(CloseReason::Limit(
-                "too many logins waiting for verification",
-            ));
-        }
+        Verdict::Granted(hash) => start_session(cx, id, login, Some(hash), false),
+        Verdict::Denied(why) => Err(CloseReason::LoginFailed(why)),
+        Verdict::Busy => Err(CloseReason::Limit(
+            "too many logins waiting for verification",
+        )),
         Verdict::Pending => {
             let now = cx.core.now;
             cx.conns[id].set_phase(Phase::Psrt(Psrt::Authenticating), now);
+            Ok(())
         }
     }
-    Ok(Step::Used(len))
 }
 
 /// A bcrypt verification for a login came back from the worker.
 pub(crate) fn on_verified(cx: &mut Cx, id: ConnId, v: Verified) -> Result<(), CloseReason> {
     let core = &mut *cx.core;
     let login: Box<str> = v.login.as_str().into();
-    match login::finish(&core.auth, &mut core.cache, &mut core.worker, v) {
-        Verdict::Granted(hash) => {
-            start_session(cx, id, &login, Some(hash), false)?;
+    let ip = cx.conns[id].ip();
+    let result = match login::finish(&core.auth, &mut core.cache, &mut core.worker, v) {
+        Verdict::Granted(hash) => start_session(cx, id, &login, Some(hash), false).map(|()| {
             // Requests the client pipelined after its login frame.
             let conn = &mut cx.conns[id];
             cx.core.schedule_input(id, conn);
-            Ok(())
-        }
+        }),
         Verdict::Pending => Ok(()),
         Verdict::Denied(why) => Err(CloseReason::LoginFailed(why)),
         Verdict::Busy => Err(CloseReason::Limit(
             "too many logins waiting for verification",
         )),
-    }
+    };
+    counted(cx, ip, &login, result)
 }

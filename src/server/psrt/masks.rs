@@ -57,7 +57,6 @@ impl Masks {
     }
 
     /// Whether the mask is in the set.
-    #[cfg(test)]
     pub(crate) fn contains(&self, mask: &str) -> bool {
         match self {
             Self::Few(v) => v.iter().any(|m| &**m == mask),
@@ -66,7 +65,6 @@ impl Masks {
     }
 
     /// Number of masks.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         match self {
             Self::Few(v) => v.len(),

@@ -39,12 +39,10 @@ pub(crate) fn start_session(
     };
     let config = &core.config;
     if config.max_clients > 0 && core.sessions >= config.max_clients {
-        core.stats.limit_refusals += 1;
         return Err(CloseReason::Limit("max_clients"));
     }
     let per_user = core.per_user.get(login).copied().unwrap_or(0);
     if config.max_clients_per_user > 0 && per_user >= config.max_clients_per_user {
-        core.stats.limit_refusals += 1;
         return Err(CloseReason::Limit("max_clients_per_user"));
     }
     let token = loop {
@@ -64,7 +62,7 @@ pub(crate) fn start_session(
     let conn = &mut cx.conns[id];
     debug!("{}: logged in as {login}", conn.peer);
     if let Some(ip) = conn.ip() {
-        core.throttle.success(ip);
+        core.throttle.success(ip, login);
     }
     conn.tx.push_slice(&token.0, false, &mut core.tx_pool);
     conn.set_phase(

@@ -5,7 +5,7 @@
 //! Each pushed frame is built once: small frames are copied straight into
 //! each subscriber's queue (the incoming PUBLISH bytes themselves when the
 //! topic needed no normalisation), large ones are built once into an
-//! `Rc<[u8]>` that every queue shares (or are the very buffer the frame was
+//! `SharedBuf` that every queue shares (or are the very buffer the frame was
 //! read into). Delivery only queues; the loop's flush writes. A queue with
 //! no room is a slow consumer (`outbox`).
 
@@ -14,6 +14,7 @@ use std::rc::Rc;
 use psrt_protocol::{encode_push_header, push_frame_len};
 
 use super::outbox;
+use crate::server::conn::SharedBuf;
 use crate::server::core::Cx;
 use crate::server::phase::Phase;
 use crate::server::psrt::state::Phase as Psrt;
@@ -34,21 +35,21 @@ pub(crate) struct Frame<'a> {
     /// The exact bytes of the pushed frame, if the caller has them.
     pub raw: Option<&'a [u8]>,
     /// The buffer `raw` lives in, if queues may share it.
-    pub shared: Option<&'a Rc<[u8]>>,
+    pub shared: Option<&'a SharedBuf>,
 }
 
 impl Frame<'_> {
     /// The pushed frame as one shareable buffer.
-    fn build(&self) -> Rc<[u8]> {
+    fn build(&self) -> SharedBuf {
         match (self.shared, self.raw) {
             (Some(buf), _) => buf.clone(),
-            (None, Some(bytes)) => bytes.into(),
+            (None, Some(bytes)) => Rc::new(bytes.to_vec()),
             (None, None) => {
                 let mut v =
                     Vec::with_capacity(push_frame_len(self.topic.len(), self.message.len()));
                 encode_push_header(self.priority, self.topic, self.message.len(), &mut v);
                 v.extend_from_slice(self.message);
-                v.into()
+                Rc::new(v)
             }
         }
     }
@@ -64,7 +65,7 @@ pub(crate) fn deliver(cx: &mut Cx, frame: &Frame<'_>) -> u64 {
     let seq = core.seq;
     let now = core.now;
     let max_bytes = core.config.data_queue_bytes;
-    let mut shared: Option<Rc<[u8]>> = None;
+    let mut shared: Option<SharedBuf> = None;
     let mut delivered = 0u64;
     let (matcher, tx_pool, flush_list, effects) = (
         &core.matcher,
@@ -112,7 +113,5 @@ pub(crate) fn deliver(cx: &mut Cx, frame: &Frame<'_>) -> u64 {
         }
         delivered += 1;
     });
-    core.stats.c_sent_messages += delivered;
-    core.stats.c_sent_bytes += delivered * frame_len as u64;
     delivered
 }

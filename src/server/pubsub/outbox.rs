@@ -14,13 +14,15 @@
 //! * **write stall**: any socket whose pending output made no progress for
 //!   the timeout is closed ([`stalled`]);
 //! * **what a close counts**: each dropped data socket once, as a slow
-//!   consumer or a queue-cap drop ([`count_close`]).
+//!   consumer or a queue-cap drop ([`count_close`]); messages thrown away
+//!   with a queue count as dropped ([`drop_queue`]); a message counts as
+//!   sent only once it is written whole ([`count_written`]).
 //!
 //! Delivery only queues; the one write path is the loop's flush.
 
 use std::time::{Duration, Instant};
 
-use crate::server::conn::{CloseReason, ConnId, SendQueue};
+use crate::server::conn::{CloseReason, ConnId, SendQueue, TxPool};
 use crate::server::core::{Cx, Effect};
 use crate::server::phase::{Conn, Phase};
 use crate::server::psrt::state::Phase as Psrt;
@@ -58,8 +60,9 @@ pub(crate) fn stalled(conn: &Conn, now: Instant, timeout: Duration) -> bool {
     conn.stall_due(timeout).is_some_and(|at| at <= now)
 }
 
-/// All outboxes together hold more than `max_queued_bytes`: queues the close
-/// of the largest until the total fits. Returns how many were dropped.
+/// All outboxes together hold more than `max_queued_bytes`: drops the
+/// largest queues (their messages counted as dropped) until the total fits,
+/// and queues their closes. Returns how many were dropped.
 pub(crate) fn enforce_cap(cx: &mut Cx) -> usize {
     let cap = cx.core.config.max_queued_bytes;
     if cap == 0 || cx.core.tx_pool.queued_total <= cap {
@@ -80,25 +83,37 @@ pub(crate) fn enforce_cap(cx: &mut Cx) -> usize {
         let conn = &mut cx.conns[id];
         let messages = conn.tx.messages();
         // Dropped now, so the next candidate is judged on the new total.
-        conn.tx.clear(&mut cx.core.tx_pool);
-        cx.core.stats.queue_cap_drops += 1;
-        cx.core.warn(
-            "queue-cap",
-            format_args!(
-                "all data queues together exceed max_queued_bytes ({cap}): dropping the largest ({bytes} bytes)"
-            ),
-        );
+        drop_queue(&mut cx.core.stats, conn, &mut cx.core.tx_pool);
         cx.core
-            .close_later(id, CloseReason::SlowConsumer { bytes, messages });
+            .close_later(id, CloseReason::QueueCap { bytes, messages });
         dropped += 1;
     }
     dropped
 }
 
-/// Counts a close: a slow consumer once (a queue-cap drop was counted when
-/// it was chosen, and is a slow consumer too).
+/// Throws away what a data socket still has queued: its messages count as
+/// dropped, never as sent.
+pub(crate) fn drop_queue(stats: &mut Stats, conn: &mut Conn, pool: &mut TxPool) {
+    if matches!(conn.phase, Phase::Psrt(Psrt::Data(_)) | Phase::Closing(_)) {
+        stats.dropped_messages += conn.tx.messages() as u64;
+    }
+    conn.tx.clear(pool);
+}
+
+/// Moves what the flushes completed into the counters: messages written
+/// whole to data sockets, and their bytes.
+pub(crate) fn count_written(stats: &mut Stats, pool: &mut TxPool) {
+    let (messages, bytes) = pool.take_written();
+    stats.c_sent_messages += messages;
+    stats.c_sent_bytes += bytes;
+}
+
+/// Counts a close: each dropped data socket once, as a slow consumer or as a
+/// queue-cap drop.
 pub(crate) fn count_close(stats: &mut Stats, reason: &CloseReason) {
-    if matches!(reason, CloseReason::SlowConsumer { .. }) {
-        stats.slow_consumers += 1;
+    match reason {
+        CloseReason::SlowConsumer { .. } => stats.slow_consumers += 1,
+        CloseReason::QueueCap { .. } => stats.queue_cap_drops += 1,
+        _ => {}
     }
 }

@@ -5,12 +5,12 @@
 //! (unless it came from the cluster: no echo).
 
 use std::borrow::Cow;
-use std::rc::Rc;
 
 use psrt_protocol::{Limits, Reply, normalize_topic, validate_publish_topic};
 
 use super::deliver::{Frame, deliver};
 use crate::server::auth::AclEntry;
+use crate::server::conn::SharedBuf;
 use crate::server::core::Cx;
 use crate::server::link;
 
@@ -28,7 +28,7 @@ pub(crate) struct Message<'a> {
     /// normalisation.
     pub raw: Option<&'a [u8]>,
     /// The buffer `raw` lives in, when send queues may share it.
-    pub shared: Option<&'a Rc<[u8]>>,
+    pub shared: Option<&'a SharedBuf>,
 }
 
 /// Who publishes.

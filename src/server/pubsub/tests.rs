@@ -117,7 +117,10 @@ fn overflowing_the_byte_limit_closes_only_that_subscriber() {
     assert_eq!(h.take_output(fast), pushed("t", &payload));
     assert!(h.conns[slow].tx.is_empty());
     assert_eq!(h.core.stats.slow_consumers, 1);
-    assert_eq!(h.core.stats.c_sent_messages, 2 + 2 + 1 + 1);
+    // Sent means written: the fast subscriber's four, not the slow one's two
+    // that were thrown away with its queue.
+    assert_eq!(h.core.stats.c_sent_messages, 2 + 1 + 1);
+    assert_eq!(h.core.stats.dropped_messages, 2);
     assert_eq!(
         h.take_output(publisher),
         [0x01; 4],
@@ -236,7 +239,8 @@ fn queue_cap_drops_the_largest_queues_until_under_the_cap() {
     h.core.config.max_queued_bytes = small_len + 10;
     let dropped = outbox::enforce_cap(&mut h.cx());
     assert_eq!(dropped, 2);
-    assert_eq!(h.core.stats.queue_cap_drops, 2);
+    assert_eq!(h.core.stats.queue_cap_drops, 0, "counted when closed");
+    assert_eq!(h.core.stats.dropped_messages, 6 + 4);
     assert_eq!(h.core.tx_pool.queued_total, small_len);
     // The closes go through effects.
     assert!(
@@ -246,22 +250,25 @@ fn queue_cap_drops_the_largest_queues_until_under_the_cap() {
     dispatch::apply_effects(&mut h.cx());
     assert_eq!(
         closing(&h, big),
-        Some(&CloseReason::SlowConsumer {
+        Some(&CloseReason::QueueCap {
             bytes: big_len,
             messages: 6
         })
     );
     assert_eq!(
         closing(&h, mid),
-        Some(&CloseReason::SlowConsumer {
+        Some(&CloseReason::QueueCap {
             bytes: mid_len,
             messages: 4
         })
     );
     assert!(is_data(&h, small));
     assert_eq!(h.conns[small].tx.messages(), 2);
-    // A cap drop is a slow consumer too, counted once per socket.
-    assert_eq!(h.core.stats.slow_consumers, 2);
+    // Each drop is counted once, as a queue-cap drop, not also as a slow
+    // consumer.
+    assert_eq!(h.core.stats.queue_cap_drops, 2);
+    assert_eq!(h.core.stats.slow_consumers, 0);
+    assert_eq!(h.core.stats.dropped_messages, 6 + 4, "not counted again");
     assert_eq!(outbox::enforce_cap(&mut h.cx()), 0, "now under the cap");
 }
 
@@ -301,7 +308,7 @@ fn queue_cap_on_a_shared_frame_drops_every_holder() {
     for id in subs {
         assert!(matches!(
             closing(&h, id),
-            Some(CloseReason::SlowConsumer { .. })
+            Some(CloseReason::QueueCap { .. })
         ));
     }
     assert_eq!(h.core.stats.queue_cap_drops, 3);
@@ -318,14 +325,15 @@ fn a_shared_frame_counts_once_in_the_pool_total() {
     let frame_len = push_frame_len(5, payload.len());
     assert!(frame_len >= SHARE_MIN);
     assert_eq!(h.core.tx_pool.queued_total, frame_len, "not 5 × the frame");
-    assert_eq!(h.core.stats.c_sent_messages, 5);
-    assert_eq!(h.core.stats.c_sent_bytes, 5 * frame_len as u64);
+    assert_eq!(h.core.stats.c_sent_messages, 0, "queued is not sent");
     let want = pushed("big/x", &payload);
     for (i, &id) in subs.iter().enumerate() {
         assert_eq!(h.take_output(id), want);
         let left = if i + 1 < subs.len() { frame_len } else { 0 };
         assert_eq!(h.core.tx_pool.queued_total, left, "after {} queues", i + 1);
     }
+    assert_eq!(h.core.stats.c_sent_messages, 5, "counted once written");
+    assert_eq!(h.core.stats.c_sent_bytes, 5 * frame_len as u64);
 }
 
 #[test]
@@ -521,12 +529,12 @@ fn each_origin_counts_in_its_own_counter() {
     assert_eq!(h.core.stats.c_pub_messages, 1);
     assert_eq!(h.core.stats.c_pub_bytes, 6);
     assert_eq!(h.core.stats.udp_messages, 1);
-    assert_eq!(h.core.stats.c_sent_messages, 3);
     // The priority byte passes through; frames are built without `raw`.
     let mut want = pushed_with(3, "o/udp", b"u");
     want.extend(pushed_with(4, "o/c", b"cc"));
     want.extend(pushed_with(5, "o/r", b"r"));
     assert_eq!(h.take_output(data), want);
+    assert_eq!(h.core.stats.c_sent_messages, 3);
 }
 
 #[test]
