@@ -82,6 +82,7 @@ pub(crate) fn on_input(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
                 &core.auth,
                 &core.cache,
                 &mut core.worker,
+                core.now,
                 ticket,
                 &user,
                 &password,
@@ -111,7 +112,7 @@ pub(crate) fn on_verified(
 ) -> Result<(), CloseReason> {
     let core = &mut *cx.core;
     let user: Box<str> = v.login.as_str().into();
-    match login::finish(&core.auth, &mut core.cache, &mut core.worker, v) {
+    match login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v) {
         Verdict::Granted(_) => authorize(cx, id, route, &user).map(drop),
         Verdict::Pending => Ok(()),
         Verdict::Denied(_) => failed_login(cx, id).map(drop),

@@ -123,6 +123,7 @@ pub(crate) fn on_login(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
         &core.auth,
         &core.cache,
         &mut core.worker,
+        core.now,
         ticket,
         login,
         password,
@@ -146,7 +147,7 @@ pub(crate) fn on_login(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
 pub(crate) fn on_verified(cx: &mut Cx, id: ConnId, v: Verified) -> Result<(), CloseReason> {
     let core = &mut *cx.core;
     let login: Box<str> = v.login.as_str().into();
-    match login::finish(&core.auth, &mut core.cache, &mut core.worker, v) {
+    match login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v) {
         Verdict::Granted(hash) => {
             start_session(cx, id, &login, Some(hash), false)?;
             // Requests the client pipelined after its login frame.
