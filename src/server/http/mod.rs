@@ -9,8 +9,9 @@
 //! | `/health` | `ok` | none |
 //!
 //! Admin means HTTP Basic credentials of a user whose ACL entry has
-//! `admin: true` (checked by the one auth pipeline: bcrypt in the worker,
-//! verified logins cached), or, without credentials, an ACL entry `_` with
+//! `admin: true` (checked by the one auth pipeline: bcrypt in the workers,
+//! verified logins cached, wrong ones remembered for a minute, unknown users
+//! checked against the decoy hash), or, without credentials, an ACL entry `_` with
 //! `admin: true`. Only GET is served. The request head is limited to 8 KiB
 //! and 32 headers (`head.rs`), and must arrive within the protocol timeout.
 
