@@ -37,8 +37,8 @@ impl WorkLimits {
             ));
         }
         let total = udp_pending_bytes.unwrap_or(DEFAULT_UDP_PENDING_BYTES);
-        let per_check =
-            udp_pending_bytes_per_check.unwrap_or(DEFAULT_UDP_PENDING_BYTES_PER_CHECK.min(total));
+        let per_check = udp_pending_bytes_per_check
+            .unwrap_or_else(|| DEFAULT_UDP_PENDING_BYTES_PER_CHECK.min(total));
         if per_check > total {
             return Err(format!(
                 "server.udp_pending_bytes_per_check: {per_check} is above udp_pending_bytes ({total})"
