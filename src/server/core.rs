@@ -15,7 +15,7 @@ use ring::rand::SystemRandom;
 use slab::Slab;
 
 use super::auth::AuthDb;
-use super::auth::cache::VerifiedCache;
+use super::auth::cache::LoginCache;
 use super::auth::throttle::{Block, LoginThrottle};
 use super::auth::worker::Worker;
 use super::config::Config;
@@ -42,7 +42,8 @@ pub(crate) struct Core {
     pub(crate) config: Config,
     pub(crate) matcher: Matcher,
     pub(crate) auth: AuthDb,
-    pub(crate) cache: VerifiedCache,
+    /// Verified and recently failed password checks.
+    pub(crate) cache: LoginCache,
     pub(crate) worker: Worker,
     pub(crate) reload_queued: bool,
     pub(crate) reload_running: bool,
@@ -87,7 +88,7 @@ impl Core {
         let max_login_failures = config.max_login_failures;
         let mut rx_pool = RxPool::default();
         rx_pool.partial_budget = config.max_partial_bytes;
-        let cache = VerifiedCache::new()
+        let cache = LoginCache::new()
             .map_err(|_| std::io::Error::other("no system random source for the login cache"))?;
         Ok(Self {
             config,

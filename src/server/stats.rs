@@ -69,6 +69,7 @@ counters! {
     udp_datagrams, "udp_datagrams", Psrtd, "UDP datagrams received.";
     udp_messages, "udp_messages", Psrtd, "UDP datagrams published.";
     udp_dropped, "udp_dropped", Psrtd, "UDP datagrams dropped.";
+    udp_replayed, "udp_replayed", Psrtd, "AES-GCM UDP datagrams dropped as replays (not in udp_dropped).";
     reloads_ok, "reloads_ok", Psrtd, "SIGHUP reloads applied.";
     reloads_failed, "reloads_failed", Psrtd, "SIGHUP reloads refused (previous files kept).";
 }

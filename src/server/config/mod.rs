@@ -3,7 +3,8 @@
 //! resolution (relative to the config file's folder), validation with file
 //! and line, and the embedded default used when no file exists.
 //!
-//! It reads files but binds nothing: `psrtd -t` runs exactly this.
+//! It reads files but binds nothing: `psrtd -t` runs exactly this. The
+//! auth-worker and UDP-waiting keys are checked in `work.rs`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -12,6 +13,9 @@ use std::time::Duration;
 
 use psrt_protocol::Limits;
 use serde::Deserialize;
+
+mod work;
+use work::WorkLimits;
 
 /// Where `psrtd` looks for a config when `-C` is not given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] =
@@ -117,6 +121,14 @@ struct ServerSection {
     max_subscriptions_per_client: Option<usize>,
     max_subscriptions: Option<usize>,
     max_partial_bytes: Option<usize>,
+    /// New: bcrypt threads (0 = one per core less one, 1 to 4).
+    auth_workers: Option<usize>,
+    /// New: bytes of plain-auth UDP datagrams waiting for password checks.
+    udp_pending_bytes: Option<usize>,
+    /// New: the same, for one (login, password) check.
+    udp_pending_bytes_per_check: Option<usize>,
+    /// New: AES-GCM nonces remembered per UDP key against replays.
+    udp_replay_window: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +264,16 @@ pub struct Config {
     pub trust_unix_socket: bool,
     /// Failed logins per address and minute that start a refusal (0 = off).
     pub max_login_failures: u32,
+    /// bcrypt threads; 0 = one per core less one (at least 1, at most 4).
+    pub auth_workers: usize,
+    /// Bytes of plain-auth UDP datagrams (with their bookkeeping) waiting
+    /// for password checks, all checks together.
+    pub udp_pending_bytes: usize,
+    /// The same, for one (login, password) check.
+    pub udp_pending_bytes_per_check: usize,
+    /// AES-GCM nonces remembered per UDP key: a replay within this many
+    /// datagrams of the key is dropped.
+    pub udp_replay_window: usize,
     /// Auth files.
     pub auth: AuthFiles,
     /// Written after binding, removed on exit.
@@ -310,6 +332,10 @@ impl Config {
             allow_anonymous: true,
             trust_unix_socket: false,
             max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
+            auth_workers: 0,
+            udp_pending_bytes: work::DEFAULT_UDP_PENDING_BYTES,
+            udp_pending_bytes_per_check: work::DEFAULT_UDP_PENDING_BYTES_PER_CHECK,
+            udp_replay_window: work::DEFAULT_UDP_REPLAY_WINDOW,
             auth: AuthFiles {
                 tls: None,
                 acl: AclSource::AnonymousFullAccess,
@@ -406,6 +432,14 @@ impl Config {
                 "server.max_queued_bytes: {max_queued_bytes} is below data_queue_bytes ({data_queue_bytes})"
             )));
         }
+
+        let work = WorkLimits::parse(
+            server.auth_workers,
+            server.udp_pending_bytes,
+            server.udp_pending_bytes_per_check,
+            server.udp_replay_window,
+        )
+        .map_err(err)?;
 
         let mut bind = Vec::new();
         for entry in proto.bind.into_vec() {
@@ -512,6 +546,10 @@ impl Config {
             max_login_failures: auth
                 .max_login_failures
                 .unwrap_or(DEFAULT_MAX_LOGIN_FAILURES),
+            auth_workers: work.auth_workers,
+            udp_pending_bytes: work.udp_pending_bytes,
+            udp_pending_bytes_per_check: work.udp_pending_bytes_per_check,
+            udp_replay_window: work.udp_replay_window,
             auth: AuthFiles {
                 tls,
                 acl,

@@ -160,3 +160,43 @@ fn embedded_default_is_loopback_and_anonymous() {
     assert_eq!(c.auth.acl, AclSource::AnonymousFullAccess);
     assert!(c.source.is_none());
 }
+
+#[test]
+fn auth_worker_and_udp_waiting_keys() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    let d = Config::embedded_default();
+    for c in [&c, &d] {
+        assert_eq!(c.auth_workers, 0, "automatic");
+        assert_eq!(c.udp_pending_bytes, 4 << 20);
+        assert_eq!(c.udp_pending_bytes_per_check, 256 << 10);
+        assert_eq!(c.udp_replay_window, 4096);
+    }
+    let c = parse(
+        "server:\n  auth_workers: 2\n  udp_pending_bytes: 1000\n  udp_replay_window: 64\nauth:\n  acl: a\n",
+    )
+    .unwrap();
+    assert_eq!(c.auth_workers, 2);
+    assert_eq!(
+        (c.udp_pending_bytes, c.udp_pending_bytes_per_check),
+        (1000, 1000),
+        "the per-check default is capped by the total"
+    );
+    assert_eq!(c.udp_replay_window, 64);
+    let c = parse("server:\n  udp_pending_bytes: 0\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.udp_pending_bytes_per_check, 0, "0: nothing waits");
+    for (text, needle) in [
+        ("server:\n  auth_workers: 65\n", "server.auth_workers"),
+        (
+            "server:\n  udp_pending_bytes: 10\n  udp_pending_bytes_per_check: 11\n",
+            "udp_pending_bytes_per_check: 11 is above",
+        ),
+        ("server:\n  udp_replay_window: 1\n", "udp_replay_window"),
+        (
+            "server:\n  udp_replay_window: 2000000\n",
+            "udp_replay_window",
+        ),
+    ] {
+        let e = parse(&format!("{text}auth:\n  acl: a\n")).unwrap_err();
+        assert!(e.to_string().contains(needle), "{text:?} -> {e}");
+    }
+}

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Nothing here blocks: sockets are non-blocking, bcrypt, name resolution
-//! and file reads run in the auth worker, and every buffer is bounded
+//! and file reads run in the auth workers, and every buffer is bounded
 //! before it grows. The loop's I/O is split over this file (set-up, the
 //! loop), `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
 //! (worker answers, signals, reloads, outgoing cluster links); protocol
@@ -31,7 +31,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::auth::AuthDb;
-use super::auth::worker::{LoopMsg, Worker};
+use super::auth::worker::{LoopMsg, Worker, default_threads};
 use super::config::{BindAddr, Config};
 use super::core::{Conns, Core, Cx};
 use super::link::Cluster;
@@ -121,7 +121,11 @@ impl Server {
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, inbox) = channel();
-        let worker = Worker::spawn(tx.clone(), waker.clone())?;
+        let threads = match config.auth_workers {
+            0 => default_threads(),
+            n => n,
+        };
+        let worker = Worker::spawn(tx.clone(), waker.clone(), threads)?;
         let core = Core::new(config, auth, worker, Instant::now())?;
         Ok(Self {
             poll,
