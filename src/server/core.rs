@@ -123,6 +123,20 @@ impl Core {
         })
     }
 
+    /// Sets the loop's notion of now (once per loop turn; tests move it):
+    /// also the stamp counted messages queued from now on carry.
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.tx_pool.stamp_us = self.clock_us(now);
+    }
+
+    /// `t` in µs since the server started, wrapping every 71 minutes (send
+    /// queue latency stamps).
+    pub(crate) fn clock_us(&self, t: Instant) -> u32 {
+        // Truncation is the wrap.
+        t.saturating_duration_since(self.started).as_micros() as u32
+    }
+
     /// Puts a connection on the flush list (once).
     pub(crate) fn schedule_flush(&mut self, id: ConnId, conn: &mut Conn) {
         if !conn.in_flush_list {

@@ -1,6 +1,6 @@
 //! Counters kept by the loop: plain integers (one thread, no atomics),
 //! declared once in the table below. That one table makes the [`Stats`]
-//! struct, the `/status` JSON (the reference's five counters under
+//! struct, the `/status` JSON (the reference's six counters under
 //! `counters`, psrtd's own under `psrtd.counters`) and the Prometheus
 //! `/metrics` lines (`psrtd_<metric>_total`). Counters wrap like the
 //! reference's u64s.
@@ -55,6 +55,7 @@ counters! {
     c_pub_bytes, "pub_bytes", Reference, "Bytes of accepted PUBLISH frames.";
     c_sent_messages, "sent_messages", Reference, "Messages written whole to data sockets.";
     c_sent_bytes, "sent_bytes", Reference, "Bytes of the messages written whole to data sockets.";
+    c_sent_latency, "sent_latency_microseconds", Reference, "Sum of the latencies of the messages written whole to data sockets, in µs (publish arrival to socket write).";
     dropped_messages, "dropped_messages", Psrtd, "Messages thrown away with a dropped data queue (never written).";
     slow_consumers, "slow_consumers", Psrtd, "Data sockets dropped because their queue was full.";
     queue_cap_drops, "queue_cap_drops", Psrtd, "Data sockets dropped to keep all queues under max_queued_bytes.";
@@ -101,7 +102,8 @@ mod tests {
                 "c_pub_messages",
                 "c_pub_bytes",
                 "c_sent_messages",
-                "c_sent_bytes"
+                "c_sent_bytes",
+                "c_sent_latency"
             ],
             "the reference's /status counters, in its order"
         );

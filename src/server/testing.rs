@@ -70,7 +70,8 @@ impl Harness {
 
     /// Moves the clock.
     pub(crate) fn advance(&mut self, by: Duration) {
-        self.core.now += by;
+        let now = self.core.now + by;
+        self.core.set_now(now);
     }
 
     /// Bytes arrive on a connection and are handled as the loop would.
@@ -103,12 +104,17 @@ impl Harness {
     /// What is queued for a connection, written out through the send
     /// queue's write path (and counted as the loop's flush counts it).
     pub(crate) fn take_output(&mut self, id: ConnId) -> Vec<u8> {
+        let now_us = self.core.tx_pool.stamp_us;
+        outbox::before_write(&mut self.cx(), id, now_us);
         let conn = &mut self.conns[id];
+        let messages = conn.tx.messages();
         let mut out = Vec::new();
         conn.tx
             .write_to(&mut out, &mut self.core.tx_pool)
             .expect("a Vec takes everything");
         outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool);
+        let done = messages - self.conns[id].tx.messages();
+        outbox::credit(&mut self.conns, id, done as u64, 0);
         out
     }
 

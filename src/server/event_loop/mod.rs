@@ -252,7 +252,7 @@ impl Server {
                 Err(e) if e.kind() == stdio::ErrorKind::Interrupted => continue,
                 other => other?,
             }
-            self.core.now = Instant::now();
+            self.core.set_now(Instant::now());
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.on_wake(),

@@ -13,7 +13,6 @@ use crate::server::stats::Group;
 pub(crate) const PAGE: &str = include_str!("stats.html");
 
 /// `/status`: the reference's JSON fields, plus psrtd's own under `"psrtd"`.
-/// (`c_sent_latency` is not measured by psrtd and left out.)
 pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
     let time_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)

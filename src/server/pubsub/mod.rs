@@ -3,6 +3,8 @@
 //! subscribers' send queues (`deliver`), and the slow-consumer policy of
 //! those queues (`outbox`).
 
+#[cfg(test)]
+mod accounting_tests;
 pub(crate) mod deliver;
 pub(crate) mod matcher;
 pub(crate) mod outbox;

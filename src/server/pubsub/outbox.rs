@@ -16,14 +16,21 @@
 //! * **what a close counts**: each dropped data socket once, as a slow
 //!   consumer or a queue-cap drop ([`count_close`]); messages thrown away
 //!   with a queue count as dropped ([`drop_queue`]); a message counts as
-//!   sent only once it is written whole ([`count_written`]).
+//!   sent only once it is written whole ([`count_written`]);
+//! * **latency**: each written message's queue-to-write time is summed in
+//!   `c_sent_latency`; a message older than `server.latency_warn` when its
+//!   write starts gets one rate-limited warning naming topic and client
+//!   ([`before_write`]).
 //!
 //! Delivery only queues; the one write path is the loop's flush.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
+use psrt_protocol::PUSH_HEADER_LEN;
+
 use crate::server::conn::{CloseReason, ConnId, SendQueue, TxPool};
-use crate::server::core::{Cx, Effect};
+use crate::server::core::{Conns, Cx, Effect};
 use crate::server::phase::{Conn, Phase};
 use crate::server::psrt::state::Phase as Psrt;
 use crate::server::stats::Stats;
@@ -83,7 +90,8 @@ pub(crate) fn enforce_cap(cx: &mut Cx) -> usize {
         let conn = &mut cx.conns[id];
         let messages = conn.tx.messages();
         // Dropped now, so the next candidate is judged on the new total.
-        drop_queue(&mut cx.core.stats, conn, &mut cx.core.tx_pool);
+        let lost = drop_queue(&mut cx.core.stats, conn, &mut cx.core.tx_pool);
+        credit(cx.conns, id, 0, lost);
         cx.core
             .close_later(id, CloseReason::QueueCap { bytes, messages });
         dropped += 1;
@@ -92,20 +100,85 @@ pub(crate) fn enforce_cap(cx: &mut Cx) -> usize {
 }
 
 /// Throws away what a data socket still has queued: its messages count as
-/// dropped, never as sent.
-pub(crate) fn drop_queue(stats: &mut Stats, conn: &mut Conn, pool: &mut TxPool) {
+/// dropped, never as sent. Returns how many.
+pub(crate) fn drop_queue(stats: &mut Stats, conn: &mut Conn, pool: &mut TxPool) -> u64 {
+    let mut dropped = 0;
     if matches!(conn.phase, Phase::Psrt(Psrt::Data(_)) | Phase::Closing(_)) {
-        stats.dropped_messages += conn.tx.messages() as u64;
+        dropped = conn.tx.messages() as u64;
+        stats.dropped_messages += dropped;
     }
     conn.tx.clear(pool);
+    dropped
+}
+
+/// Adds to the totals of the session that owns data socket `id` (the
+/// clients table): messages a write completed, or a dropped queue's.
+pub(crate) fn credit(conns: &mut Conns, id: ConnId, sent: u64, dropped: u64) {
+    let Some(Phase::Psrt(Psrt::Data(link))) = conns.get(id).map(|c| &c.phase) else {
+        return;
+    };
+    let owner = link.owner;
+    if let Some(Phase::Psrt(Psrt::Control(session))) = conns.get_mut(owner).map(|c| &mut c.phase) {
+        session.sent += sent;
+        session.dropped += dropped;
+    }
 }
 
 /// Moves what the flushes completed into the counters: messages written
-/// whole to data sockets, and their bytes.
+/// whole to data sockets, their bytes, and their latencies.
 pub(crate) fn count_written(stats: &mut Stats, pool: &mut TxPool) {
-    let (messages, bytes) = pool.take_written();
-    stats.c_sent_messages += messages;
-    stats.c_sent_bytes += bytes;
+    let w = pool.take_written();
+    stats.c_sent_messages += w.messages;
+    stats.c_sent_bytes += w.bytes;
+    stats.c_sent_latency += w.latency_us;
+}
+
+/// Before a write to a connection with counted messages queued, at `now_us`
+/// (µs since start): the messages it completes are measured against that
+/// time. If the oldest has waited longer than `server.latency_warn`, one
+/// warning (rate-limited) names its topic and the client; returns that
+/// latency then.
+pub(crate) fn before_write(cx: &mut Cx, id: ConnId, now_us: u32) -> Option<u32> {
+    cx.core.tx_pool.write_us = now_us;
+    let limit = cx.core.config.latency_warn_us;
+    let conn = cx.conns.get(id)?;
+    let latency = now_us.wrapping_sub(conn.tx.oldest_stamp()?);
+    if limit == 0 || latency <= limit {
+        return None;
+    }
+    let login = match &conn.phase {
+        Phase::Psrt(Psrt::Data(link)) => match cx.conns.get(link.owner).map(|c| &c.phase) {
+            Some(Phase::Psrt(Psrt::Control(s))) => &*s.login,
+            _ => "?",
+        },
+        _ => "?",
+    };
+    let topic = OldestTopic(&conn.tx);
+    cx.core.ratelog.warn(
+        "latency",
+        cx.core.now,
+        format_args!(
+            "high latency: {latency} µs topic {topic} ({login}@{})",
+            conn.peer
+        ),
+    );
+    Some(latency)
+}
+
+/// The topic of a queue's oldest message, read from its frame only when a
+/// log line is written (`?` once its writing has begun).
+pub(crate) struct OldestTopic<'a>(pub(crate) &'a SendQueue);
+
+impl fmt::Display for OldestTopic<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 200;
+        let Some(head) = self.0.oldest_head(PUSH_HEADER_LEN + SHOWN + 1) else {
+            return f.write_str("?");
+        };
+        let topic = head.get(PUSH_HEADER_LEN..).unwrap_or_default();
+        let end = topic.iter().position(|&b| b == 0).unwrap_or(topic.len());
+        write!(f, "{:?}", String::from_utf8_lossy(&topic[..end]))
+    }
 }
 
 /// Counts a close: each dropped data socket once, as a slow consumer or as a
