@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use psrt_protocol::Token as ClientToken;
-use ring::rand::SystemRandom;
+use ring::rand::{SecureRandom, SystemRandom};
 use slab::Slab;
 
 use super::auth::AuthDb;
@@ -23,8 +23,9 @@ use super::conn::{CloseReason, ConnId, RxPool, TxPool};
 use super::link::Cluster;
 use super::phase::Conn;
 use super::pubsub::Matcher;
+use super::pubsub::top::TopTopics;
 use super::ratelog::RateLog;
-use super::stats::Stats;
+use super::stats::{Rates, Stats};
 use super::timers::Timers;
 
 /// Every connection, by slab key.
@@ -50,6 +51,10 @@ pub(crate) struct Core {
     /// Session token → the control connection that owns it.
     pub(crate) tokens: HashMap<ClientToken, ConnId>,
     pub(crate) stats: Stats,
+    /// The counters' rates over the last second.
+    pub(crate) rates: Rates,
+    /// The busiest topics.
+    pub(crate) topics: TopTopics,
     pub(crate) timers: Timers,
     pub(crate) flush_list: Vec<ConnId>,
     pub(crate) ready_list: Vec<ConnId>,
@@ -90,6 +95,12 @@ impl Core {
         rx_pool.partial_budget = config.max_partial_bytes;
         let cache = LoginCache::new()
             .map_err(|_| std::io::Error::other("no system random source for the login cache"))?;
+        let rng = SystemRandom::new();
+        let mut seed = [0u8; 16];
+        rng.fill(&mut seed)
+            .map_err(|_| std::io::Error::other("no system random source for the topics table"))?;
+        let (k0, k1) = seed.split_at(8);
+        let seed = [k0, k1].map(|k| u64::from_le_bytes(k.try_into().unwrap_or_default()));
         Ok(Self {
             config,
             matcher: Matcher::new(),
@@ -100,6 +111,8 @@ impl Core {
             reload_running: false,
             tokens: HashMap::new(),
             stats: Stats::default(),
+            rates: Rates::new(&Stats::default(), now),
+            topics: TopTopics::new(seed, now),
             timers: Timers::default(),
             flush_list: Vec::new(),
             ready_list: Vec::new(),
@@ -119,7 +132,7 @@ impl Core {
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_default(),
-            rng: SystemRandom::new(),
+            rng,
         })
     }
 
@@ -128,6 +141,14 @@ impl Core {
     pub(crate) fn set_now(&mut self, now: Instant) {
         self.now = now;
         self.tx_pool.stamp_us = self.clock_us(now);
+    }
+
+    /// Once a second (the loop asks every turn): the counters' and the
+    /// busiest topics' rates over the last interval.
+    pub(crate) fn sample(&mut self) {
+        if self.rates.roll(&self.stats, self.now) {
+            self.topics.roll(self.now);
+        }
     }
 
     /// `t` in µs since the server started, wrapping every 71 minutes (send

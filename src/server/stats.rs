@@ -3,7 +3,13 @@
 //! struct, the `/status` JSON (the reference's six counters under
 //! `counters`, psrtd's own under `psrtd.counters`) and the Prometheus
 //! `/metrics` lines (`psrtd_<metric>_total`). Counters wrap like the
-//! reference's u64s.
+//! reference's u64s. [`Rates`] turns them into per-second rates over the
+//! last interval (about a second), on the server's own clock.
+
+use std::time::{Duration, Instant};
+
+/// How often the loop takes rates.
+pub(crate) const RATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where a counter appears in `/status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,9 +81,95 @@ counters! {
     reloads_failed, "reloads_failed", Psrtd, "SIGHUP reloads refused (previous files kept).";
 }
 
+/// Every counter's rate per second over the last interval, and the average
+/// delivery latency over it, as the reference page shows it
+/// (Δ`c_sent_latency` / Δ`c_sent_messages`).
+#[derive(Debug)]
+pub(crate) struct Rates {
+    /// When the last interval ended.
+    pub at: Instant,
+    /// When the next may end.
+    due: Instant,
+    /// Its length, in seconds (0 before the first).
+    pub interval: f64,
+    prev: Stats,
+    /// Per second, in [`COUNTERS`] order.
+    pub per_sec: Vec<f64>,
+    /// Average latency of the messages written in the interval, in µs.
+    pub latency_avg_us: f64,
+}
+
+impl Rates {
+    /// No interval yet; the first starts at `now` from `stats`.
+    pub(crate) fn new(stats: &Stats, now: Instant) -> Self {
+        Self {
+            at: now,
+            due: now + RATE_INTERVAL,
+            interval: 0.0,
+            prev: stats.clone(),
+            per_sec: vec![0.0; COUNTERS.len()],
+            latency_avg_us: 0.0,
+        }
+    }
+
+    /// Ends the interval at `now` if it is at least [`RATE_INTERVAL`] long
+    /// (the loop asks every turn; this is one comparison until then).
+    pub(crate) fn roll(&mut self, stats: &Stats, now: Instant) -> bool {
+        if now < self.due {
+            return false;
+        }
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        for (rate, ((_, now_v), (_, prev_v))) in self
+            .per_sec
+            .iter_mut()
+            .zip(stats.values().zip(self.prev.values()))
+        {
+            *rate = now_v.wrapping_sub(prev_v) as f64 / dt;
+        }
+        let sent = stats
+            .c_sent_messages
+            .wrapping_sub(self.prev.c_sent_messages);
+        let latency = stats.c_sent_latency.wrapping_sub(self.prev.c_sent_latency);
+        self.latency_avg_us = if sent == 0 {
+            0.0
+        } else {
+            latency as f64 / sent as f64
+        };
+        self.prev = stats.clone();
+        self.at = now;
+        self.due = now + RATE_INTERVAL;
+        self.interval = dt;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_use_the_server_clock_and_wrap() {
+        let t0 = Instant::now();
+        let mut s = Stats {
+            c_pub_messages: u64::MAX - 1,
+            ..Stats::default()
+        };
+        let mut r = Rates::new(&s, t0);
+        s.c_pub_messages = s.c_pub_messages.wrapping_add(10);
+        s.c_sent_messages = 4;
+        s.c_sent_latency = 4 * 250;
+        assert!(!r.roll(&s, t0 + Duration::from_millis(999)), "too soon");
+        assert!(r.roll(&s, t0 + Duration::from_secs(2)));
+        let pub_rate = COUNTERS.iter().position(|c| c.name == "c_pub_messages");
+        assert_eq!(
+            r.per_sec[pub_rate.unwrap()],
+            5.0,
+            "10 over 2 s, across the wrap"
+        );
+        assert_eq!((r.interval, r.latency_avg_us), (2.0, 250.0));
+        assert!(r.roll(&s, t0 + Duration::from_secs(3)));
+        assert_eq!((r.per_sec[pub_rate.unwrap()], r.latency_avg_us), (0.0, 0.0));
+    }
 
     #[test]
     fn one_table_names_every_field() {

@@ -17,6 +17,85 @@ pub enum Route {
     Metrics,
     /// Liveness.
     Health,
+    /// JSON: the busiest topics, at most this many (`?limit=N`).
+    Topics(u32),
+    /// JSON: connected clients (`?sort=KEY&limit=N`).
+    Clients(ClientQuery),
+}
+
+/// Rows returned by `/topics` without `limit`.
+pub(crate) const TOPICS_LIMIT: u32 = 20;
+/// Rows returned by `/clients` without `limit`.
+pub(crate) const CLIENTS_LIMIT: u32 = 100;
+/// Most rows one `/clients` request returns.
+pub(crate) const CLIENTS_MAX: u32 = 10_000;
+
+/// What `/clients` returns: the first `limit` clients by `sort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientQuery {
+    /// The order.
+    pub sort: SortKey,
+    /// Rows, at most [`CLIENTS_MAX`].
+    pub limit: u32,
+}
+
+/// Orders of `/clients`: the largest first, except `login` (A to Z) and
+/// `since` (oldest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Bytes queued for the client's data socket (the default).
+    Queued,
+    /// Messages written to it.
+    Sent,
+    /// Messages dropped with its queues.
+    Dropped,
+    /// Subscriptions.
+    Subscriptions,
+    /// Connected longest.
+    Since,
+    /// Login name.
+    Login,
+}
+
+impl SortKey {
+    /// The query-string word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Dropped => "dropped",
+            Self::Subscriptions => "subscriptions",
+            Self::Since => "since",
+            Self::Login => "login",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Sent,
+            Self::Dropped,
+            Self::Subscriptions,
+            Self::Since,
+            Self::Login,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == word)
+    }
+}
+
+/// `sort` and `limit` of a query string (other keys are ignored).
+fn parse_query(query: &str) -> Result<(Option<SortKey>, Option<u32>), &'static str> {
+    let (mut sort, mut limit) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sort" => sort = Some(SortKey::parse(value).ok_or("unknown sort key\n")?),
+            "limit" => limit = Some(value.parse().map_err(|_| "limit is not a number\n")?),
+            _ => {}
+        }
+    }
+    Ok((sort, limit))
 }
 
 /// Decodes standard base64 (with or without padding).
@@ -118,12 +197,21 @@ pub fn parse_head(data: &[u8]) -> Head {
     if req.method != Some("GET") {
         return Head::Reject("405 Method Not Allowed", "");
     }
-    let path = req.path.unwrap_or("/");
-    let route = match path.split('?').next().unwrap_or("/") {
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let route = match path {
         "/" | "/index.html" => Route::Page,
         "/status" => Route::Status,
         "/metrics" => Route::Metrics,
         "/health" => Route::Health,
+        "/topics" | "/clients" => match parse_query(query) {
+            Err(message) => return Head::Reject("400 Bad Request", message),
+            Ok((_, limit)) if path == "/topics" => Route::Topics(limit.unwrap_or(TOPICS_LIMIT)),
+            Ok((sort, limit)) => Route::Clients(ClientQuery {
+                sort: sort.unwrap_or(SortKey::Queued),
+                limit: limit.unwrap_or(CLIENTS_LIMIT).min(CLIENTS_MAX),
+            }),
+        },
         _ => return Head::Reject("404 Not Found", ""),
     };
     let auth = match req
@@ -174,6 +262,51 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn table_routes_and_their_queries() {
+        let route = |head: &[u8]| match parse_head(head) {
+            Head::Get { route, .. } => Ok(route),
+            Head::Reject(status, body) => Err((status, body)),
+            Head::Incomplete => Err(("incomplete", "")),
+        };
+        assert_eq!(
+            route(b"GET /topics HTTP/1.1\r\n\r\n"),
+            Ok(Route::Topics(TOPICS_LIMIT))
+        );
+        assert_eq!(
+            route(b"GET /topics?limit=5&x=1 HTTP/1.1\r\n\r\n"),
+            Ok(Route::Topics(5))
+        );
+        assert_eq!(
+            route(b"GET /clients HTTP/1.1\r\n\r\n"),
+            Ok(Route::Clients(ClientQuery {
+                sort: SortKey::Queued,
+                limit: CLIENTS_LIMIT
+            }))
+        );
+        assert_eq!(
+            route(b"GET /clients?sort=login&limit=99999999 HTTP/1.1\r\n\r\n"),
+            Ok(Route::Clients(ClientQuery {
+                sort: SortKey::Login,
+                limit: CLIENTS_MAX
+            }))
+        );
+        for key in ["sent", "dropped", "subscriptions", "since", "queued"] {
+            let head = format!("GET /clients?sort={key} HTTP/1.1\r\n\r\n");
+            assert!(
+                matches!(route(head.as_bytes()), Ok(Route::Clients(q)) if q.sort.as_str() == key)
+            );
+        }
+        assert_eq!(
+            route(b"GET /clients?sort=x HTTP/1.1\r\n\r\n"),
+            Err(("400 Bad Request", "unknown sort key\n"))
+        );
+        assert_eq!(
+            route(b"GET /topics?limit=-1 HTTP/1.1\r\n\r\n"),
+            Err(("400 Bad Request", "limit is not a number\n"))
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The one publish pipeline. Every message that enters the server — a PSRT
 //! PUBLISH, a UDP datagram, the body of a replicated publish — goes through
-//! [`publish`]: validate and normalise the topic, check the ACL, count,
-//! deliver to every matching subscriber once, and queue it for the cluster
-//! (unless it came from the cluster: no echo).
+//! [`publish`]: validate and normalise the topic, check the ACL, count (and
+//! count its topic in the busiest-topics table), deliver to every matching
+//! subscriber once, and queue it for the cluster (unless it came from the
+//! cluster: no echo).
 
 use std::borrow::Cow;
 
@@ -88,6 +89,8 @@ pub(crate) fn publish(cx: &mut Cx, origin: Origin<'_>, msg: Message<'_>) -> Resu
         Origin::Udp(_) => stats.udp_messages += 1,
         Origin::Replica => {}
     }
+    let bytes = (topic.len() + 1 + msg.message.len()) as u64;
+    cx.core.topics.record(&topic, bytes, cx.core.now);
     // Normalisation only removes bytes: same length means same bytes.
     let same = topic.len() == msg.topic.len();
     let frame = Frame {
