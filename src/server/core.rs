@@ -25,7 +25,7 @@ use super::phase::Conn;
 use super::pubsub::Matcher;
 use super::pubsub::top::TopTopics;
 use super::ratelog::RateLog;
-use super::stats::{Rates, Stats};
+use super::stats::{History, Rates, Stats};
 use super::timers::Timers;
 
 /// Every connection, by slab key.
@@ -53,6 +53,8 @@ pub(crate) struct Core {
     pub(crate) stats: Stats,
     /// The counters' rates over the last second.
     pub(crate) rates: Rates,
+    /// The last two minutes of rates and gauges, for the page's charts.
+    pub(crate) history: History,
     /// The busiest topics.
     pub(crate) topics: TopTopics,
     pub(crate) timers: Timers,
@@ -112,6 +114,7 @@ impl Core {
             tokens: HashMap::new(),
             stats: Stats::default(),
             rates: Rates::new(&Stats::default(), now),
+            history: History::default(),
             topics: TopTopics::new(seed, now),
             timers: Timers::default(),
             flush_list: Vec::new(),
@@ -144,10 +147,16 @@ impl Core {
     }
 
     /// Once a second (the loop asks every turn): the counters' and the
-    /// busiest topics' rates over the last interval.
+    /// busiest topics' rates over the last interval, and the charts' point.
     pub(crate) fn sample(&mut self) {
         if self.rates.roll(&self.stats, self.now) {
             self.topics.roll(self.now);
+            let gauges = [
+                self.sessions as f64,
+                self.matcher.len() as f64,
+                self.tx_pool.queued_total as f64,
+            ];
+            self.history.push(&self.rates, gauges);
         }
     }
 

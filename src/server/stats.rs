@@ -6,10 +6,25 @@
 //! reference's u64s. [`Rates`] turns them into per-second rates over the
 //! last interval (about a second), on the server's own clock.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How often the loop takes rates.
 pub(crate) const RATE_INTERVAL: Duration = Duration::from_secs(1);
+/// Intervals the charts' history keeps (two minutes).
+pub(crate) const HISTORY: usize = 120;
+/// What the history keeps per interval: four counters' rates, the average
+/// latency and three gauges (clients, subscriptions, queued bytes).
+pub(crate) const SERIES: [&str; 8] = [
+    "c_pub_messages",
+    "c_sent_messages",
+    "c_pub_bytes",
+    "c_sent_bytes",
+    "latency_avg_us",
+    "clients",
+    "subscriptions",
+    "queued_bytes",
+];
 
 /// Where a counter appears in `/status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,9 +158,71 @@ impl Rates {
     }
 }
 
+/// The last [`HISTORY`] intervals of [`SERIES`], oldest first (the page's
+/// charts are full as soon as it opens). Fixed memory: about 10 KiB.
+#[derive(Debug)]
+pub(crate) struct History {
+    /// (end of the interval, values in [`SERIES`] order).
+    pub points: VecDeque<(Instant, [f64; SERIES.len()])>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            points: VecDeque::with_capacity(HISTORY),
+        }
+    }
+}
+
+impl History {
+    /// Appends the interval `rates` just ended, with the gauges `[clients,
+    /// subscriptions, queued bytes]`.
+    pub(crate) fn push(&mut self, rates: &Rates, gauges: [f64; 3]) {
+        let rate = |name: &str| {
+            COUNTERS
+                .iter()
+                .position(|c| c.name == name)
+                .map_or(0.0, |i| rates.per_sec[i])
+        };
+        let values = [
+            rate("c_pub_messages"),
+            rate("c_sent_messages"),
+            rate("c_pub_bytes"),
+            rate("c_sent_bytes"),
+            rates.latency_avg_us,
+            gauges[0],
+            gauges[1],
+            gauges[2],
+        ];
+        if self.points.len() == HISTORY {
+            self.points.pop_front();
+        }
+        self.points.push_back((rates.at, values));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_keeps_the_last_intervals() {
+        let t0 = Instant::now();
+        let mut s = Stats::default();
+        let mut r = Rates::new(&s, t0);
+        let mut h = History::default();
+        for i in 1..=HISTORY as u64 + 5 {
+            s.c_sent_messages += i;
+            assert!(r.roll(&s, t0 + RATE_INTERVAL * i as u32));
+            h.push(&r, [1.0, 2.0, i as f64]);
+        }
+        assert_eq!(h.points.len(), HISTORY);
+        let (at, last) = h.points.back().unwrap();
+        assert_eq!(*at, t0 + RATE_INTERVAL * (HISTORY as u32 + 5));
+        assert_eq!(last[1], (HISTORY + 5) as f64, "delivered per second");
+        assert_eq!(last[7], (HISTORY + 5) as f64, "queued bytes");
+        assert_eq!(h.points.front().unwrap().1[1], 6.0, "the oldest kept");
+    }
 
     #[test]
     fn rates_use_the_server_clock_and_wrap() {

@@ -21,6 +21,8 @@ pub enum Route {
     Topics(u32),
     /// JSON: connected clients (`?sort=KEY&limit=N`).
     Clients(ClientQuery),
+    /// JSON: the last two minutes of rates and gauges (the page's charts).
+    History,
 }
 
 /// Rows returned by `/topics` without `limit`.
@@ -204,6 +206,7 @@ pub fn parse_head(data: &[u8]) -> Head {
         "/status" => Route::Status,
         "/metrics" => Route::Metrics,
         "/health" => Route::Health,
+        "/history" => Route::History,
         "/topics" | "/clients" => match parse_query(query) {
             Err(message) => return Head::Reject("400 Bad Request", message),
             Ok((_, limit)) if path == "/topics" => Route::Topics(limit.unwrap_or(TOPICS_LIMIT)),
@@ -271,6 +274,7 @@ mod tests {
             Head::Reject(status, body) => Err((status, body)),
             Head::Incomplete => Err(("incomplete", "")),
         };
+        assert_eq!(route(b"GET /history HTTP/1.1\r\n\r\n"), Ok(Route::History));
         assert_eq!(
             route(b"GET /topics HTTP/1.1\r\n\r\n"),
             Ok(Route::Topics(TOPICS_LIMIT))

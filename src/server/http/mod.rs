@@ -7,6 +7,7 @@
 //! | `/status` | counters as JSON (the reference's fields; rates, latency and links under `psrtd`) | admin |
 //! | `/topics` | the busiest topics as JSON (`?limit=N`) | admin |
 //! | `/clients` | logged-in clients as JSON (`?sort=KEY&limit=N`) | admin |
+//! | `/history` | the last two minutes of rates and gauges as JSON (the page's charts) | admin |
 //! | `/metrics` | Prometheus text format | admin, or none from loopback |
 //! | `/health` | `ok` | none |
 //!
@@ -189,6 +190,7 @@ fn answer(cx: &mut Cx, id: ConnId, route: Route) -> Result<Step, CloseReason> {
         },
         Route::Topics(limit) => Response::json(tables::topics_json(cx.core, limit)),
         Route::Clients(query) => Response::json(tables::clients_json(cx.core, cx.conns, query)),
+        Route::History => Response::json(tables::history_json(cx.core)),
     };
     respond(cx, id, response)
 }

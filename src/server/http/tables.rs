@@ -1,7 +1,8 @@
 //! The stats endpoint's tables as JSON, for the page and for scripts:
 //! `/topics` (the busiest topics, from the bounded table in `pubsub::top`),
-//! `/clients` (logged-in clients, the first N by a sort key) and the
-//! cluster links that `/status` adds under `psrtd.links`.
+//! `/clients` (logged-in clients, the first N by a sort key), `/history`
+//! (the charts' last two minutes) and the cluster links that `/status` adds
+//! under `psrtd.links`.
 //!
 //! Times are µs since the Unix epoch, like `/status`'s `time`; rates are per
 //! second over the loop's last interval (about a second, on the server's
@@ -18,6 +19,7 @@ use crate::server::core::{Conns, Core};
 use crate::server::phase::{Conn, Phase};
 use crate::server::psrt::state::{Phase as Psrt, Session};
 use crate::server::pubsub::top::SLOTS;
+use crate::server::stats::SERIES;
 
 /// Now, in µs since the epoch.
 pub(crate) fn unix_us() -> u64 {
@@ -185,4 +187,27 @@ pub(crate) fn links(core: &Core) -> Value {
             })
         })
         .collect()
+}
+
+/// `/history`: one column per series (and `time`), oldest first, one value
+/// per interval.
+pub(crate) fn history_json(core: &Core) -> String {
+    let now_us = unix_us();
+    let points = &core.history.points;
+    let mut series = serde_json::Map::new();
+    let times: Vec<u64> = points
+        .iter()
+        .map(|(at, _)| unix_us_at(core, now_us, *at))
+        .collect();
+    series.insert("time".into(), times.into());
+    for (i, name) in SERIES.iter().enumerate() {
+        let column: Vec<f64> = points.iter().map(|(_, v)| rate(v[i])).collect();
+        series.insert((*name).into(), column.into());
+    }
+    json!({
+        "time": now_us,
+        "interval": crate::server::stats::RATE_INTERVAL.as_secs_f64(),
+        "series": series,
+    })
+    .to_string()
 }
