@@ -104,6 +104,29 @@ fn long_topics_are_cut_at_a_char_boundary_and_counted_together() {
 }
 
 #[test]
+fn the_previous_topic_is_compared_exactly_at_every_length() {
+    let (mut t, t0) = table();
+    for len in 0..40 {
+        let a: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        t.record(&a, 1, t0);
+        for at in 0..len {
+            // The same length, one byte different: another topic.
+            let mut b = a.clone().into_bytes();
+            b[at] = b'#';
+            t.record(std::str::from_utf8(&b).unwrap(), 1, t0);
+            t.record(&a, 1, t0);
+        }
+        let counts = t.busiest(SLOTS);
+        let a_count = counts.iter().find(|s| s.topic == a).map(|s| s.count);
+        assert_eq!(a_count, Some(len as u64 + 1), "{a:?}");
+        t = TopTopics::new([1, 2], t0);
+    }
+    t.check();
+}
+
+#[test]
 fn rates_are_taken_per_roll() {
     let (mut t, t0) = table();
     for _ in 0..10 {
