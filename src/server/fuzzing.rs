@@ -3,5 +3,5 @@
 //! head parser. The PSRT decoders are fuzzed in `psrt-protocol` directly.
 
 pub use super::http::head::{
-    Auth, ClientQuery, Head, MAX_HEAD, Route, SortKey, decode_base64, parse_head,
+    Auth, ClientQuery, Head, MAX_HEAD, Route, SortKey, TopicQuery, decode_base64, parse_head,
 };

@@ -17,8 +17,8 @@ pub enum Route {
     Metrics,
     /// Liveness.
     Health,
-    /// JSON: the busiest topics, at most this many (`?limit=N`).
-    Topics(u32),
+    /// JSON: the busiest topics (`?sort=messages|rate&limit=N`).
+    Topics(TopicQuery),
     /// JSON: connected clients (`?sort=KEY&limit=N`).
     Clients(ClientQuery),
     /// JSON: the last two minutes of rates and gauges (the page's charts).
@@ -31,6 +31,16 @@ pub(crate) const TOPICS_LIMIT: u32 = 20;
 pub(crate) const CLIENTS_LIMIT: u32 = 100;
 /// Most rows one `/clients` request returns.
 pub(crate) const CLIENTS_MAX: u32 = 10_000;
+
+/// What `/topics` returns: the first `limit` tracked topics by messages
+/// (the default) or by their current rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicQuery {
+    /// Order by messages per second now rather than by messages.
+    pub by_rate: bool,
+    /// Rows.
+    pub limit: u32,
+}
 
 /// What `/clients` returns: the first `limit` clients by `sort`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +82,10 @@ impl SortKey {
         }
     }
 
-    fn parse(word: &str) -> Option<Self> {
+    fn parse(word: Option<&str>) -> Option<Self> {
+        let Some(word) = word else {
+            return Some(Self::Queued);
+        };
         [
             Self::Queued,
             Self::Sent,
@@ -87,17 +100,37 @@ impl SortKey {
 }
 
 /// `sort` and `limit` of a query string (other keys are ignored).
-fn parse_query(query: &str) -> Result<(Option<SortKey>, Option<u32>), &'static str> {
+fn parse_query(query: &str) -> Result<(Option<&str>, Option<u32>), &'static str> {
     let (mut sort, mut limit) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
-            "sort" => sort = Some(SortKey::parse(value).ok_or("unknown sort key\n")?),
+            "sort" => sort = Some(value),
             "limit" => limit = Some(value.parse().map_err(|_| "limit is not a number\n")?),
             _ => {}
         }
     }
     Ok((sort, limit))
+}
+
+/// The route of a table path with its query string.
+fn table_route(path: &str, query: &str) -> Result<Route, &'static str> {
+    let (sort, limit) = parse_query(query)?;
+    if path == "/topics" {
+        let by_rate = match sort {
+            None | Some("messages") => false,
+            Some("rate") => true,
+            Some(_) => return Err("unknown sort key\n"),
+        };
+        return Ok(Route::Topics(TopicQuery {
+            by_rate,
+            limit: limit.unwrap_or(TOPICS_LIMIT),
+        }));
+    }
+    Ok(Route::Clients(ClientQuery {
+        sort: SortKey::parse(sort).ok_or("unknown sort key\n")?,
+        limit: limit.unwrap_or(CLIENTS_LIMIT).min(CLIENTS_MAX),
+    }))
 }
 
 /// Decodes standard base64 (with or without padding).
@@ -207,13 +240,9 @@ pub fn parse_head(data: &[u8]) -> Head {
         "/metrics" => Route::Metrics,
         "/health" => Route::Health,
         "/history" => Route::History,
-        "/topics" | "/clients" => match parse_query(query) {
+        "/topics" | "/clients" => match table_route(path, query) {
+            Ok(route) => route,
             Err(message) => return Head::Reject("400 Bad Request", message),
-            Ok((_, limit)) if path == "/topics" => Route::Topics(limit.unwrap_or(TOPICS_LIMIT)),
-            Ok((sort, limit)) => Route::Clients(ClientQuery {
-                sort: sort.unwrap_or(SortKey::Queued),
-                limit: limit.unwrap_or(CLIENTS_LIMIT).min(CLIENTS_MAX),
-            }),
         },
         _ => return Head::Reject("404 Not Found", ""),
     };
@@ -277,11 +306,21 @@ mod tests {
         assert_eq!(route(b"GET /history HTTP/1.1\r\n\r\n"), Ok(Route::History));
         assert_eq!(
             route(b"GET /topics HTTP/1.1\r\n\r\n"),
-            Ok(Route::Topics(TOPICS_LIMIT))
+            Ok(Route::Topics(TopicQuery {
+                by_rate: false,
+                limit: TOPICS_LIMIT
+            }))
         );
         assert_eq!(
-            route(b"GET /topics?limit=5&x=1 HTTP/1.1\r\n\r\n"),
-            Ok(Route::Topics(5))
+            route(b"GET /topics?limit=5&x=1&sort=rate HTTP/1.1\r\n\r\n"),
+            Ok(Route::Topics(TopicQuery {
+                by_rate: true,
+                limit: 5
+            }))
+        );
+        assert_eq!(
+            route(b"GET /topics?sort=login HTTP/1.1\r\n\r\n"),
+            Err(("400 Bad Request", "unknown sort key\n"))
         );
         assert_eq!(
             route(b"GET /clients HTTP/1.1\r\n\r\n"),

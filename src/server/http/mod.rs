@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `/` | the stats page (HTML) | admin |
 //! | `/status` | counters as JSON (the reference's fields; rates, latency and links under `psrtd`) | admin |
-//! | `/topics` | the busiest topics as JSON (`?limit=N`) | admin |
+//! | `/topics` | the busiest topics as JSON (`?sort=messages|rate&limit=N`) | admin |
 //! | `/clients` | logged-in clients as JSON (`?sort=KEY&limit=N`) | admin |
 //! | `/history` | the last two minutes of rates and gauges as JSON (the page's charts) | admin |
 //! | `/metrics` | Prometheus text format | admin, or none from loopback |
@@ -188,7 +188,7 @@ fn answer(cx: &mut Cx, id: ConnId, route: Route) -> Result<Step, CloseReason> {
             extra_header: "",
             body: render::metrics_text(cx.core, cx.conns).into_bytes(),
         },
-        Route::Topics(limit) => Response::json(tables::topics_json(cx.core, limit)),
+        Route::Topics(query) => Response::json(tables::topics_json(cx.core, query)),
         Route::Clients(query) => Response::json(tables::clients_json(cx.core, cx.conns, query)),
         Route::History => Response::json(tables::history_json(cx.core)),
     };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use psrt_protocol::{StreamKind, TOKEN_LEN, Token};
 use serde_json::Value;
 
-use super::head::{ClientQuery, SortKey};
+use super::head::{ClientQuery, SortKey, TopicQuery};
 use super::render::status_json;
 use super::tables::{clients_json, history_json, topics_json};
 use crate::server::auth::{Acl, AuthDb};
@@ -73,7 +73,11 @@ fn topics_are_counted_in_the_pipeline_with_rates_per_second() {
     }
     h.advance(Duration::from_secs(2));
     h.core.sample();
-    let v = json(&topics_json(&h.core, 1));
+    let by_messages = TopicQuery {
+        by_rate: false,
+        limit: 1,
+    };
+    let v = json(&topics_json(&h.core, by_messages));
     assert_eq!(v["tracked"], 2);
     assert_eq!(v["interval"], 2.0);
     let row = &v["topics"][0];
@@ -84,6 +88,24 @@ fn topics_are_counted_in_the_pipeline_with_rates_per_second() {
     assert_eq!(row["messages_per_sec"], 15.0);
     assert!(row["since"].as_u64().unwrap() <= v["time"].as_u64().unwrap());
     assert_eq!(v["topics"].as_array().unwrap().len(), 1, "limit");
+    // Later only the pump publishes: first by rate, second by messages.
+    for _ in 0..4 {
+        h.feed(publisher, &publish("plant/pump", b"on"));
+    }
+    h.advance(Duration::from_secs(1));
+    h.core.sample();
+    let by_rate = TopicQuery {
+        by_rate: true,
+        limit: 5,
+    };
+    let v = json(&topics_json(&h.core, by_rate));
+    assert_eq!(v["sort"], "rate");
+    assert_eq!(v["topics"][0]["topic"], "plant/pump");
+    assert_eq!(v["topics"][0]["messages_per_sec"], 4.0);
+    assert_eq!(v["topics"][1]["topic"], "plant/boiler/temp");
+    assert_eq!(v["topics"][1]["messages_per_sec"], 0.0);
+    let v = json(&topics_json(&h.core, by_messages));
+    assert_eq!(v["topics"][0]["topic"], "plant/boiler/temp");
 }
 
 #[test]

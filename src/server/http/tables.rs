@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::head::{ClientQuery, SortKey};
+use super::head::{ClientQuery, SortKey, TopicQuery};
 use crate::server::conn::{ConnId, Transport};
 use crate::server::core::{Conns, Core};
 use crate::server::phase::{Conn, Phase};
@@ -39,12 +39,17 @@ fn rate(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// `/topics`: the `limit` busiest topics (at most the table's slots).
-pub(crate) fn topics_json(core: &Core, limit: u32) -> String {
+/// `/topics`: the `limit` busiest topics (at most the table's slots), by
+/// messages or by their rate now.
+pub(crate) fn topics_json(core: &Core, q: TopicQuery) -> String {
     let now_us = unix_us();
-    let rows: Vec<Value> = core
-        .topics
-        .busiest(limit as usize)
+    let mut slots = core.topics.busiest(SLOTS);
+    if q.by_rate {
+        // Stable: equal rates keep the order by messages.
+        slots.sort_by(|a, b| b.msg_rate.total_cmp(&a.msg_rate));
+    }
+    slots.truncate(q.limit as usize);
+    let rows: Vec<Value> = slots
         .into_iter()
         .map(|s| {
             json!({
@@ -60,6 +65,7 @@ pub(crate) fn topics_json(core: &Core, limit: u32) -> String {
         .collect();
     json!({
         "time": now_us,
+        "sort": if q.by_rate { "rate" } else { "messages" },
         "interval": rate(core.rates.interval),
         "slots": SLOTS,
         "tracked": core.topics.len(),
