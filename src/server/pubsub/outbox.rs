@@ -146,21 +146,22 @@ pub(crate) fn before_write(cx: &mut Cx, id: ConnId, now_us: u32) -> Option<u32> 
     if limit == 0 || latency <= limit {
         return None;
     }
-    let login = match &conn.phase {
-        Phase::Psrt(Psrt::Data(link)) => match cx.conns.get(link.owner).map(|c| &c.phase) {
-            Some(Phase::Psrt(Psrt::Control(s))) => &*s.login,
-            _ => "?",
+    // The client as the clients table shows it: login and control socket.
+    let (login, peer) = match &conn.phase {
+        Phase::Psrt(Psrt::Data(link)) => match cx.conns.get(link.owner) {
+            Some(c) => match &c.phase {
+                Phase::Psrt(Psrt::Control(s)) => (&*s.login, &c.peer),
+                _ => ("?", &conn.peer),
+            },
+            None => ("?", &conn.peer),
         },
-        _ => "?",
+        _ => ("?", &conn.peer),
     };
     let topic = OldestTopic(&conn.tx);
     cx.core.ratelog.warn(
         "latency",
         cx.core.now,
-        format_args!(
-            "high latency: {latency} µs topic {topic} ({login}@{})",
-            conn.peer
-        ),
+        format_args!("high latency: {latency} µs topic {topic} ({login}@{peer})"),
     );
     Some(latency)
 }
