@@ -8,7 +8,6 @@
 //! second over the loop's last interval (about a second, on the server's
 //! clock).
 
-use std::cmp::Reverse;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -43,13 +42,9 @@ fn rate(x: f64) -> f64 {
 /// messages or by their rate now.
 pub(crate) fn topics_json(core: &Core, q: TopicQuery) -> String {
     let now_us = unix_us();
-    let mut slots = core.topics.busiest(SLOTS);
-    if q.by_rate {
-        // Stable: equal rates keep the order by messages.
-        slots.sort_by(|a, b| b.msg_rate.total_cmp(&a.msg_rate));
-    }
-    slots.truncate(q.limit as usize);
-    let rows: Vec<Value> = slots
+    let rows: Vec<Value> = core
+        .topics
+        .busiest(q.limit as usize, q.by_rate)
         .into_iter()
         .map(|s| {
             json!({
@@ -86,16 +81,25 @@ impl Client<'_> {
         self.data.map_or(0, |d| d.tx.len())
     }
 
-    /// A numeric sort key, the first row having the largest.
-    fn key(&self, sort: SortKey) -> u64 {
+    /// The numeric sort key: the first row has the smallest. `since` is
+    /// the login's age order (oldest first); `login` sorts by name instead.
+    fn key(&self, sort: SortKey, started: Instant) -> u64 {
+        let largest_first = |v: u64| u64::MAX - v;
         match sort {
-            SortKey::Queued => self.queued() as u64,
-            SortKey::Sent => self.session.sent,
-            SortKey::Dropped => self.session.dropped,
-            SortKey::Subscriptions => self.session.masks.len() as u64,
-            // Oldest first: the earliest login has the largest key.
-            SortKey::Since | SortKey::Login => 0,
+            SortKey::Queued => largest_first(self.queued() as u64),
+            SortKey::Sent => largest_first(self.session.sent),
+            SortKey::Dropped => largest_first(self.session.dropped),
+            SortKey::Subscriptions => largest_first(self.session.masks.len() as u64),
+            SortKey::Since | SortKey::Login => self.age_order(started),
         }
+    }
+
+    /// Login time in ns since the server started (ties: oldest first).
+    fn age_order(&self, started: Instant) -> u64 {
+        self.control
+            .phase_since
+            .saturating_duration_since(started)
+            .as_nanos() as u64
     }
 
     fn protocol(&self) -> &'static str {
@@ -107,50 +111,52 @@ impl Client<'_> {
     }
 }
 
-/// Every logged-in client, by control connection.
-fn clients(conns: &Conns) -> Vec<(ConnId, Client<'_>)> {
-    conns
-        .iter()
-        .filter_map(|(id, c)| match &c.phase {
-            Phase::Psrt(Psrt::Control(session)) => Some((
-                id,
-                Client {
-                    control: c,
-                    session,
-                    data: session
-                        .data
-                        .and_then(|d| conns.get(d))
-                        .filter(|d| matches!(d.phase, Phase::Psrt(Psrt::Data(_)))),
-                },
-            )),
-            _ => None,
-        })
-        .collect()
+/// The logged-in client whose control connection is `id`.
+fn client(conns: &Conns, id: ConnId) -> Option<Client<'_>> {
+    let control = conns.get(id)?;
+    let Phase::Psrt(Psrt::Control(session)) = &control.phase else {
+        return None;
+    };
+    let data = session
+        .data
+        .and_then(|d| conns.get(d))
+        .filter(|d| matches!(d.phase, Phase::Psrt(Psrt::Data(_))));
+    Some(Client {
+        control,
+        session,
+        data,
+    })
 }
 
 /// `/clients`: the first `limit` clients by `sort`, and how many there are.
+/// Rows are ordered by plain keys (`sort_unstable` on tuples: one sort
+/// instantiation each for numbers and for names), ties by login time, then
+/// connection.
 pub(crate) fn clients_json(core: &Core, conns: &Conns, q: ClientQuery) -> String {
     let now_us = unix_us();
-    let mut all = clients(conns);
-    let total = all.len();
-    let limit = (q.limit as usize).min(total);
-    // Ties (and `since`) go by login time, oldest first, then connection.
-    let order = |a: &(ConnId, Client<'_>), b: &(ConnId, Client<'_>)| {
-        match q.sort {
-            SortKey::Login => a.1.session.login.cmp(&b.1.session.login),
-            sort => Reverse(a.1.key(sort)).cmp(&Reverse(b.1.key(sort))),
-        }
-        .then(a.1.control.phase_since.cmp(&b.1.control.phase_since))
-        .then(a.0.cmp(&b.0))
+    let ids: Vec<ConnId> = if q.sort == SortKey::Login {
+        let mut keys: Vec<(&str, u64, ConnId)> = conns
+            .iter()
+            .filter_map(|(id, _)| client(conns, id).map(|c| (c, id)))
+            .map(|(c, id)| (&*c.session.login, c.age_order(core.started), id))
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|k| k.2).collect()
+    } else {
+        let mut keys: Vec<(u64, u64, ConnId)> = conns
+            .iter()
+            .filter_map(|(id, _)| client(conns, id).map(|c| (c, id)))
+            .map(|(c, id)| (c.key(q.sort, core.started), c.age_order(core.started), id))
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|k| k.2).collect()
     };
-    if limit > 0 && limit < total {
-        all.select_nth_unstable_by(limit - 1, order);
-        all.truncate(limit);
-    }
-    all.sort_unstable_by(order);
+    let total = ids.len();
+    let all = ids
+        .into_iter()
+        .take(q.limit as usize)
+        .filter_map(|id| client(conns, id).map(|c| (id, c)));
     let rows: Vec<Value> = all
-        .iter()
-        .take(limit)
         .map(|(id, c)| {
             json!({
                 "id": id,

@@ -328,12 +328,26 @@ impl TopTopics {
         self.slots.len()
     }
 
-    /// The `n` busiest, most messages first.
-    pub(crate) fn busiest(&self, n: usize) -> Vec<&Slot> {
-        let mut v: Vec<&Slot> = self.slots.iter().collect();
-        v.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.topic.cmp(&b.topic)));
-        v.truncate(n);
-        v
+    /// The `n` busiest: most messages first, or (`by_rate`) most messages
+    /// per second over the last interval first, then most messages.
+    pub(crate) fn busiest(&self, n: usize, by_rate: bool) -> Vec<&Slot> {
+        let largest_first = |v: u64| u64::MAX - v;
+        let mut keys: Vec<(u64, u64, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let count = largest_first(s.count);
+                if by_rate {
+                    // Rates are kept to 0.01 in the tables.
+                    (largest_first((s.msg_rate * 100.0) as u64), count, i)
+                } else {
+                    (count, largest_first(s.bytes), i)
+                }
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.iter().take(n).map(|k| &self.slots[k.2]).collect()
     }
 }
 

@@ -13,7 +13,7 @@ fn table() -> (TopTopics, Instant) {
 
 /// (topic, count, error, bytes) of the `n` busiest.
 fn busiest(t: &TopTopics, n: usize) -> Vec<(String, u64, u64, u64)> {
-    t.busiest(n)
+    t.busiest(n, false)
         .iter()
         .map(|s| (s.topic.clone(), s.count, s.error, s.bytes))
         .collect()
@@ -64,7 +64,7 @@ fn heavy_topics_survive_a_flood_of_distinct_ones_in_flat_memory() {
     }
     t.check();
     assert_eq!(t.len(), SLOTS, "never more slots than SLOTS");
-    let top = t.busiest(2);
+    let top = t.busiest(2, false);
     assert_eq!(top[0].topic, "hot/topic");
     assert_eq!(top[1].topic, "warm/topic");
     for (s, truth) in [(top[0], hot), (top[1], warm)] {
@@ -118,7 +118,7 @@ fn the_previous_topic_is_compared_exactly_at_every_length() {
             t.record(std::str::from_utf8(&b).unwrap(), 1, t0);
             t.record(&a, 1, t0);
         }
-        let counts = t.busiest(SLOTS);
+        let counts = t.busiest(SLOTS, false);
         let a_count = counts.iter().find(|s| s.topic == a).map(|s| s.count);
         assert_eq!(a_count, Some(len as u64 + 1), "{a:?}");
         t = TopTopics::new([1, 2], t0);
@@ -133,10 +133,14 @@ fn rates_are_taken_per_roll() {
         t.record("a", 100, t0);
     }
     t.roll(t0 + Duration::from_millis(500));
-    assert_eq!(t.busiest(1)[0].msg_rate, 0.0, "less than a second: no roll");
+    assert_eq!(
+        t.busiest(1, false)[0].msg_rate,
+        0.0,
+        "less than a second: no roll"
+    );
     t.roll(t0 + Duration::from_secs(2));
-    let a = t.busiest(1)[0];
+    let a = t.busiest(1, false)[0];
     assert_eq!((a.msg_rate, a.byte_rate), (5.0, 500.0));
     t.roll(t0 + Duration::from_secs(3));
-    assert_eq!(t.busiest(1)[0].msg_rate, 0.0, "nothing since");
+    assert_eq!(t.busiest(1, false)[0].msg_rate, 0.0, "nothing since");
 }
