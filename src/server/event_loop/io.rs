@@ -30,9 +30,13 @@ impl Server {
         if self.accept_paused_until.is_some() {
             return;
         }
-        let kind = match index {
-            Some(_) => ListenerKind::Psrt,
-            None => ListenerKind::Http,
+        let (kind, tls) = match index {
+            Some(i) => self
+                .listener_kinds
+                .get(i)
+                .copied()
+                .unwrap_or((ListenerKind::Psrt, false)),
+            None => (ListenerKind::Http, false),
         };
         loop {
             let listener = match index {
@@ -59,11 +63,11 @@ impl Server {
                     continue;
                 }
             };
-            self.add_conn(stream, peer, kind);
+            self.add_conn(stream, peer, kind, tls);
         }
     }
 
-    fn add_conn(&mut self, stream: Stream, peer: Peer, kind: ListenerKind) {
+    fn add_conn(&mut self, stream: Stream, peer: Peer, kind: ListenerKind, tls: bool) {
         let core = &mut self.core;
         let limits = &core.config;
         let refuse = if limits.max_clients > 0
@@ -72,7 +76,7 @@ impl Server {
             Some("max_clients (sockets)")
         } else if let Some(left) = peer
             .ip()
-            .filter(|_| kind == ListenerKind::Psrt)
+            .filter(|_| kind != ListenerKind::Http)
             .and_then(|ip| core.throttle.blocked(ip, core.now))
         {
             core.stats.auth_blocked += 1;
@@ -104,6 +108,27 @@ impl Server {
         if let Some(ip) = ip {
             *self.core.per_ip.entry(ip).or_insert(0) += 1;
             self.conns[id].counted_ip = true;
+        }
+        if tls {
+            // An MQTT TLS listener: the handshake comes first.
+            let started = self
+                .core
+                .auth
+                .tls
+                .clone()
+                .ok_or_else(|| "no TLS identity".to_string())
+                .and_then(|config| rustls::ServerConnection::new(config).map_err(|e| e.to_string()))
+                .and_then(|session| {
+                    self.conns[id]
+                        .stream
+                        .start_tls(session.into(), &[])
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = started {
+                let mut cx = self.cx();
+                dispatch::close(&mut cx, id, CloseReason::Tls(e));
+                dispatch::apply_effects(&mut cx);
+            }
         }
     }
 
@@ -318,7 +343,8 @@ impl Server {
                 });
             match written {
                 Ok(flushed) => {
-                    outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool);
+                    let mqtt = matches!(conn.phase, Phase::Mqtt(_));
+                    outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool, mqtt);
                     if conn.tx.len() < before {
                         conn.last_write = now;
                     }
