@@ -38,6 +38,7 @@ pub(crate) fn decode_header(
     let Some(&first) = buf.first() else {
         return Ok(Decoded::Incomplete { need: 2 });
     };
+    check_first_byte(first)?;
     let mut value: u32 = 0;
     for i in 0..4usize {
         let Some(&b) = buf.get(1 + i) else {
@@ -74,6 +75,25 @@ pub(crate) fn decode_header(
         });
     }
     Err(MqttError::BadRemainingLength.into())
+}
+
+/// The packet type and its flags, judged as soon as byte 0 is visible (so
+/// a stray protocol on the port fails at once): types 0 and 15 are
+/// reserved; PUBREL, SUBSCRIBE and UNSUBSCRIBE need flags `0010`, other
+/// types but PUBLISH `0000`; a PUBLISH may not ask for QoS 3.
+fn check_first_byte(first: u8) -> Result<(), DecodeError> {
+    let (kind, flags) = (first >> 4, first & 0x0f);
+    let expected = match kind {
+        0 | 15 => return Err(MqttError::ReservedType(kind).into()),
+        3 if flags & 0b0110 == 0b0110 => return Err(MqttError::BadQos.into()),
+        3 => flags,
+        6 | 8 | 10 => 0b0010,
+        _ => 0,
+    };
+    if flags != expected {
+        return Err(MqttError::BadFlags { kind, flags }.into());
+    }
+    Ok(())
 }
 
 /// Bytes the remaining-length field takes for `len`.

@@ -233,15 +233,10 @@ pub fn decode_packet(buf: &[u8], max_remaining: u32) -> Result<Decoded<Packet<'_
 }
 
 fn decode_body(first: u8, body: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    // Type and flags were checked with the fixed header.
     let (kind, flags) = (first >> 4, first & 0x0f);
-    let expected = match kind {
-        kind::PUBLISH => return publish::decode_publish(flags, body).map(Packet::Publish),
-        kind::PUBREL | kind::SUBSCRIBE | kind::UNSUBSCRIBE => 0b0010,
-        0 | 15 => return Err(MqttError::ReservedType(kind).into()),
-        _ => 0,
-    };
-    if flags != expected {
-        return Err(MqttError::BadFlags { kind, flags }.into());
+    if kind == kind::PUBLISH {
+        return publish::decode_publish(flags, body).map(Packet::Publish);
     }
     let mut r = Reader::new(body);
     let packet = match kind {
