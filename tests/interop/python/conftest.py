@@ -118,6 +118,8 @@ auth:
   allow_anonymous: true
   password_file: passwd
   acl: acl.yml
+mqtt:
+  bind_tls: 127.0.0.1:0
 """
 
 
@@ -153,6 +155,8 @@ class Server:
         # The MQTT listener, if the config has one (the same log line).
         m = re.search(r"listening on .*\bmqtt\+tcp:127\.0\.0\.1:(\d+)", self.log_text())
         self.mqtt_port = int(m.group(1)) if m else None
+        m = re.search(r"listening on .*\bmqtts\+tcp:127\.0\.0\.1:(\d+)", self.log_text())
+        self.mqtts_port = int(m.group(1)) if m else None
 
     def _wait_port(self, within):
         deadline = time.monotonic() + within

@@ -230,3 +230,25 @@ def test_bad_input_closes_that_connection_only(server, mqtt):
         s.close()
     good.publish("bad/ok", b"still here")
     good.got.wait_topic("bad/ok", b"still here")
+
+
+def test_tls_listener_with_paho_and_psrt_py(tls_server):
+    """mqtt.bind_tls: TLS from the first byte, the proto certificate."""
+    got = Collector()
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=uid("tls"), protocol=paho.MQTTv311)
+    c.tls_set(ca_certs=tls_server.ca)
+    c.tls_insecure_set(True)  # the certificate names localhost and 127.0.0.1
+    c.on_message = got
+    acks = threading.Event()
+    c.on_subscribe = lambda *a, **k: acks.set()
+    c.connect("127.0.0.1", tls_server.mqtts_port, keepalive=30)
+    c.loop_start()
+    c.subscribe("tls/#", 1)
+    assert acks.wait(10), "no SUBACK over TLS"
+    p = psrt.Client(path=tls_server.addr, tls=True, tls_ca=tls_server.ca)
+    p.connect()
+    p.publish("tls/x", b"over TLS")
+    got.wait_topic("tls/x", b"over TLS")
+    p.bye()
+    c.disconnect()
+    c.loop_stop()
