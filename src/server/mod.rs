@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | base | [`config`] | `config.yml` (reference format) and the embedded default |
 //! | base | `conn` | one socket, generic over its phase: transport (plain/TLS), input buffer, send queue, deadlines' inputs, close reasons |
-//! | base | `stats`, `timers`, `ratelog`, `sys`, `notify`, `listener` | the counter table; the deadline heap; rate-limited warnings; OS knobs; systemd notifications; listening sockets |
+//! | base | `stats`, `timers`, `ratelog`, `sys`, `notify`, `listener` | the counter table; the deadline heap; rate-limited warnings; OS knobs; systemd notifications; listening sockets (backlog: `somaxconn`) |
 //! | state | `auth` | passwords, ACL, UDP keys, TLS identity, the bcrypt worker, the verified-login cache, the one auth pipeline (`auth::login`), the login throttle |
 //! | state | `pubsub::matcher`, `link::nodes`, `link::phase`, `http::head`, `http::phase`, `psrt::state` | the subscription tree; cluster nodes and their queues; each protocol's phase types |
 //! | state | `phase` | the server's `Phase`: `Psrt(..)`, `Http(..)`, `Link(..)`, `Closing`; input wanted and deadlines per phase |

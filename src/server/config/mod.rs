@@ -114,6 +114,7 @@ struct ServerSection {
     max_clients_per_user: Option<usize>,
     max_clients_per_ip: Option<usize>,
     max_queued_bytes: Option<usize>,
+    listen_backlog: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +236,9 @@ pub struct Config {
     pub max_clients_per_user: usize,
     /// Connections per source IP, any phase (0 = unlimited).
     pub max_clients_per_ip: usize,
+    /// Listen backlog of every listener; `None`: the kernel's
+    /// `net.core.somaxconn`, read when binding.
+    pub listen_backlog: Option<u32>,
     /// Allow an empty login and password.
     pub allow_anonymous: bool,
     /// Unix-socket clients skip the password check and get full access.
@@ -290,6 +294,7 @@ impl Config {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_clients_per_user: 0,
             max_clients_per_ip: 0,
+            listen_backlog: None,
             allow_anonymous: true,
             trust_unix_socket: false,
             max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
@@ -390,6 +395,15 @@ impl Config {
             )));
         }
 
+        if let Some(b) = server.listen_backlog {
+            if b == 0 || i32::try_from(b).is_err() {
+                return Err(err(format!(
+                    "server.listen_backlog: {b} is out of range (1 to {})",
+                    i32::MAX
+                )));
+            }
+        }
+
         let mut bind = Vec::new();
         for entry in proto.bind.into_vec() {
             if entry.ends_with(".sock") || entry.ends_with(".socket") {
@@ -481,6 +495,7 @@ impl Config {
             max_clients: server.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
             max_clients_per_user: server.max_clients_per_user.unwrap_or(0),
             max_clients_per_ip: server.max_clients_per_ip.unwrap_or(0),
+            listen_backlog: server.listen_backlog,
             allow_anonymous: auth.allow_anonymous.unwrap_or(false),
             trust_unix_socket: auth.trust_unix_socket.unwrap_or(false),
             max_login_failures: auth

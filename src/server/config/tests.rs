@@ -160,3 +160,19 @@ fn embedded_default_is_loopback_and_anonymous() {
     assert_eq!(c.auth.acl, AclSource::AnonymousFullAccess);
     assert!(c.source.is_none());
 }
+
+#[test]
+fn listen_backlog_defaults_to_somaxconn_and_parses() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    assert_eq!(c.listen_backlog, None, "the kernel's somaxconn");
+    assert_eq!(Config::embedded_default().listen_backlog, None);
+    let c = parse("server:\n  listen_backlog: 1024\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.listen_backlog, Some(1024));
+    for bad in ["0", "4294967295"] {
+        let e = parse(&format!(
+            "server:\n  listen_backlog: {bad}\nauth:\n  acl: a\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("server.listen_backlog"), "{e}");
+    }
+}

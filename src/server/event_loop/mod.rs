@@ -95,9 +95,16 @@ impl Server {
             ));
         }
         let poll = Poll::new()?;
+        let somaxconn = super::sys::somaxconn();
+        let backlog = config.listen_backlog.unwrap_or(somaxconn);
+        if backlog > somaxconn {
+            log::warn!(
+                "server.listen_backlog {backlog} is above net.core.somaxconn ({somaxconn}): the kernel uses {somaxconn}"
+            );
+        }
         let mut listeners = Vec::new();
         for (i, addr) in config.bind.iter().enumerate() {
-            let mut l = Listener::bind(addr)
+            let mut l = Listener::bind(addr, backlog)
                 .map_err(|e| stdio::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
             poll.registry()
                 .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
@@ -105,7 +112,7 @@ impl Server {
         }
         let stats_listener = match &config.bind_stats {
             Some(addr) => {
-                let mut l = Listener::bind(&BindAddr::Tcp(addr.clone())).map_err(|e| {
+                let mut l = Listener::bind(&BindAddr::Tcp(addr.clone()), backlog).map_err(|e| {
                     stdio::Error::new(e.kind(), format!("cannot bind stats {addr}: {e}"))
                 })?;
                 poll.registry()
