@@ -1,7 +1,8 @@
 //! The loop's socket work: accepting (with the refusals that apply before a
-//! byte is read), reading until `WouldBlock` or the budget, the one write
-//! path (flush), timers, and taking sockets out of the poll and the slab.
-//! What the bytes mean is asked of `dispatch`.
+//! byte is read), reading until `WouldBlock` or the budget (a data socket's
+//! end of stream only stops reading: it is half-closed, not gone), the one
+//! write path (flush), timers, and taking sockets out of the poll and the
+//! slab. What the bytes mean is asked of `dispatch`.
 
 use std::io::{self, Read};
 use std::time::Duration;
@@ -232,7 +233,10 @@ impl Server {
 
     /// A socket whose phase reads nothing (a data socket after its hello, a
     /// control socket waiting for bcrypt): input is discarded only for data
-    /// sockets, so the end of the stream is noticed.
+    /// sockets. A data socket's end of stream is a half-close (the client
+    /// shut down its sending side, which it never uses): reading stops and
+    /// the socket is still written to. A peer that is gone shows up as a
+    /// read or write error (beacons make sure something is written).
     fn drain_unread_input(&mut self, id: ConnId) {
         let mut scratch = [0u8; 4096];
         let mut budget = READ_BUDGET;
@@ -240,14 +244,23 @@ impl Server {
             let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
-            if !matches!(
-                conn.phase,
-                Phase::Psrt(crate::server::psrt::state::Phase::Data(_))
-            ) {
+            if conn.input_ended
+                || !matches!(
+                    conn.phase,
+                    Phase::Psrt(crate::server::psrt::state::Phase::Data(_))
+                )
+            {
                 return;
             }
             let reason = match conn.stream.read(&mut scratch) {
-                Ok(0) => CloseReason::PeerClosed,
+                Ok(0) => {
+                    // Edge-triggered: no new readable event comes for an
+                    // ended stream, and the flag skips the read when one
+                    // arrives with a writable edge.
+                    debug!("{}: data socket half-closed by the client", conn.peer);
+                    conn.input_ended = true;
+                    return;
+                }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     continue;
