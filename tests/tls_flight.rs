@@ -1,18 +1,19 @@
 //! TLS edge cases of the PSRT handshake (issue #12, item 8): application
 //! data that arrives in the same flight as the client's last handshake
 //! records (TLS 1.3, and a resumed TLS 1.2 handshake, where the client
-//! speaks last), and a ClientHello in the greeting's own write. Also item 9
-//! over TLS: a data socket whose client shut down its sending side keeps
-//! receiving.
+//! speaks last), a ClientHello in the greeting's own write, and the cap on
+//! handshakes in progress at once (`server.max_tls_handshakes`, default 64),
+//! which stays exact whichever way a handshake ends. Also item 9 over TLS:
+//! a data socket whose client shut down its sending side keeps receiving.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{IO_TIMEOUT, Setup, TempDir, TestServer};
+use common::{IO_TIMEOUT, Raw, Setup, TempDir, TestServer, connect_from};
 use psrt::protocol::{
     DataHello, Login, Request, TOKEN_LEN, Token, encode_data_hello, encode_login, encode_request,
 };
@@ -20,6 +21,9 @@ use psrt::server::config::TlsFiles;
 use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+
+/// The default `server.max_tls_handshakes`.
+const DEFAULT_TLS_CAP: usize = 64;
 
 /// A CA, and a server certificate for localhost it signed.
 struct Pki {
@@ -292,4 +296,138 @@ fn half_closed_tls_data_socket_keeps_receiving() {
         }
         assert_eq!(request(&mut ctl, &Request::Nop), 0x01);
     }
+}
+
+/// A TLS handshake left half-done: greeting and ClientHello sent, the
+/// server's first flight read, nothing more. Keeps the client side so the
+/// test can finish it later.
+struct Pending {
+    conn: ClientConnection,
+    sock: TcpStream,
+}
+
+impl Pending {
+    fn start(src: Ipv4Addr, addr: SocketAddr, config: &Arc<ClientConfig>) -> Self {
+        let mut sock = connect_from(src, addr, false).expect("connect");
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut conn = ClientConnection::new(config.clone(), name).unwrap();
+        let mut first = vec![0xEE, 0xAA, 0x01];
+        while conn.wants_write() {
+            conn.write_tls(&mut first).unwrap();
+        }
+        sock.write_all(&first).unwrap();
+        // The server answered: this connection holds a handshake slot.
+        let n = conn.read_tls(&mut sock).expect("server's first flight");
+        assert!(n > 0, "closed instead of a ServerHello");
+        conn.process_new_packets().unwrap();
+        Self { conn, sock }
+    }
+
+    /// Completes the handshake and logs in.
+    fn finish(mut self) {
+        while self.conn.is_handshaking() {
+            while self.conn.wants_write() {
+                self.conn.write_tls(&mut self.sock).unwrap();
+            }
+            if !self.conn.is_handshaking() {
+                break;
+            }
+            assert!(self.conn.read_tls(&mut self.sock).unwrap() > 0);
+            self.conn.process_new_packets().unwrap();
+        }
+        let mut tls = StreamOwned::new(self.conn, self.sock);
+        let mut reply = [0u8; 4];
+        tls.read_exact(&mut reply).unwrap();
+        tls.write_all(&login_frame()).unwrap();
+        let mut token = [0u8; TOKEN_LEN];
+        tls.read_exact(&mut token).unwrap();
+        assert_eq!(request(&mut tls, &Request::Nop), 0x01);
+    }
+
+    /// Sends a record rustls cannot parse: the server ends the handshake
+    /// with an error.
+    fn garble(mut self) {
+        self.sock.write_all(&[0x17; 64]).unwrap();
+        let mut rest = Vec::new();
+        let _ = self.sock.read_to_end(&mut rest);
+    }
+}
+
+/// Source addresses for the pending handshakes: 16 per address keeps each
+/// address far under the pre-login per-address cap.
+fn source(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 3, 10 + (i / 16) as u8)
+}
+
+/// Opens `n` pending handshakes.
+fn fill(addr: SocketAddr, config: &Arc<ClientConfig>, n: usize) -> Vec<Pending> {
+    (0..n)
+        .map(|i| Pending::start(source(i), addr, config))
+        .collect()
+}
+
+/// A TLS greeting is closed at once, with nothing sent.
+fn expect_refused(addr: SocketAddr) {
+    let mut c = Raw::connect_from(Ipv4Addr::new(127, 0, 3, 99), addr);
+    c.send(&[0xEE, 0xAA, 0x01]);
+    let got = c.expect_closed_within(Duration::from_secs(3));
+    assert!(got.is_empty(), "nothing is sent to a refused TLS greeting");
+}
+
+/// The cap on handshakes in progress: with 64 pending the 65th TLS greeting
+/// is closed (counted as a limit refusal), while plain clients and the
+/// pending handshakes go on. Ending the 64 in every way — completed, broken
+/// by garbage, dropped by the client — frees exactly 64 slots: 64 new ones
+/// fit again and the 65th is refused again.
+#[test]
+fn tls_handshakes_are_capped() {
+    let pki = pki();
+    let (srv, _dir) = tls_server(&pki);
+    let config = client_config(&pki, &[&rustls::version::TLS13]);
+    let mut pending = fill(srv.addr, &config, DEFAULT_TLS_CAP);
+    expect_refused(srv.addr);
+    let (mut plain, _) = Raw::anonymous(srv.addr);
+    assert_eq!(plain.nop(), 0x01, "plain clients are not held up");
+
+    let mut by_way = [0usize; 3];
+    for (i, p) in pending.drain(..).enumerate() {
+        match i % 3 {
+            0 => p.finish(),
+            1 => p.garble(),
+            _ => drop(p),
+        }
+        by_way[i % 3] += 1;
+    }
+    assert_eq!(by_way.iter().sum::<usize>(), DEFAULT_TLS_CAP);
+    // A dropped connection leaves the phase once the server has read its
+    // end: retry until all slots are back, then they must all be there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let mut held = Vec::new();
+        let all = (0..DEFAULT_TLS_CAP).all(|i| {
+            let mut sock = connect_from(source(i), srv.addr, false).unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut conn = ClientConnection::new(config.clone(), name).unwrap();
+            let mut first = vec![0xEE, 0xAA, 0x01];
+            while conn.wants_write() {
+                conn.write_tls(&mut first).unwrap();
+            }
+            sock.write_all(&first).unwrap();
+            let ok = matches!(conn.read_tls(&mut sock), Ok(n) if n > 0);
+            held.push(Pending { conn, sock });
+            ok
+        });
+        if all {
+            break held;
+        }
+        assert!(Instant::now() < deadline, "handshake slots were not freed");
+        drop(held);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(again.len(), DEFAULT_TLS_CAP);
+    expect_refused(srv.addr);
+    assert_eq!(plain.nop(), 0x01);
+    drop(again);
+    let stats = srv.stop();
+    assert!(stats.limit_refusals >= 2, "{stats:?}");
 }

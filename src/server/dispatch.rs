@@ -212,6 +212,7 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
     }
     let ip = conn.ip();
     let core = &mut *cx.core;
+    core.handshake_over(conn);
     match &reason {
         CloseReason::BadGreeting(_) | CloseReason::TlsUnavailable | CloseReason::PlainForbidden => {
             core.stats.bad_greetings += 1;

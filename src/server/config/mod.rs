@@ -114,6 +114,8 @@ struct ServerSection {
     max_clients_per_user: Option<usize>,
     max_clients_per_ip: Option<usize>,
     max_queued_bytes: Option<usize>,
+    max_handshakes_per_ip: Option<usize>,
+    max_tls_handshakes: Option<usize>,
     listen_backlog: Option<u32>,
 }
 
@@ -236,6 +238,12 @@ pub struct Config {
     pub max_clients_per_user: usize,
     /// Connections per source IP, any phase (0 = unlimited).
     pub max_clients_per_ip: usize,
+    /// PSRT connections per source IP that have not logged in (or bound
+    /// their data socket) yet (0 = unlimited).
+    pub max_handshakes_per_ip: usize,
+    /// TLS handshakes in progress at once, all clients together (0 =
+    /// unlimited).
+    pub max_tls_handshakes: usize,
     /// Listen backlog of every listener; `None`: the kernel's
     /// `net.core.somaxconn`, read when binding.
     pub listen_backlog: Option<u32>,
@@ -264,6 +272,8 @@ const DEFAULT_DATA_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 const DEFAULT_MAX_QUEUED_BYTES: usize = 256 * 1024 * 1024;
 const DEFAULT_MAX_LOGIN_FAILURES: u32 = 10;
 const DEFAULT_MAX_CLIENTS: usize = 10_000;
+const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 64;
+const DEFAULT_MAX_TLS_HANDSHAKES: usize = 64;
 const DEFAULT_UDP_FRAME_SIZE: u16 = 4096;
 /// Header room in a queued frame beyond `max_pub_size`.
 const FRAME_OVERHEAD: usize = 16;
@@ -294,6 +304,8 @@ impl Config {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_clients_per_user: 0,
             max_clients_per_ip: 0,
+            max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
+            max_tls_handshakes: DEFAULT_MAX_TLS_HANDSHAKES,
             listen_backlog: None,
             allow_anonymous: true,
             trust_unix_socket: false,
@@ -495,6 +507,12 @@ impl Config {
             max_clients: server.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
             max_clients_per_user: server.max_clients_per_user.unwrap_or(0),
             max_clients_per_ip: server.max_clients_per_ip.unwrap_or(0),
+            max_handshakes_per_ip: server
+                .max_handshakes_per_ip
+                .unwrap_or(DEFAULT_MAX_HANDSHAKES_PER_IP),
+            max_tls_handshakes: server
+                .max_tls_handshakes
+                .unwrap_or(DEFAULT_MAX_TLS_HANDSHAKES),
             listen_backlog: server.listen_backlog,
             allow_anonymous: auth.allow_anonymous.unwrap_or(false),
             trust_unix_socket: auth.trust_unix_socket.unwrap_or(false),

@@ -176,3 +176,18 @@ fn listen_backlog_defaults_to_somaxconn_and_parses() {
         assert!(e.message.contains("server.listen_backlog"), "{e}");
     }
 }
+
+#[test]
+fn admission_keys_have_safe_defaults_and_parse() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    assert_eq!((c.max_handshakes_per_ip, c.max_tls_handshakes), (64, 64));
+    let d = Config::embedded_default();
+    assert_eq!((d.max_handshakes_per_ip, d.max_tls_handshakes), (64, 64));
+    let c =
+        parse("server:\n  max_handshakes_per_ip: 0\n  max_tls_handshakes: 8\nauth:\n  acl: a\n")
+            .unwrap();
+    assert_eq!(c.max_handshakes_per_ip, 0, "0 turns the cap off");
+    assert_eq!(c.max_tls_handshakes, 8);
+    let e = parse("server:\n  max_tls_handshakes: -1\nauth:\n  acl: a\n").unwrap_err();
+    assert!(e.to_string().contains("server.max_tls_handshakes"), "{e}");
+}

@@ -1,8 +1,10 @@
-//! The loop's socket work: accepting (with the refusals that apply before a
-//! byte is read), reading until `WouldBlock` or the budget (a data socket's
-//! end of stream only stops reading: it is half-closed, not gone), the one
-//! write path (flush), timers, and taking sockets out of the poll and the
-//! slab. What the bytes mean is asked of `dispatch`.
+//! The loop's socket work: accepting every waiting connection (with the
+//! refusals that apply before a byte is read: the socket cap, the login
+//! throttle, per-address connections, and per-address connections not
+//! logged in yet), reading until `WouldBlock` or the budget (a data
+//! socket's end of stream only stops reading: it is half-closed, not gone),
+//! the one write path (flush), timers, and taking sockets out of the poll
+//! and the slab. What the bytes mean is asked of `dispatch`.
 
 use std::io::{self, Read};
 use std::time::Duration;
@@ -67,6 +69,10 @@ impl Server {
     fn add_conn(&mut self, stream: Stream, peer: Peer, kind: ListenerKind) {
         let core = &mut self.core;
         let limits = &core.config;
+        let per_ip_full = peer.ip().is_some_and(|ip| {
+            limits.max_clients_per_ip > 0
+                && core.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_clients_per_ip
+        });
         let refuse = if limits.max_clients > 0
             && self.conns.len() >= limits.max_clients.saturating_mul(2) + HANDSHAKE_HEADROOM
         {
@@ -81,9 +87,11 @@ impl Server {
                 ),
             );
             return;
-        } else if let (Some(ip), true) = (peer.ip(), limits.max_clients_per_ip > 0) {
-            let n = core.per_ip.get(&ip).copied().unwrap_or(0);
-            (n >= limits.max_clients_per_ip).then_some("max_clients_per_ip")
+        } else if per_ip_full {
+            Some("max_clients_per_ip")
+        } else if kind == ListenerKind::Psrt && core.prelogin_full(&peer) {
+            core.stats.prelogin_refusals += 1;
+            Some("max_handshakes_per_ip (connections not logged in yet)")
         } else {
             None
         };
@@ -101,6 +109,9 @@ impl Server {
         if let Some(ip) = ip {
             *self.core.per_ip.entry(ip).or_insert(0) += 1;
             self.conns[id].counted_ip = true;
+        }
+        if kind == ListenerKind::Psrt {
+            self.core.handshake_started(&mut self.conns[id]);
         }
     }
 

@@ -7,7 +7,9 @@
 //! handed to rustls with the switch; from then on the transport reads
 //! plaintext, so input in the `TlsHandshake` phase means the handshake is
 //! over (the client's login may ride in its last flight): the greeting
-//! completes and the bytes go to the next phase.
+//! completes and the bytes go to the next phase. Handshakes in progress are
+//! capped (`server.max_tls_handshakes`); the phase itself is what is
+//! counted, so every way out of it (done here, or any close) ends the count.
 
 use psrt_protocol::{
     CommMode, Decoded, Greeting, Login, StreamKind, decode_greeting, decode_login,
@@ -39,6 +41,13 @@ pub(crate) fn on_greeting(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, 
                 let Some(config) = cx.core.auth.tls.clone() else {
                     return Err(CloseReason::TlsUnavailable);
                 };
+                let core = &mut *cx.core;
+                if !core.admission.start_tls(core.config.max_tls_handshakes) {
+                    core.stats.limit_refusals += 1;
+                    core.stats.tls_handshake_refusals += 1;
+                    return Err(CloseReason::Limit("max_tls_handshakes"));
+                }
+                // Counted from here: any close of this phase ends the count.
                 conn.set_phase(Phase::Psrt(Psrt::TlsHandshake(kind)), now);
                 let session = rustls::ServerConnection::new(config)
                     .map_err(|e| CloseReason::Tls(e.to_string()))?;
@@ -89,7 +98,8 @@ pub(crate) fn on_tls_input(cx: &mut Cx, id: ConnId, _data: &[u8]) -> Result<Step
 }
 
 /// After TLS input: once the handshake is done, the greeting reply goes out
-/// (encrypted); handshake records waiting for the socket are flushed.
+/// (encrypted) and the handshake stops counting against the cap; handshake
+/// records waiting for the socket are flushed.
 pub(crate) fn check_tls_handshake(cx: &mut Cx, id: ConnId) {
     let Some(conn) = cx.conns.get_mut(id) else {
         return;
@@ -99,6 +109,7 @@ pub(crate) fn check_tls_handshake(cx: &mut Cx, id: ConnId) {
     }
     if let Phase::Psrt(Psrt::TlsHandshake(kind)) = conn.phase {
         if !conn.stream.is_handshaking() {
+            cx.core.admission.tls_ended();
             greeting_done(cx, id, kind);
         }
     }

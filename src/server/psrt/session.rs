@@ -63,6 +63,7 @@ pub(crate) fn start_session(
     let now = core.now;
     let conn = &mut cx.conns[id];
     debug!("{}: logged in as {login}", conn.peer);
+    core.handshake_over(conn);
     if let Some(ip) = conn.ip() {
         core.throttle.success(ip);
     }
@@ -121,6 +122,7 @@ pub(crate) fn on_data_hello(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step
         now,
     );
     conn.last_write = now;
+    cx.core.handshake_over(conn);
     debug!("{}: data socket bound", conn.peer);
     cx.core.schedule_flush(id, conn);
     Ok(Step::Used(len))
@@ -128,10 +130,12 @@ pub(crate) fn on_data_hello(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step
 
 /// A PSRT connection left its phase for `Closing`: a control socket's
 /// session ends (subscriptions, token, counts; its data socket is closed),
-/// a data socket unlinks itself from its session.
+/// a data socket unlinks itself from its session, a TLS handshake frees its
+/// slot.
 pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, old: Psrt) {
     match old {
         Psrt::Control(session) => end_session(cx, id, *session),
+        Psrt::TlsHandshake(_) => cx.core.admission.tls_ended(),
         Psrt::Data(link) => {
             if let Some(Phase::Psrt(Psrt::Control(session))) =
                 cx.conns.get_mut(link.owner).map(|c| &mut c.phase)
