@@ -12,8 +12,8 @@
 //!
 //! Nothing here blocks: sockets are non-blocking, bcrypt, name resolution
 //! and file reads run in the auth worker, and every buffer is bounded
-//! before it grows. The loop's I/O is split over this file (set-up, the
-//! loop), `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
+//! before it grows. The loop's I/O is split over this file (set-up: the
+//! listeners with their backlog, `server.listen_backlog`; the loop), `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
 //! (worker answers, signals, reloads, outgoing cluster links); protocol
 //! work is reached only through `dispatch`.
 

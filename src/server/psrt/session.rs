@@ -1,7 +1,9 @@
 //! PSRT sessions: starting one after a login (ACL entry, connection limits,
 //! a fresh token), binding a data socket to it by token (a newer socket with
 //! the same token replaces the older), and tearing it down when its control
-//! socket closes (subscriptions, token, counts, and its data socket).
+//! socket closes (subscriptions, token, counts, and its data socket). A
+//! login or a bound data socket ends the connection's pre-login count
+//! (`server.max_handshakes_per_ip`); a closed TLS handshake frees its slot.
 
 use std::sync::Arc;
 use std::time::Duration;
