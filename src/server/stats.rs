@@ -62,6 +62,8 @@ counters! {
     login_failures, "login_failures", Psrtd, "Failed logins.";
     auth_blocked, "auth_blocked", Psrtd, "Connections refused after repeated failed logins.";
     limit_refusals, "limit_refusals", Psrtd, "Connections refused by a connection limit.";
+    prelogin_refusals, "prelogin_refusals", Psrtd, "Connections refused by max_handshakes_per_ip (also in limit_refusals).";
+    tls_handshake_refusals, "tls_handshake_refusals", Psrtd, "TLS greetings refused by max_tls_handshakes (also in limit_refusals).";
     access_denied, "access_denied", Psrtd, "Requests answered access denied.";
     subscription_refusals, "subscription_refusals", Psrtd, "SUBSCRIBE requests refused by a subscription limit.";
     protocol_errors, "protocol_errors", Psrtd, "Connections closed for a protocol error.";

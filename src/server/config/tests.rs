@@ -200,3 +200,34 @@ fn auth_worker_and_udp_waiting_keys() {
         assert!(e.to_string().contains(needle), "{text:?} -> {e}");
     }
 }
+
+#[test]
+fn listen_backlog_defaults_to_somaxconn_and_parses() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    assert_eq!(c.listen_backlog, None, "the kernel's somaxconn");
+    assert_eq!(Config::embedded_default().listen_backlog, None);
+    let c = parse("server:\n  listen_backlog: 1024\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.listen_backlog, Some(1024));
+    for bad in ["0", "4294967295"] {
+        let e = parse(&format!(
+            "server:\n  listen_backlog: {bad}\nauth:\n  acl: a\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("server.listen_backlog"), "{e}");
+    }
+}
+
+#[test]
+fn admission_keys_have_safe_defaults_and_parse() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    assert_eq!((c.max_handshakes_per_ip, c.max_tls_handshakes), (64, 64));
+    let d = Config::embedded_default();
+    assert_eq!((d.max_handshakes_per_ip, d.max_tls_handshakes), (64, 64));
+    let c =
+        parse("server:\n  max_handshakes_per_ip: 0\n  max_tls_handshakes: 8\nauth:\n  acl: a\n")
+            .unwrap();
+    assert_eq!(c.max_handshakes_per_ip, 0, "0 turns the cap off");
+    assert_eq!(c.max_tls_handshakes, 8);
+    let e = parse("server:\n  max_tls_handshakes: -1\nauth:\n  acl: a\n").unwrap_err();
+    assert!(e.to_string().contains("server.max_tls_handshakes"), "{e}");
+}

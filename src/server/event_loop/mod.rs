@@ -12,8 +12,9 @@
 //!
 //! Nothing here blocks: sockets are non-blocking, bcrypt, name resolution
 //! and file reads run in the auth workers, and every buffer is bounded
-//! before it grows. The loop's I/O is split over this file (set-up, the
-//! loop), `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
+//! before it grows. The loop's I/O is split over this file (set-up: the
+//! listeners with their backlog, `server.listen_backlog`; the loop),
+//! `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
 //! (worker answers, signals, reloads, outgoing cluster links); protocol
 //! work is reached only through `dispatch`.
 
@@ -95,9 +96,16 @@ impl Server {
             ));
         }
         let poll = Poll::new()?;
+        let somaxconn = super::sys::somaxconn();
+        let backlog = config.listen_backlog.unwrap_or(somaxconn);
+        if backlog > somaxconn {
+            log::warn!(
+                "server.listen_backlog {backlog} is above net.core.somaxconn ({somaxconn}): the kernel uses {somaxconn}"
+            );
+        }
         let mut listeners = Vec::new();
         for (i, addr) in config.bind.iter().enumerate() {
-            let mut l = Listener::bind(addr)
+            let mut l = Listener::bind(addr, backlog)
                 .map_err(|e| stdio::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
             poll.registry()
                 .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
@@ -105,7 +113,7 @@ impl Server {
         }
         let stats_listener = match &config.bind_stats {
             Some(addr) => {
-                let mut l = Listener::bind(&BindAddr::Tcp(addr.clone())).map_err(|e| {
+                let mut l = Listener::bind(&BindAddr::Tcp(addr.clone()), backlog).map_err(|e| {
                     stdio::Error::new(e.kind(), format!("cannot bind stats {addr}: {e}"))
                 })?;
                 poll.registry()
