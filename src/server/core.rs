@@ -14,12 +14,13 @@ use psrt_protocol::Token as ClientToken;
 use ring::rand::SystemRandom;
 use slab::Slab;
 
+use super::admission::Admission;
 use super::auth::AuthDb;
-use super::auth::cache::VerifiedCache;
+use super::auth::cache::LoginCache;
 use super::auth::throttle::{Block, LoginThrottle};
 use super::auth::worker::Worker;
 use super::config::Config;
-use super::conn::{CloseReason, ConnId, RxPool, TxPool};
+use super::conn::{CloseReason, ConnId, Peer, RxPool, TxPool};
 use super::link::Cluster;
 use super::mqtt::state::Sessions;
 use super::phase::Conn;
@@ -43,7 +44,8 @@ pub(crate) struct Core {
     pub(crate) config: Config,
     pub(crate) matcher: Matcher,
     pub(crate) auth: AuthDb,
-    pub(crate) cache: VerifiedCache,
+    /// Verified and recently failed password checks.
+    pub(crate) cache: LoginCache,
     pub(crate) worker: Worker,
     pub(crate) reload_queued: bool,
     pub(crate) reload_running: bool,
@@ -64,6 +66,8 @@ pub(crate) struct Core {
     pub(crate) next_serial: u64,
     pub(crate) per_ip: HashMap<IpAddr, usize>,
     pub(crate) per_user: HashMap<Box<str>, usize>,
+    /// Connections before login per address; TLS handshakes in progress.
+    pub(crate) admission: Admission,
     /// Logged-in sessions: PSRT control connections and connected MQTT
     /// clients.
     pub(crate) sessions: usize,
@@ -91,7 +95,7 @@ impl Core {
         let max_login_failures = config.max_login_failures;
         let mut rx_pool = RxPool::default();
         rx_pool.partial_budget = config.max_partial_bytes;
-        let cache = VerifiedCache::new()
+        let cache = LoginCache::new()
             .map_err(|_| std::io::Error::other("no system random source for the login cache"))?;
         Ok(Self {
             config,
@@ -114,6 +118,7 @@ impl Core {
             next_serial: 0,
             per_ip: HashMap::new(),
             per_user: HashMap::new(),
+            admission: Admission::default(),
             sessions: 0,
             throttle: LoginThrottle::new(max_login_failures),
             cluster: Cluster::default(),
@@ -200,6 +205,33 @@ impl Core {
             ),
         );
         true
+    }
+
+    /// Whether a new PSRT connection from `peer` must be refused: its
+    /// address has `max_handshakes_per_ip` connections that have not logged
+    /// in yet.
+    pub(crate) fn prelogin_full(&self, peer: &Peer) -> bool {
+        let max = self.config.max_handshakes_per_ip;
+        peer.ip().is_some_and(|ip| self.admission.is_full(ip, max))
+    }
+
+    /// A PSRT connection was accepted: it counts against its address until
+    /// [`handshake_over`](Self::handshake_over).
+    pub(crate) fn handshake_started(&mut self, conn: &mut Conn) {
+        if let (false, Some(ip)) = (conn.counted_handshake, conn.ip()) {
+            self.admission.enter(ip);
+            conn.counted_handshake = true;
+        }
+    }
+
+    /// The connection logged in, bound its data socket, or is closing: it
+    /// no longer counts against its address (once, whichever comes first).
+    pub(crate) fn handshake_over(&mut self, conn: &mut Conn) {
+        if std::mem::take(&mut conn.counted_handshake) {
+            if let Some(ip) = conn.ip() {
+                self.admission.leave(ip);
+            }
+        }
     }
 
     /// Queues bytes on a connection and schedules its flush.

@@ -101,7 +101,7 @@ fn on_input(
     match &cx.conns[id].phase {
         Phase::Psrt(p) => match p {
             Psrt::Greeting => psrt::handshake::on_greeting(cx, id, data),
-            Psrt::TlsHandshake(_) => psrt::handshake::on_tls_early(cx, id, data),
+            Psrt::TlsHandshake(_) => psrt::handshake::on_tls_input(cx, id, data),
             Psrt::Login => psrt::handshake::on_login(cx, id, data),
             Psrt::Control(_) => psrt::control::on_request(cx, id, data, shared),
             Psrt::DataHello => psrt::session::on_data_hello(cx, id, data),
@@ -224,6 +224,7 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
             .warn(kind, format_args!("{}: {phase_name}: {reason}", conn.peer));
     }
     let core = &mut *cx.core;
+    core.handshake_over(conn);
     match &reason {
         CloseReason::BadGreeting(_) | CloseReason::TlsUnavailable | CloseReason::PlainForbidden => {
             core.stats.bad_greetings += 1;

@@ -8,8 +8,8 @@
 //! |---|---|---|
 //! | base | [`config`] | `config.yml` (reference format) and the embedded default |
 //! | base | `conn` | one socket, generic over its phase: transport (plain/TLS), input buffer, send queue, deadlines' inputs, close reasons |
-//! | base | `stats`, `timers`, `ratelog`, `sys`, `notify`, `listener` | the counter table; the deadline heap; rate-limited warnings; OS knobs; systemd notifications; listening sockets |
-//! | state | `auth` | passwords, ACL, UDP keys, TLS identity, the bcrypt worker, the verified-login cache, the one auth pipeline (`auth::login`), the login throttle |
+//! | base | `stats`, `timers`, `ratelog`, `sys`, `notify`, `listener`, `admission` | the counter table; the deadline heap; rate-limited warnings; OS knobs; systemd notifications; listening sockets (backlog: `somaxconn`); connections before login per address and TLS handshakes in progress |
+//! | state | `auth` | passwords (and the decoy hash for unknown users), ACL, UDP keys, TLS identity, the bcrypt workers (logins queued before UDP checks), the login cache (verified and recently failed), the one auth pipeline (`auth::login`), the login throttle |
 //! | state | `pubsub::matcher`, `link::nodes`, `link::phase`, `http::head`, `http::phase`, `psrt::state`, `mqtt::phase`, `mqtt::state` | the subscription tree; cluster nodes and their queues; each protocol's phase types |
 //! | state | `phase` | the server's `Phase`: `Psrt(..)`, `Http(..)`, `Link(..)`, `Mqtt(..)`, `Closing`; input wanted and deadlines per phase |
 //! | state | `core` | `Core` (shared state), `Cx` (a handler's narrow context), `Effect` |
@@ -22,6 +22,7 @@
 //! [`Stats`] and a few loaders; [`config`] for its types; `fuzzing` (hidden)
 //! for the fuzz targets. Everything else is `pub(crate)`.
 
+pub(crate) mod admission;
 pub(crate) mod auth;
 pub mod config;
 pub(crate) mod conn;

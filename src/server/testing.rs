@@ -63,9 +63,12 @@ impl Harness {
         id
     }
 
-    /// A new connection on a PSRT listener.
+    /// A new connection on a PSRT listener, counted against its address
+    /// until it logs in, binds its data socket or closes (as the loop does).
     pub(crate) fn accept(&mut self) -> ConnId {
-        self.add(ListenerKind::Psrt.first_phase())
+        let id = self.add(ListenerKind::Psrt.first_phase());
+        self.core.handshake_started(&mut self.conns[id]);
+        id
     }
 
     /// Moves the clock.

@@ -686,3 +686,65 @@ pub fn wait_child(child: &mut Child, within: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A TCP socket bound to the loopback address `src` (any of 127.0.0.0/8)
+/// and connected to `dst`, so one test can be many client addresses. With
+/// `nonblocking` the connect only starts (the socket is non-blocking and
+/// becomes writable once connected); otherwise it is a blocking socket with
+/// the usual timeouts.
+#[allow(unsafe_code)]
+pub fn connect_from(
+    src: std::net::Ipv4Addr,
+    dst: SocketAddr,
+    nonblocking: bool,
+) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(dst) = dst else {
+        panic!("IPv4 only");
+    };
+    let sockaddr = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let flags =
+        libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, flags, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new socket nobody else owns; the stream closes it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let from = sockaddr(std::net::SocketAddrV4::new(src, 0));
+    // SAFETY: `from` is a live sockaddr_in of `len` bytes.
+    if unsafe { libc::bind(fd, (&raw const from).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let to = sockaddr(dst);
+    // SAFETY: `to` is a live sockaddr_in of `len` bytes.
+    if unsafe { libc::connect(fd, (&raw const to).cast(), len) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if !(nonblocking && e.raw_os_error() == Some(libc::EINPROGRESS)) {
+            return Err(e);
+        }
+    }
+    if !nonblocking {
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+    }
+    Ok(stream)
+}
+
+impl Raw {
+    /// [`Raw::connect`] from the loopback address `src`.
+    pub fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> Self {
+        let s = connect_from(src, addr, false).expect("connect");
+        Self { s, rx: Vec::new() }
+    }
+}

@@ -1,15 +1,25 @@
 //! The one auth pipeline, used by PSRT logins, HTTP Basic credentials and
 //! plain-auth UDP datagrams: [`check`] answers at once from the password
-//! file and the verified-login cache, or hands bcrypt to the worker
-//! (pending); [`finish`] turns the worker's answer into granted or denied,
-//! re-checking against a hash a reload may have changed meanwhile.
+//! file and the login cache (verified, or failed within the last minute),
+//! or hands bcrypt to the worker (pending); [`finish`] turns the worker's
+//! answer into granted or denied, re-checking against a hash a reload may
+//! have changed meanwhile, and fills the cache both ways.
+//!
+//! A login as an unknown user (or one whose hash is not bcrypt) over PSRT
+//! or HTTP is checked against the password file's decoy hash and then
+//! denied ("unknown user"), so it costs the same time as a wrong password
+//! for a real user. UDP datagrams of an unknown user are dropped at once:
+//! nothing is ever sent back to them, so there is no timing to observe.
+//! Without a password file there is no decoy and nothing to hide.
+
+use std::time::Instant;
 
 use super::AuthDb;
-use super::cache::VerifiedCache;
+use super::cache::LoginCache;
 use super::worker::{Job, Ticket, Verified, Worker};
 
-/// Password checks waiting for bcrypt at once (logins, stats requests and
-/// datagrams); more are refused.
+/// Password checks of one kind (interactive: logins and stats requests;
+/// bulk: UDP datagrams) waiting for bcrypt at once; more are refused.
 pub(crate) const MAX_PENDING_AUTH: usize = 256;
 
 /// What a password check says.
@@ -25,36 +35,65 @@ pub(crate) enum Verdict {
     Busy,
 }
 
+/// Why a login without a usable hash is refused.
+fn no_hash_reason(auth: &AuthDb, login: &str) -> String {
+    match auth
+        .passwords
+        .get(login)
+        .and_then(|e| e.unsupported_scheme())
+    {
+        Some(scheme) => format!(
+            "user {login:?}: unsupported password hash format {scheme:?} (only bcrypt, htpasswd -B)"
+        ),
+        None => format!("user {login:?}: unknown user"),
+    }
+}
+
+/// The hash to check `login` against, and whether it is the decoy; `None`
+/// if the login is refused at once.
+fn hash_for<'a>(auth: &'a AuthDb, ticket: Ticket, login: &str) -> Option<(&'a str, bool)> {
+    match auth.passwords.get(login) {
+        Some(entry) if entry.unsupported_scheme().is_none() => Some((&entry.hash, false)),
+        // UDP: dropped at once, nothing is answered anyway.
+        _ if ticket.is_bulk() => None,
+        _ => auth.passwords.decoy().map(|d| (d, true)),
+    }
+}
+
 /// Checks `password` for `login` (a named user: anonymous access is each
 /// protocol's own rule). A miss in the cache queues a bcrypt job for
 /// `ticket`.
 pub(crate) fn check(
     auth: &AuthDb,
-    cache: &VerifiedCache,
+    cache: &LoginCache,
     worker: &mut Worker,
+    now: Instant,
     ticket: Ticket,
     login: &str,
     password: &str,
 ) -> Verdict {
-    let Some(entry) = auth.passwords.get(login) else {
-        return Verdict::Denied(format!("user {login:?}: unknown user"));
+    let Some((hash, decoy)) = hash_for(auth, ticket, login) else {
+        return Verdict::Denied(no_hash_reason(auth, login));
     };
-    if let Some(scheme) = entry.unsupported_scheme() {
-        return Verdict::Denied(format!(
-            "user {login:?}: unsupported password hash format {scheme:?} (only bcrypt, htpasswd -B)"
-        ));
+    if !decoy && cache.contains(login, password, hash) {
+        return Verdict::Granted(hash.into());
     }
-    if cache.contains(login, password, &entry.hash) {
-        return Verdict::Granted(entry.hash.clone());
+    if cache.failed_recently(login, password, hash, now) {
+        return Verdict::Denied(if decoy {
+            no_hash_reason(auth, login)
+        } else {
+            format!("user {login:?}: wrong password (repeated)")
+        });
     }
-    if worker.in_flight >= MAX_PENDING_AUTH {
+    if worker.pending(ticket) >= MAX_PENDING_AUTH {
         return Verdict::Busy;
     }
     let job = Job::Verify {
         ticket,
         login: login.into(),
-        hash: entry.hash.clone(),
+        hash: hash.into(),
         password: password.into(),
+        decoy,
     };
     match worker.submit(job) {
         Ok(()) => Verdict::Pending,
@@ -62,43 +101,51 @@ pub(crate) fn check(
     }
 }
 
-/// Whether the cache already vouches for this login and password.
-pub(crate) fn is_cached(auth: &AuthDb, cache: &VerifiedCache, login: &str, password: &str) -> bool {
-    auth.passwords
-        .get(login)
-        .is_some_and(|e| cache.contains(login, password, &e.hash))
-}
-
-/// The worker's answer for a pending check. A password verified against a
-/// hash that a reload has replaced meanwhile is checked again against the
-/// current one (`Pending` again); a granted login is cached.
+/// The worker's answer for a pending check. A password checked against a
+/// hash that a reload has replaced meanwhile (or a decoy for a user a
+/// reload has added) is checked again against the current one (`Pending`
+/// again); a granted login is cached, a refused one remembered for a while.
 pub(crate) fn finish(
     auth: &AuthDb,
-    cache: &mut VerifiedCache,
+    cache: &mut LoginCache,
     worker: &mut Worker,
+    now: Instant,
     v: Verified,
 ) -> Verdict {
     let login = v.login.as_str();
-    if !v.ok {
-        return Verdict::Denied(format!("user {login:?}: wrong password"));
+    let current = auth
+        .passwords
+        .get(login)
+        .filter(|e| e.unsupported_scheme().is_none());
+    match current {
+        Some(entry) if entry.hash != v.hash => {
+            let job = Job::Verify {
+                ticket: v.ticket,
+                login: v.login,
+                hash: entry.hash.clone(),
+                password: v.password,
+                decoy: false,
+            };
+            match worker.submit(job) {
+                Ok(()) => Verdict::Pending,
+                Err(_) => Verdict::Denied("auth worker unavailable".into()),
+            }
+        }
+        Some(_) if v.ok => {
+            cache.insert(login, &v.password, &v.hash);
+            Verdict::Granted(v.hash)
+        }
+        Some(_) => {
+            cache.insert_failed(login, &v.password, &v.hash, now);
+            Verdict::Denied(format!("user {login:?}: wrong password"))
+        }
+        None if v.decoy => {
+            // Remembered like a wrong password, so a repeat is as fast.
+            cache.insert_failed(login, &v.password, &v.hash, now);
+            Verdict::Denied(no_hash_reason(auth, login))
+        }
+        None => Verdict::Denied(format!("user {login:?}: removed by a reload")),
     }
-    let Some(current) = auth.passwords.get(login).map(|e| e.hash.clone()) else {
-        return Verdict::Denied(format!("user {login:?}: removed by a reload"));
-    };
-    if current != v.hash {
-        let job = Job::Verify {
-            ticket: v.ticket,
-            login: v.login,
-            hash: current,
-            password: v.password,
-        };
-        return match worker.submit(job) {
-            Ok(()) => Verdict::Pending,
-            Err(_) => Verdict::Denied("auth worker unavailable".into()),
-        };
-    }
-    cache.insert(login, &v.password, &v.hash);
-    Verdict::Granted(v.hash)
 }
 
 #[cfg(test)]
@@ -106,9 +153,14 @@ mod tests {
     use super::*;
     use crate::server::auth::passwords::Passwords;
 
+    const HASH: &str = "$2b$04$abcdefghijklmnopqrstuu5Jk8tY6jFzfqiZ8GkQ0xQOCH2ozUL2u";
+
+    /// A database from password-file text, with a decoy (cost 4).
     fn db(line: &str) -> AuthDb {
+        let mut passwords = Passwords::parse(line).0;
+        passwords.make_decoy(4).unwrap();
         AuthDb {
-            passwords: Passwords::parse(line).0,
+            passwords,
             ..AuthDb::default()
         }
     }
@@ -124,68 +176,174 @@ mod tests {
             hash: hash.into(),
             password: "pw".into(),
             ok,
+            decoy: false,
         }
     }
 
+    fn queued(w: &mut Worker) -> Vec<(Ticket, String, bool)> {
+        w.take_queued()
+            .into_iter()
+            .map(|j| match j {
+                Job::Verify {
+                    ticket,
+                    hash,
+                    decoy,
+                    ..
+                } => (ticket, hash.into(), decoy),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Unknown users and users with a non-bcrypt hash are checked against
+    /// the decoy (as long as a real check), then refused with the reason;
+    /// a repeat is refused from the cache like a repeated wrong password.
     #[test]
-    fn unknown_and_unsupported_users_are_denied_at_once() {
+    fn unknown_and_unsupported_users_cost_a_decoy_check() {
         let auth = db("u:$apr1$x$y\n");
-        let cache = VerifiedCache::new().unwrap();
+        let decoy = auth.passwords.decoy().unwrap().to_string();
+        let mut cache = LoginCache::new().unwrap();
         let mut w = Worker::detached();
-        let v = check(&auth, &cache, &mut w, ticket(), "nobody", "pw");
+        let now = Instant::now();
+        for login in ["nobody", "u"] {
+            let v = check(&auth, &cache, &mut w, now, ticket(), login, "pw");
+            assert_eq!(v, Verdict::Pending, "{login}");
+        }
+        assert_eq!(w.in_flight, 2);
+        let jobs = queued(&mut w);
+        assert!(jobs.iter().all(|(_, h, d)| *h == decoy && *d), "{jobs:?}");
+        let answer = |login: &str| Verified {
+            login: login.into(),
+            hash: decoy.clone().into(),
+            decoy: true,
+            ..verified("", false)
+        };
+        let v = finish(&auth, &mut cache, &mut w, now, answer("nobody"));
         assert_eq!(v, Verdict::Denied("user \"nobody\": unknown user".into()));
-        let v = check(&auth, &cache, &mut w, ticket(), "u", "pw");
+        let v = finish(&auth, &mut cache, &mut w, now, answer("u"));
         assert!(matches!(v, Verdict::Denied(why) if why.contains("unsupported")));
-        assert_eq!(w.in_flight, 0, "no bcrypt job for either");
+        // Repeats: no bcrypt, same reason.
+        let v = check(&auth, &cache, &mut w, now, ticket(), "nobody", "pw");
+        assert_eq!(v, Verdict::Denied("user \"nobody\": unknown user".into()));
+        assert!(queued(&mut w).is_empty());
+        // A UDP datagram of an unknown user is dropped at once.
+        let v = check(&auth, &cache, &mut w, now, Ticket::Datagram(1), "x", "pw");
+        assert_eq!(v, Verdict::Denied("user \"x\": unknown user".into()));
+        assert_eq!(w.in_flight_bulk, 0);
+        // Without a password file there is no decoy: refused at once.
+        let none = AuthDb::default();
+        let v = check(&none, &cache, &mut w, now, ticket(), "nobody", "pw");
+        assert_eq!(v, Verdict::Denied("user \"nobody\": unknown user".into()));
+        assert!(queued(&mut w).is_empty());
+    }
+
+    #[test]
+    fn a_user_added_while_the_decoy_ran_is_checked_for_real() {
+        let auth = db(&format!("u:{HASH}\n"));
+        let mut cache = LoginCache::new().unwrap();
+        let mut w = Worker::detached();
+        let v = Verified {
+            hash: "$2b$04$decoy".into(),
+            decoy: true,
+            ..verified("", false)
+        };
+        let got = finish(&auth, &mut cache, &mut w, Instant::now(), v);
+        assert_eq!(got, Verdict::Pending);
+        assert_eq!(queued(&mut w), [(ticket(), HASH.to_string(), false)]);
     }
 
     #[test]
     fn cache_miss_is_pending_then_granted_and_cached() {
         let hash = bcrypt::hash("pw", 4).unwrap();
         let auth = db(&format!("u:{hash}\n"));
-        let mut cache = VerifiedCache::new().unwrap();
+        let mut cache = LoginCache::new().unwrap();
         let mut w = Worker::detached();
+        let now = Instant::now();
         assert_eq!(
-            check(&auth, &cache, &mut w, ticket(), "u", "pw"),
+            check(&auth, &cache, &mut w, now, ticket(), "u", "pw"),
             Verdict::Pending
         );
         assert_eq!(w.in_flight, 1);
-        let got = finish(&auth, &mut cache, &mut w, verified(&hash, true));
+        let got = finish(&auth, &mut cache, &mut w, now, verified(&hash, true));
         assert_eq!(got, Verdict::Granted(hash.clone().into()));
         assert_eq!(
-            check(&auth, &cache, &mut w, ticket(), "u", "pw"),
+            check(&auth, &cache, &mut w, now, ticket(), "u", "pw"),
             Verdict::Granted(hash.into()),
             "the second login is answered from the cache"
         );
         assert_eq!(w.in_flight, 1);
     }
 
+    /// A wrong password is remembered for a minute: repeated, it is refused
+    /// without bcrypt; another password, or the same after a minute or a
+    /// reload, is checked again.
     #[test]
-    fn wrong_password_and_reloaded_hash() {
-        let auth = db("u:$2b$04$abcdefghijklmnopqrstuu5Jk8tY6jFzfqiZ8GkQ0xQOCH2ozUL2u\n");
-        let mut cache = VerifiedCache::new().unwrap();
+    fn wrong_password_is_remembered_for_a_while() {
+        let auth = db(&format!("u:{HASH}\n"));
+        let mut cache = LoginCache::new().unwrap();
         let mut w = Worker::detached();
-        let current = auth.passwords.get("u").unwrap().hash.clone();
-        let v = finish(&auth, &mut cache, &mut w, verified(&current, false));
+        let now = Instant::now();
+        let v = finish(&auth, &mut cache, &mut w, now, verified(HASH, false));
         assert_eq!(v, Verdict::Denied("user \"u\": wrong password".into()));
-        // Verified against an older hash: checked again against the current.
-        let v = finish(&auth, &mut cache, &mut w, verified("$2b$04$old", true));
+        for t in [ticket(), Ticket::Datagram(3)] {
+            let v = check(&auth, &cache, &mut w, now, t, "u", "pw");
+            assert_eq!(
+                v,
+                Verdict::Denied("user \"u\": wrong password (repeated)".into())
+            );
+        }
+        assert_eq!((w.in_flight, w.in_flight_bulk), (0, 0), "no bcrypt job");
+        let v = check(&auth, &cache, &mut w, now, ticket(), "u", "other");
         assert_eq!(v, Verdict::Pending);
-        assert_eq!(w.in_flight, 1);
+        let later = now + crate::server::auth::cache::FAILED_TTL;
+        let v = check(&auth, &cache, &mut w, later, ticket(), "u", "pw");
+        assert_eq!(v, Verdict::Pending, "expired");
+        cache.clear();
+        let v = check(&auth, &cache, &mut w, now, ticket(), "u", "pw");
+        assert_eq!(v, Verdict::Pending, "cleared (reload)");
+    }
+
+    #[test]
+    fn reloaded_hash_and_removed_user() {
+        let auth = db(&format!("u:{HASH}\n"));
+        let mut cache = LoginCache::new().unwrap();
+        let mut w = Worker::detached();
+        let now = Instant::now();
+        // Checked against an older hash, right or wrong: checked again
+        // against the current one.
+        for ok in [true, false] {
+            let v = finish(&auth, &mut cache, &mut w, now, verified("$2b$04$old", ok));
+            assert_eq!(v, Verdict::Pending);
+        }
+        assert_eq!(w.in_flight, 2);
+        assert_eq!(cache.failed_len(), 0);
         let gone = db("");
-        let v = finish(&gone, &mut cache, &mut w, verified(&current, true));
+        let v = finish(&gone, &mut cache, &mut w, now, verified(HASH, true));
         assert_eq!(v, Verdict::Denied("user \"u\": removed by a reload".into()));
         assert!(cache.is_empty());
     }
 
+    /// The interactive and bulk kinds have a cap each: a flood of datagram
+    /// checks never makes a login busy.
     #[test]
-    fn busy_when_too_many_are_pending() {
-        let auth = db("u:$2b$04$abcdefghijklmnopqrstuu5Jk8tY6jFzfqiZ8GkQ0xQOCH2ozUL2u\n");
-        let cache = VerifiedCache::new().unwrap();
+    fn busy_per_kind() {
+        let auth = db(&format!("u:{HASH}\n"));
+        let cache = LoginCache::new().unwrap();
         let mut w = Worker::detached();
+        let now = Instant::now();
+        w.in_flight_bulk = MAX_PENDING_AUTH;
+        let udp = Ticket::Datagram(1);
+        assert_eq!(
+            check(&auth, &cache, &mut w, now, udp, "u", "pw"),
+            Verdict::Busy
+        );
+        assert_eq!(
+            check(&auth, &cache, &mut w, now, ticket(), "u", "pw"),
+            Verdict::Pending
+        );
         w.in_flight = MAX_PENDING_AUTH;
         assert_eq!(
-            check(&auth, &cache, &mut w, ticket(), "u", "pw"),
+            check(&auth, &cache, &mut w, now, ticket(), "u", "pw"),
             Verdict::Busy
         );
     }

@@ -1,9 +1,11 @@
-//! Who may connect and what they may do: the password file, the ACL, the
-//! UDP keys and the TLS identity ([`AuthDb`], loaded all-or-nothing at start
-//! and on SIGHUP), the bcrypt worker thread (`worker`), the verified-login
-//! cache (`cache`) that spares reconnects a second bcrypt run, the one
-//! password-check pipeline every protocol uses (`login`), and the
-//! brute-force throttle (`throttle`).
+//! Who may connect and what they may do: the password file (with its decoy
+//! hash for unknown users), the ACL, the UDP keys and the TLS identity
+//! ([`AuthDb`], loaded all-or-nothing at start and on SIGHUP, off the loop),
+//! the bcrypt workers with their interactive and bulk queues (`worker`),
+//! the login cache (`cache`) that spares reconnects a second bcrypt run and
+//! repeated wrong passwords a second one, the one password-check pipeline
+//! every protocol uses (`login`), and the brute-force throttle
+//! (`throttle`).
 
 pub(crate) mod acl;
 pub(crate) mod cache;
@@ -96,8 +98,16 @@ impl AuthDb {
         };
         let passwords = match &files.password_file {
             Some(path) => {
-                let (p, w) = Passwords::parse(&read(path)?);
+                let (mut p, w) = Passwords::parse(&read(path)?);
                 warnings.extend(w.into_iter().map(|w| format!("{}: {w}", path.display())));
+                // Unknown users are checked against a decoy of the same cost.
+                let cost = p.max_cost().unwrap_or(passwords::DEFAULT_DECOY_COST);
+                if let Err(e) = p.make_decoy(cost) {
+                    warnings.push(format!(
+                        "{}: no decoy hash ({e}): unknown users are refused at once",
+                        path.display()
+                    ));
+                }
                 p
             }
             None => Passwords::default(),
@@ -158,6 +168,11 @@ mod tests {
         let (db, warnings) = AuthDb::load(&files).unwrap();
         assert_eq!(db.acl.len(), 2);
         assert_eq!(warnings.len(), 1, "the apr1 hash is reported");
+        let decoy = db.passwords.decoy().expect("a decoy with a password file");
+        assert!(
+            decoy.starts_with("$2b$10$"),
+            "no bcrypt entry: the default cost 10: {decoy}"
+        );
         assert_eq!(db.summary(), "2 ACL entries, 1 users, 0 UDP keys");
 
         let missing = AuthFiles {
@@ -182,6 +197,7 @@ mod tests {
             key_file: None,
         };
         let (db, _) = AuthDb::load(&files).unwrap();
+        assert!(db.passwords.decoy().is_none(), "no password file, no decoy");
         let anon = db.acl.get(ANONYMOUS).unwrap();
         assert!(anon.can_publish("a/b") && anon.can_subscribe("#"));
         assert!(

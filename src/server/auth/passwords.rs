@@ -4,11 +4,21 @@
 //! whose login starts with `#`, is skipped.
 //!
 //! Verification itself (bcrypt) runs in the auth worker, never here.
+//!
+//! The **decoy**: a bcrypt hash of a random password at the file's highest
+//! cost (10 if it has no bcrypt entry), made once per load off the loop
+//! ([`Passwords::make_decoy`], called by `AuthDb::load`). A login as a user
+//! who is not in the file (or whose hash is not bcrypt) is checked against
+//! it and then refused, so it takes as long as a wrong password for a real
+//! user and user names cannot be found by timing.
 
 use std::collections::HashMap;
 
 /// The bcrypt prefixes the verifier accepts.
 const BCRYPT_PREFIXES: [&str; 4] = ["$2a$", "$2b$", "$2x$", "$2y$"];
+/// The decoy's cost when the file has no bcrypt entry (htpasswd -B's default
+/// is 5; 10 is what most generators use).
+pub(crate) const DEFAULT_DECOY_COST: u32 = 10;
 
 /// One user's stored hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +40,23 @@ impl PasswordEntry {
         };
         Some(scheme)
     }
+
+    /// The bcrypt cost (`$2b$NN$`), if the hash is bcrypt with a valid one.
+    pub fn bcrypt_cost(&self) -> Option<u32> {
+        if self.unsupported_scheme().is_some() || self.hash.as_bytes().get(6) != Some(&b'$') {
+            return None;
+        }
+        let cost: u32 = self.hash.get(4..6)?.parse().ok()?;
+        (4..=31).contains(&cost).then_some(cost)
+    }
 }
 
 /// login → hash.
 #[derive(Debug, Clone, Default)]
 pub struct Passwords {
     entries: HashMap<String, PasswordEntry>,
+    /// The decoy hash, once made.
+    decoy: Option<Box<str>>,
 }
 
 impl Passwords {
@@ -59,7 +80,38 @@ impl Passwords {
             }
             entries.insert(login.to_string(), entry);
         }
-        (Self { entries }, warnings)
+        (
+            Self {
+                entries,
+                decoy: None,
+            },
+            warnings,
+        )
+    }
+
+    /// The highest bcrypt cost among the entries.
+    pub fn max_cost(&self) -> Option<u32> {
+        self.entries
+            .values()
+            .filter_map(PasswordEntry::bcrypt_cost)
+            .max()
+    }
+
+    /// Makes the decoy at `cost` (slow: one bcrypt hash; never on the loop).
+    pub fn make_decoy(&mut self, cost: u32) -> Result<(), String> {
+        let mut secret = [0u8; 18];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| "no system random source".to_string())?;
+        let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let hash = bcrypt::hash(secret, cost).map_err(|e| e.to_string())?;
+        self.decoy = Some(hash.into());
+        Ok(())
+    }
+
+    /// The decoy hash unknown users are checked against (none without a
+    /// password file).
+    pub fn decoy(&self) -> Option<&str> {
+        self.decoy.as_deref()
     }
 
     /// The entry for a login.
@@ -97,5 +149,28 @@ mod tests {
         assert!(p.get("#disabled").is_none() && p.get("a").is_none());
         assert_eq!(warnings.len(), 2);
         assert!(warnings[0].contains("md5") || warnings[1].contains("md5"));
+        assert_eq!(p.max_cost(), Some(4));
+        assert_eq!(p.get("md5").unwrap().bcrypt_cost(), None);
+        assert!(p.decoy().is_none(), "made by AuthDb::load, not by parse");
+    }
+
+    #[test]
+    fn decoy_at_the_highest_cost() {
+        let text = format!(
+            "a:{}\nb:$2y$06$abcdefghijklmnopqrstuu5Jk8tY6jFzfqiZ8GkQ0xQOCH2ozUL2u\nc:$2b$99$x\nd:$2b$5$x\n",
+            bcrypt::hash("x", 4).unwrap()
+        );
+        let (mut p, _) = Passwords::parse(&text);
+        assert_eq!(
+            p.max_cost(),
+            Some(6),
+            "99 and a one-digit cost are not valid costs"
+        );
+        assert_eq!(Passwords::parse("md5:$apr1$x$y").0.max_cost(), None);
+        p.make_decoy(4).unwrap();
+        let decoy = p.decoy().unwrap();
+        assert!(decoy.starts_with("$2b$04$"), "{decoy}");
+        assert!(!bcrypt::verify("", decoy).unwrap());
+        assert!(p.make_decoy(99).is_err());
     }
 }

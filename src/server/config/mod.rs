@@ -4,9 +4,9 @@
 //! resolution (relative to the config file's folder), validation with file
 //! and line, and the embedded default used when no file exists.
 //!
-//! It reads files but binds nothing: `psrtd -t` runs exactly this.
+//! It reads files but binds nothing: `psrtd -t` runs exactly this. The
+//! auth-worker and UDP-waiting keys are checked in `work.rs`.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,61 +15,19 @@ use psrt_protocol::Limits;
 use serde::Deserialize;
 
 mod addr;
+mod error;
 mod mqtt;
+mod work;
 
 pub use addr::BindAddr;
 use addr::{OneOrMany, is_host_port};
+pub use error::ConfigError;
 pub use mqtt::MqttConfig;
+use work::WorkLimits;
 
 /// Where `psrtd` looks for a config when `-C` is not given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] =
     ["/etc/psrtd/config.yml", "/usr/local/etc/psrtd/config.yml"];
-
-/// A config problem, with the file (and line, where YAML knows it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file the problem is in (or `<embedded>`).
-    pub file: String,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(file: &Path, message: impl Into<String>) -> Self {
-        Self {
-            file: file.display().to_string(),
-            line: None,
-            message: message.into(),
-        }
-    }
-
-    /// Maps a YAML error to file:line: message.
-    pub(crate) fn yaml(file: &Path, err: &serde_yaml::Error) -> Self {
-        let mut message = err.to_string();
-        // The YAML error already says "at line L column C"; keep only the text.
-        if let Some(at) = message.find(" at line ") {
-            message.truncate(at);
-        }
-        Self {
-            file: file.display().to_string(),
-            line: err.location().map(|l| l.line()),
-            message,
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +65,17 @@ struct ServerSection {
     max_subscriptions_per_client: Option<usize>,
     max_subscriptions: Option<usize>,
     max_partial_bytes: Option<usize>,
+    /// New: bcrypt threads (0 = one per core less one, 1 to 4).
+    auth_workers: Option<usize>,
+    /// New: bytes of plain-auth UDP datagrams waiting for password checks.
+    udp_pending_bytes: Option<usize>,
+    /// New: the same, for one (login, password) check.
+    udp_pending_bytes_per_check: Option<usize>,
+    /// New: AES-GCM nonces remembered per UDP key against replays.
+    udp_replay_window: Option<usize>,
+    max_handshakes_per_ip: Option<usize>,
+    max_tls_handshakes: Option<usize>,
+    listen_backlog: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,12 +187,31 @@ pub struct Config {
     pub max_clients_per_user: usize,
     /// Connections per source IP, any phase (0 = unlimited).
     pub max_clients_per_ip: usize,
+    /// PSRT connections per source IP that have not logged in (or bound
+    /// their data socket) yet (0 = unlimited).
+    pub max_handshakes_per_ip: usize,
+    /// TLS handshakes in progress at once, all clients together (0 =
+    /// unlimited).
+    pub max_tls_handshakes: usize,
+    /// Listen backlog of every listener; `None`: the kernel's
+    /// `net.core.somaxconn`, read when binding.
+    pub listen_backlog: Option<u32>,
     /// Allow an empty login and password.
     pub allow_anonymous: bool,
     /// Unix-socket clients skip the password check and get full access.
     pub trust_unix_socket: bool,
     /// Failed logins per address and minute that start a refusal (0 = off).
     pub max_login_failures: u32,
+    /// bcrypt threads; 0 = one per core less one (at least 1, at most 4).
+    pub auth_workers: usize,
+    /// Bytes of plain-auth UDP datagrams (with their bookkeeping) waiting
+    /// for password checks, all checks together.
+    pub udp_pending_bytes: usize,
+    /// The same, for one (login, password) check.
+    pub udp_pending_bytes_per_check: usize,
+    /// AES-GCM nonces remembered per UDP key: a replay within this many
+    /// datagrams of the key is dropped.
+    pub udp_replay_window: usize,
     /// Auth files.
     pub auth: AuthFiles,
     /// Written after binding, removed on exit.
@@ -248,6 +236,8 @@ const DEFAULT_MAX_CLIENTS: usize = 10_000;
 const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 10_000;
 const DEFAULT_MAX_SUBSCRIPTIONS: usize = 250_000;
 const DEFAULT_MAX_PARTIAL_BYTES: usize = 64 * 1024 * 1024;
+const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 64;
+const DEFAULT_MAX_TLS_HANDSHAKES: usize = 64;
 const DEFAULT_UDP_FRAME_SIZE: u16 = 4096;
 /// Header room in a queued frame beyond `max_pub_size`.
 const FRAME_OVERHEAD: usize = 16;
@@ -275,9 +265,16 @@ impl Config {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_clients_per_user: 0,
             max_clients_per_ip: 0,
+            max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
+            max_tls_handshakes: DEFAULT_MAX_TLS_HANDSHAKES,
+            listen_backlog: None,
             allow_anonymous: true,
             trust_unix_socket: false,
             max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
+            auth_workers: 0,
+            udp_pending_bytes: work::DEFAULT_UDP_PENDING_BYTES,
+            udp_pending_bytes_per_check: work::DEFAULT_UDP_PENDING_BYTES_PER_CHECK,
+            udp_replay_window: work::DEFAULT_UDP_REPLAY_WINDOW,
             auth: AuthFiles {
                 tls: None,
                 acl: AclSource::AnonymousFullAccess,
@@ -378,6 +375,22 @@ impl Config {
             return Err(err(format!(
                 "server.max_queued_bytes: {max_queued_bytes} is below data_queue_bytes ({data_queue_bytes})"
             )));
+        }
+
+        let work = WorkLimits::parse(
+            server.auth_workers,
+            server.udp_pending_bytes,
+            server.udp_pending_bytes_per_check,
+            server.udp_replay_window,
+        )
+        .map_err(err)?;
+        if let Some(b) = server.listen_backlog {
+            if b == 0 || i32::try_from(b).is_err() {
+                return Err(err(format!(
+                    "server.listen_backlog: {b} is out of range (1 to {})",
+                    i32::MAX
+                )));
+            }
         }
 
         let bind_addrs = |key: &str, entries: Vec<String>| {
@@ -494,11 +507,22 @@ impl Config {
             max_clients: server.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
             max_clients_per_user: server.max_clients_per_user.unwrap_or(0),
             max_clients_per_ip: server.max_clients_per_ip.unwrap_or(0),
+            max_handshakes_per_ip: server
+                .max_handshakes_per_ip
+                .unwrap_or(DEFAULT_MAX_HANDSHAKES_PER_IP),
+            max_tls_handshakes: server
+                .max_tls_handshakes
+                .unwrap_or(DEFAULT_MAX_TLS_HANDSHAKES),
+            listen_backlog: server.listen_backlog,
             allow_anonymous: auth.allow_anonymous.unwrap_or(false),
             trust_unix_socket: auth.trust_unix_socket.unwrap_or(false),
             max_login_failures: auth
                 .max_login_failures
                 .unwrap_or(DEFAULT_MAX_LOGIN_FAILURES),
+            auth_workers: work.auth_workers,
+            udp_pending_bytes: work.udp_pending_bytes,
+            udp_pending_bytes_per_check: work.udp_pending_bytes_per_check,
+            udp_replay_window: work.udp_replay_window,
             auth: AuthFiles {
                 tls,
                 acl,

@@ -165,6 +165,77 @@ fn embedded_default_is_loopback_and_anonymous() {
     assert!(c.source.is_none());
 }
 
+#[test]
+fn auth_worker_and_udp_waiting_keys() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    let d = Config::embedded_default();
+    for c in [&c, &d] {
+        assert_eq!(c.auth_workers, 0, "automatic");
+        assert_eq!(c.udp_pending_bytes, 4 << 20);
+        assert_eq!(c.udp_pending_bytes_per_check, 256 << 10);
+        assert_eq!(c.udp_replay_window, 4096);
+    }
+    let c = parse(
+        "server:\n  auth_workers: 2\n  udp_pending_bytes: 1000\n  udp_replay_window: 64\nauth:\n  acl: a\n",
+    )
+    .unwrap();
+    assert_eq!(c.auth_workers, 2);
+    assert_eq!(
+        (c.udp_pending_bytes, c.udp_pending_bytes_per_check),
+        (1000, 1000),
+        "the per-check default is capped by the total"
+    );
+    assert_eq!(c.udp_replay_window, 64);
+    let c = parse("server:\n  udp_pending_bytes: 0\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.udp_pending_bytes_per_check, 0, "0: nothing waits");
+    for (text, needle) in [
+        ("server:\n  auth_workers: 65\n", "server.auth_workers"),
+        (
+            "server:\n  udp_pending_bytes: 10\n  udp_pending_bytes_per_check: 11\n",
+            "udp_pending_bytes_per_check: 11 is above",
+        ),
+        ("server:\n  udp_replay_window: 1\n", "udp_replay_window"),
+        (
+            "server:\n  udp_replay_window: 2000000\n",
+            "udp_replay_window",
+        ),
+    ] {
+        let e = parse(&format!("{text}auth:\n  acl: a\n")).unwrap_err();
+        assert!(e.to_string().contains(needle), "{text:?} -> {e}");
+    }
+}
+
+#[test]
+fn listen_backlog_defaults_to_somaxconn_and_parses() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    assert_eq!(c.listen_backlog, None, "the kernel's somaxconn");
+    assert_eq!(Config::embedded_default().listen_backlog, None);
+    let c = parse("server:\n  listen_backlog: 1024\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.listen_backlog, Some(1024));
+    for bad in ["0", "4294967295"] {
+        let e = parse(&format!(
+            "server:\n  listen_backlog: {bad}\nauth:\n  acl: a\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("server.listen_backlog"), "{e}");
+    }
+}
+
+#[test]
+fn admission_keys_have_safe_defaults_and_parse() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    assert_eq!((c.max_handshakes_per_ip, c.max_tls_handshakes), (64, 64));
+    let d = Config::embedded_default();
+    assert_eq!((d.max_handshakes_per_ip, d.max_tls_handshakes), (64, 64));
+    let c =
+        parse("server:\n  max_handshakes_per_ip: 0\n  max_tls_handshakes: 8\nauth:\n  acl: a\n")
+            .unwrap();
+    assert_eq!(c.max_handshakes_per_ip, 0, "0 turns the cap off");
+    assert_eq!(c.max_tls_handshakes, 8);
+    let e = parse("server:\n  max_tls_handshakes: -1\nauth:\n  acl: a\n").unwrap_err();
+    assert!(e.to_string().contains("server.max_tls_handshakes"), "{e}");
+}
+
 // The `mqtt` section (`mqtt.rs`).
 
 #[test]

@@ -254,6 +254,7 @@ impl SendQueue {
                 Err(e) => return Err(e),
             }
         }
+        self.release();
         Ok(Flushed::Drained)
     }
 
@@ -293,6 +294,18 @@ impl SendQueue {
         }
     }
 
+    /// An empty queue gives its buffers back: an idle connection holds no
+    /// output memory (one allocation per flush that had output, not per
+    /// message).
+    fn release(&mut self) {
+        if self.chunks.capacity() > 0 {
+            self.chunks = VecDeque::new();
+        }
+        if self.ends.capacity() > 0 {
+            self.ends = VecDeque::new();
+        }
+    }
+
     /// A copy of the unwritten bytes (unit tests look at what a handler
     /// queued).
     #[cfg(test)]
@@ -323,6 +336,7 @@ impl SendQueue {
         self.head = 0;
         self.bytes = 0;
         self.ends.clear();
+        self.release();
     }
 }
 

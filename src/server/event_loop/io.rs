@@ -1,7 +1,10 @@
-//! The loop's socket work: accepting (with the refusals that apply before a
-//! byte is read), reading until `WouldBlock` or the budget, the one write
-//! path (flush), timers, and taking sockets out of the poll and the slab.
-//! What the bytes mean is asked of `dispatch`.
+//! The loop's socket work: accepting every waiting connection (with the
+//! refusals that apply before a byte is read: the socket cap, the login
+//! throttle, per-address connections, and per-address connections not
+//! logged in yet), reading until `WouldBlock` or the budget (a data
+//! socket's end of stream only stops reading: it is half-closed, not gone),
+//! the one write path (flush), timers, and taking sockets out of the poll
+//! and the slab. What the bytes mean is asked of `dispatch`.
 
 use std::io::{self, Read};
 use std::time::Duration;
@@ -70,6 +73,10 @@ impl Server {
     fn add_conn(&mut self, stream: Stream, peer: Peer, kind: ListenerKind, tls: bool) {
         let core = &mut self.core;
         let limits = &core.config;
+        let per_ip_full = peer.ip().is_some_and(|ip| {
+            limits.max_clients_per_ip > 0
+                && core.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_clients_per_ip
+        });
         let refuse = if limits.max_clients > 0
             && self.conns.len() >= limits.max_clients.saturating_mul(2) + HANDSHAKE_HEADROOM
         {
@@ -88,9 +95,11 @@ impl Server {
                 ),
             );
             return;
-        } else if let (Some(ip), true) = (peer.ip(), limits.max_clients_per_ip > 0) {
-            let n = core.per_ip.get(&ip).copied().unwrap_or(0);
-            (n >= limits.max_clients_per_ip).then_some("max_clients_per_ip")
+        } else if per_ip_full {
+            Some("max_clients_per_ip")
+        } else if kind != ListenerKind::Http && core.prelogin_full(&peer) {
+            core.stats.prelogin_refusals += 1;
+            Some("max_handshakes_per_ip (connections not logged in yet)")
         } else {
             None
         };
@@ -108,6 +117,9 @@ impl Server {
         if let Some(ip) = ip {
             *self.core.per_ip.entry(ip).or_insert(0) += 1;
             self.conns[id].counted_ip = true;
+        }
+        if kind != ListenerKind::Http {
+            self.core.handshake_started(&mut self.conns[id]);
         }
         if tls {
             // An MQTT TLS listener: the handshake comes first.
@@ -259,7 +271,10 @@ impl Server {
 
     /// A socket whose phase reads nothing (a data socket after its hello, a
     /// control socket waiting for bcrypt): input is discarded only for data
-    /// sockets, so the end of the stream is noticed.
+    /// sockets. A data socket's end of stream is a half-close (the client
+    /// shut down its sending side, which it never uses): reading stops and
+    /// the socket is still written to. A peer that is gone shows up as a
+    /// read or write error (beacons make sure something is written).
     fn drain_unread_input(&mut self, id: ConnId) {
         let mut scratch = [0u8; 4096];
         let mut budget = READ_BUDGET;
@@ -267,14 +282,23 @@ impl Server {
             let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
-            if !matches!(
-                conn.phase,
-                Phase::Psrt(crate::server::psrt::state::Phase::Data(_))
-            ) {
+            if conn.input_ended
+                || !matches!(
+                    conn.phase,
+                    Phase::Psrt(crate::server::psrt::state::Phase::Data(_))
+                )
+            {
                 return;
             }
             let reason = match conn.stream.read(&mut scratch) {
-                Ok(0) => CloseReason::PeerClosed,
+                Ok(0) => {
+                    // Edge-triggered: no new readable event comes for an
+                    // ended stream, and the flag skips the read when one
+                    // arrives with a writable edge.
+                    debug!("{}: data socket half-closed by the client", conn.peer);
+                    conn.input_ended = true;
+                    return;
+                }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     continue;

@@ -11,9 +11,10 @@
 //! ```
 //!
 //! Nothing here blocks: sockets are non-blocking, bcrypt, name resolution
-//! and file reads run in the auth worker, and every buffer is bounded
-//! before it grows. The loop's I/O is split over this file (set-up, the
-//! loop), `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
+//! and file reads run in the auth workers, and every buffer is bounded
+//! before it grows. The loop's I/O is split over this file (set-up: the
+//! listeners with their backlog, `server.listen_backlog`; the loop),
+//! `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
 //! (worker answers, signals, reloads, outgoing cluster links); protocol
 //! work is reached only through `dispatch`.
 
@@ -31,7 +32,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::auth::AuthDb;
-use super::auth::worker::{LoopMsg, Worker};
+use super::auth::worker::{LoopMsg, Worker, default_threads};
 use super::config::{BindAddr, Config};
 use super::core::{Conns, Core, Cx};
 use super::link::Cluster;
@@ -116,10 +117,17 @@ impl Server {
             ));
         }
         let poll = Poll::new()?;
+        let somaxconn = super::sys::somaxconn();
+        let backlog = config.listen_backlog.unwrap_or(somaxconn);
+        if backlog > somaxconn {
+            log::warn!(
+                "server.listen_backlog {backlog} is above net.core.somaxconn ({somaxconn}): the kernel uses {somaxconn}"
+            );
+        }
         let mut listeners = Vec::new();
         let mut listener_kinds = Vec::new();
         for (i, (addr, kind, tls)) in binds.into_iter().enumerate() {
-            let mut l = Listener::bind(&addr)
+            let mut l = Listener::bind(&addr, backlog)
                 .map_err(|e| stdio::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
             poll.registry()
                 .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
@@ -128,7 +136,7 @@ impl Server {
         }
         let stats_listener = match &config.bind_stats {
             Some(addr) => {
-                let mut l = Listener::bind(&BindAddr::Tcp(addr.clone())).map_err(|e| {
+                let mut l = Listener::bind(&BindAddr::Tcp(addr.clone()), backlog).map_err(|e| {
                     stdio::Error::new(e.kind(), format!("cannot bind stats {addr}: {e}"))
                 })?;
                 poll.registry()
@@ -144,7 +152,11 @@ impl Server {
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, inbox) = channel();
-        let worker = Worker::spawn(tx.clone(), waker.clone())?;
+        let threads = match config.auth_workers {
+            0 => default_threads(),
+            n => n,
+        };
+        let worker = Worker::spawn(tx.clone(), waker.clone(), threads)?;
         let core = Core::new(config, auth, worker, Instant::now())?;
         Ok(Self {
             poll,

@@ -34,7 +34,7 @@ impl Server {
                     self.running = false;
                 }
                 LoopMsg::Verified(v) => {
-                    self.core.worker.in_flight = self.core.worker.in_flight.saturating_sub(1);
+                    self.core.worker.answered(v.ticket);
                     match v.ticket {
                         Ticket::Conn { conn, .. } => dispatch::on_verified(&mut self.cx(), conn, v),
                         Ticket::Datagram(id) => {
@@ -112,6 +112,7 @@ impl Server {
                 info!("reload ok: {}", db.summary());
                 self.core.auth = db;
                 self.core.cache.clear();
+                self.udp.after_reload(&self.core.auth.keys);
                 self.core.stats.reloads_ok += 1;
                 let mut cx = self.cx();
                 psrt::reload::apply(&mut cx);

@@ -9,8 +9,9 @@
 //! | `/health` | `ok` | none |
 //!
 //! Admin means HTTP Basic credentials of a user whose ACL entry has
-//! `admin: true` (checked by the one auth pipeline: bcrypt in the worker,
-//! verified logins cached), or, without credentials, an ACL entry `_` with
+//! `admin: true` (checked by the one auth pipeline: bcrypt in the workers,
+//! verified logins cached, wrong ones remembered for a minute, unknown users
+//! checked against the decoy hash), or, without credentials, an ACL entry `_` with
 //! `admin: true`. Only GET is served. The request head is limited to 8 KiB
 //! and 32 headers (`head.rs`), and must arrive within the protocol timeout.
 
@@ -86,6 +87,7 @@ pub(crate) fn on_input(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
                 &core.auth,
                 &core.cache,
                 &mut core.worker,
+                core.now,
                 ticket,
                 &user,
                 &password,
@@ -115,7 +117,7 @@ pub(crate) fn on_verified(
 ) -> Result<(), CloseReason> {
     let core = &mut *cx.core;
     let user: Box<str> = v.login.as_str().into();
-    match login::finish(&core.auth, &mut core.cache, &mut core.worker, v) {
+    match login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v) {
         Verdict::Granted(_) => authorize(cx, id, route, &user).map(drop),
         Verdict::Pending => Ok(()),
         Verdict::Denied(_) => failed_login(cx, id, &user).map(drop),

@@ -106,8 +106,9 @@ fn db(acl: &str, users: &[(&str, &str)]) -> AuthDb {
         .iter()
         .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap()))
         .collect();
-    let (passwords, warnings) = Passwords::parse(&lines);
+    let (mut passwords, warnings) = Passwords::parse(&lines);
     assert!(warnings.is_empty(), "{warnings:?}");
+    passwords.make_decoy(4).unwrap();
     AuthDb {
         acl: Acl::parse(acl, Path::new("acl.yml")).unwrap(),
         passwords,
@@ -138,6 +139,7 @@ fn answer(h: &mut Harness, id: ConnId, login: &str, password: &str, ok: bool) {
         hash,
         password: password.into(),
         ok,
+        decoy: false,
     };
     dispatch::on_verified(&mut h.cx(), id, v);
 }
@@ -312,23 +314,38 @@ fn wrong_basic_password_is_401_and_counted() {
     assert_eq!(response(&mut h, again).0, "HTTP/1.1 401 Unauthorized");
     assert_eq!(h.core.stats.auth_blocked, 1);
     // Another login from the same address is still checked (an unknown
-    // one here: refused and counted, not blocked).
+    // one costs a decoy check, like a known one).
     let other = stats_conn(&mut h);
     h.feed(other, &get("/status", Some(("someone", "nope"))));
-    assert_eq!(response(&mut h, other).0, "HTTP/1.1 401 Unauthorized");
-    assert_eq!(h.core.stats.login_failures, 2);
+    assert_eq!(h.core.worker.in_flight, 2);
     assert_eq!(h.core.stats.auth_blocked, 1);
 }
 
 #[test]
-fn unknown_users_fail_at_once_and_non_admins_are_not_failures() {
+fn unknown_users_cost_a_decoy_check_and_non_admins_are_not_failures() {
     let mut h = locked_down();
     let id = stats_conn(&mut h);
     h.feed(id, &get("/status", Some(("nobody", "pw"))));
-    assert!(done(&h, id), "no bcrypt for an unknown user");
+    assert!(
+        matches!(h.phase(id), Phase::Http(Http::Authenticating(_))),
+        "an unknown user waits for bcrypt (the decoy) like a known one"
+    );
+    assert_eq!(h.core.worker.in_flight, 1);
+    let v = Verified {
+        ticket: Ticket::Conn {
+            conn: id,
+            serial: h.conns[id].serial,
+        },
+        login: "nobody".into(),
+        hash: h.core.auth.passwords.decoy().unwrap().into(),
+        password: "pw".into(),
+        ok: false,
+        decoy: true,
+    };
+    dispatch::on_verified(&mut h.cx(), id, v);
+    assert!(done(&h, id));
     assert_eq!(response(&mut h, id).0, "HTTP/1.1 401 Unauthorized");
     assert_eq!(h.core.stats.login_failures, 1);
-    assert_eq!(h.core.worker.in_flight, 0);
 
     // A right password of a user whose ACL entry is not admin: refused,
     // but it is not a failed login.

@@ -148,6 +148,7 @@ fn login_step(
         &core.auth,
         &core.cache,
         &mut core.worker,
+        core.now,
         ticket,
         login,
         password,
@@ -173,7 +174,7 @@ pub(crate) fn on_verified(cx: &mut Cx, id: ConnId, v: Verified) -> Result<(), Cl
     let core = &mut *cx.core;
     let login: Box<str> = v.login.as_str().into();
     let ip = cx.conns[id].ip();
-    let result = match login::finish(&core.auth, &mut core.cache, &mut core.worker, v) {
+    let result = match login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v) {
         Verdict::Granted(hash) => {
             let now = cx.core.now;
             let conn = &mut cx.conns[id];

@@ -106,6 +106,8 @@ pub(crate) fn start_session(
     core.stats.mqtt_connects += 1;
     let now = core.now;
     let conn = &mut cx.conns[id];
+    // Logged in: no longer counts against max_handshakes_per_ip.
+    core.handshake_over(conn);
     if let Some(ip) = conn.ip() {
         core.throttle.success(ip, &p.login);
     }

@@ -244,6 +244,7 @@ fn answer(h: &mut Harness, id: ConnId, ok: bool) {
         hash: hash.into(),
         password: "pw".into(),
         ok,
+        decoy: false,
     };
     dispatch::on_verified(&mut h.cx(), id, v);
 }

@@ -67,6 +67,7 @@ fn verified(h: &Harness, id: ConnId, login: &str, hash: &str, ok: bool) -> Verif
         hash: hash.into(),
         password: "pw".into(),
         ok,
+        decoy: false,
     }
 }
 
@@ -418,4 +419,40 @@ fn reload_narrowing_the_acl_drops_subscriptions() {
     h.feed(u, &crate::server::testing::publish("b/x", b"m"));
     assert_eq!(h.take_output(u), [0x01]);
     assert!(!h.take_output(other_data).is_empty());
+}
+
+/// A wrong password is remembered for a minute: the same one again is
+/// refused without bcrypt, and still counted and told to the throttle.
+#[test]
+fn a_repeated_wrong_password_is_refused_without_bcrypt_but_counted() {
+    let mut h = harness();
+    h.core.throttle = LoginThrottle::new(2);
+    let id = send_login(&mut h, &login_frame("u", "nope"));
+    let v = Verified {
+        password: "nope".into(),
+        ..verified(&h, id, "u", &hash_of(&h, "u"), false)
+    };
+    dispatch::on_verified(&mut h.cx(), id, v);
+    assert!(closing(&h, id).is_some());
+    let again = send_login(&mut h, &login_frame("u", "nope"));
+    assert!(
+        matches!(closing(&h, again), Some(CloseReason::LoginFailed(why)) if why.contains("wrong password")),
+        "{:?}",
+        h.phase(again)
+    );
+    assert_eq!(h.core.worker.in_flight, 1, "no second bcrypt job");
+    assert_eq!(h.core.stats.login_failures, 2);
+    assert!(
+        h.core
+            .throttle
+            .login_blocked(peer_ip(), "u", h.core.now)
+            .is_some()
+    );
+    // Another user's password still goes to bcrypt (and would be granted).
+    let right = send_login(&mut h, &login_frame("v", "pw"));
+    assert!(authenticating(&h, right));
+}
+
+fn hash_of(h: &Harness, login: &str) -> String {
+    h.core.auth.passwords.get(login).unwrap().hash.to_string()
 }

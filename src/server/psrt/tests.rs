@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use psrt_protocol::{Request, StreamKind, Token, encode_push_header};
 
+use crate::server::auth::Passwords;
+use crate::server::auth::worker::{Ticket, Verified};
 use crate::server::conn::CloseReason;
 use crate::server::dispatch;
 use crate::server::phase::Phase;
@@ -69,8 +71,12 @@ fn anonymous_login_refused_when_disabled() {
     assert_eq!(h.core.sessions, 0);
 }
 
+/// With a password file, an unknown user costs a bcrypt check against the
+/// decoy hash (as long as a wrong password), then is refused as unknown.
+/// Without one (the embedded default) there is nothing to hide: refused at
+/// once.
 #[test]
-fn unknown_user_is_refused_without_bcrypt() {
+fn unknown_user_costs_a_decoy_check() {
     let mut h = Harness::new();
     let id = h.accept();
     h.feed(id, &greeting(StreamKind::Control));
@@ -78,7 +84,43 @@ fn unknown_user_is_refused_without_bcrypt() {
     assert!(
         matches!(closing(&h, id), Some(CloseReason::LoginFailed(why)) if why.contains("unknown user"))
     );
-    assert_eq!(h.core.worker.in_flight, 0);
+    assert_eq!(h.core.worker.in_flight, 0, "no password file: no decoy");
+
+    let (mut passwords, _) = Passwords::parse(&format!("u:{}\n", bcrypt::hash("pw", 4).unwrap()));
+    passwords.make_decoy(4).unwrap();
+    let decoy: Box<str> = passwords.decoy().unwrap().into();
+    h.core.auth.passwords = passwords;
+    let id = h.accept();
+    h.feed(id, &greeting(StreamKind::Control));
+    h.feed(id, &login_frame("nobody", "secret"));
+    assert!(matches!(h.phase(id), Phase::Psrt(Psrt::Authenticating)));
+    assert_eq!(h.core.worker.in_flight, 1);
+    let v = Verified {
+        ticket: Ticket::Conn {
+            conn: id,
+            serial: h.conns[id].serial,
+        },
+        login: "nobody".into(),
+        hash: decoy,
+        password: "secret".into(),
+        ok: false,
+        decoy: true,
+    };
+    dispatch::on_verified(&mut h.cx(), id, v);
+    assert!(
+        matches!(closing(&h, id), Some(CloseReason::LoginFailed(why)) if why.contains("unknown user")),
+        "{:?}",
+        h.phase(id)
+    );
+    assert_eq!(h.core.stats.login_failures, 2);
+    // Repeated: refused from the login cache, like a repeated wrong password.
+    let id = h.accept();
+    h.feed(id, &greeting(StreamKind::Control));
+    h.feed(id, &login_frame("nobody", "secret"));
+    assert!(
+        matches!(closing(&h, id), Some(CloseReason::LoginFailed(why)) if why.contains("unknown user"))
+    );
+    assert_eq!(h.core.worker.in_flight, 1);
 }
 
 #[test]

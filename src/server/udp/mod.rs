@@ -12,13 +12,23 @@
 //! * once authenticated, an op `01` datagram gets the 5-byte ack: `01`, `FE`
 //!   (ACL) or `FF` (bad topic);
 //! * a plain password is verified by bcrypt in the auth worker the first time
-//!   only (*): the datagram waits (bounded), later ones hit the
-//!   verified-login cache.
+//!   only (*), in the worker's bulk queue (logins go first): the datagrams
+//!   of that (login, password) that arrive meanwhile wait with the one
+//!   check, bounded in bytes (`parked`), and are published in arrival order
+//!   if it succeeds, dropped if it fails; later ones hit the login cache,
+//!   and a wrong password seen within the last minute is dropped without
+//!   bcrypt. An unknown login is dropped at once: no decoy check as for
+//!   TCP logins, since nothing is sent back there is no timing to observe;
+//! * an AES-GCM datagram whose nonce its key used within the last
+//!   `udp_replay_window` datagrams is a replay (*): counted in
+//!   `udp_replayed`, not acked, not delivered (`replay`).
 //!
 //! The sockets are read here (`Udp::drain`, called by the loop); a
 //! datagram's handling needs only the handler context.
 
-use std::collections::HashMap;
+mod parked;
+mod replay;
+
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -28,27 +38,19 @@ use psrt_protocol::{
     Reply, UdpAuth, UdpBody, decode_datagram, decode_udp_body, encode_udp_ack, open_udp_block,
 };
 
-use crate::server::auth::ANONYMOUS;
 use crate::server::auth::login::{self, Verdict};
 use crate::server::auth::worker::{Ticket, Verified};
+use crate::server::auth::{ANONYMOUS, Keys};
 use crate::server::core::Cx;
 use crate::server::pubsub::pipeline::{self, Message, Origin};
+use parked::{Datagram, Full, Parked};
+use replay::Replay;
 
 /// Datagrams read from one socket per loop iteration before others get a turn.
 pub(crate) const UDP_BUDGET: usize = 1024;
-/// Datagrams parked waiting for bcrypt; more are dropped.
-const MAX_PENDING: usize = 64;
 /// Receive buffer asked of the kernel per UDP socket, to ride out bursts
 /// (capped by `net.core.rmem_max`).
 const SOCKET_RCVBUF: usize = 4 * 1024 * 1024;
-
-/// A datagram waiting for its password to be verified.
-#[derive(Debug)]
-struct Pending {
-    socket: usize,
-    src: SocketAddr,
-    datagram: Vec<u8>,
-}
 
 /// The UDP sockets and their buffers.
 #[derive(Debug, Default)]
@@ -60,8 +62,10 @@ pub(crate) struct Udp {
     plain: Vec<u8>,
     /// The ack being sent (reused: no allocation per datagram).
     ack: Vec<u8>,
-    pending: HashMap<u64, Pending>,
-    next_pending: u64,
+    /// Plain-auth datagrams waiting for their password check.
+    parked: Parked,
+    /// Recent AES-GCM nonces per key.
+    replay: Replay,
     /// Sockets whose read budget ran out with datagrams possibly left.
     pub(crate) backlog: Vec<usize>,
 }
@@ -151,40 +155,7 @@ impl Udp {
                     }
                     return self.publish(cx, socket, src, ANONYMOUS, &body);
                 }
-                let cached = login::is_cached(&cx.core.auth, &cx.core.cache, login, password);
-                if !cached && self.pending.len() >= MAX_PENDING {
-                    return drop_datagram(
-                        cx,
-                        src,
-                        "too many datagrams waiting for password verification",
-                    );
-                }
-                let ticket = Ticket::Datagram(self.next_pending + 1);
-                let core = &mut *cx.core;
-                match login::check(
-                    &core.auth,
-                    &core.cache,
-                    &mut core.worker,
-                    ticket,
-                    login,
-                    password,
-                ) {
-                    Verdict::Granted(_) => self.publish(cx, socket, src, login, &body),
-                    Verdict::Denied(why) => drop_datagram(cx, src, &why),
-                    Verdict::Busy => drop_datagram(cx, src, "too many password checks pending"),
-                    Verdict::Pending => {
-                        self.next_pending += 1;
-                        let datagram = bytes.to_vec();
-                        self.pending.insert(
-                            self.next_pending,
-                            Pending {
-                                socket,
-                                src,
-                                datagram,
-                            },
-                        );
-                    }
-                }
+                self.plain_auth(cx, (socket, src, bytes), (login, password), &body);
             }
             UdpAuth::Encrypted {
                 cipher,
@@ -196,7 +167,16 @@ impl Udp {
                     return drop_datagram(cx, src, &format!("no key for {key_id:?}"));
                 };
                 let mut plain = std::mem::take(&mut self.plain);
+                let window = cx.core.config.udp_replay_window;
                 match open_udp_block(key, cipher, &nonce, sealed, &mut plain) {
+                    // Authentic: only now is its nonce recorded.
+                    Ok(_) if !self.replay.fresh(key_id, nonce, window) => {
+                        cx.core.stats.udp_replayed += 1;
+                        cx.core.warn(
+                            "udp-replay",
+                            format_args!("udp:{src}: datagram dropped: a replay (key {key_id:?})"),
+                        );
+                    }
                     Ok(body) => match decode_udp_body(body) {
                         Ok(body) => {
                             let login = if key_id.is_empty() { ANONYMOUS } else { key_id };
@@ -211,21 +191,105 @@ impl Udp {
         }
     }
 
-    /// A bcrypt result for a parked datagram.
+    /// A plain-auth datagram of a named login: published at once if the
+    /// login cache vouches for it, else it waits with its pair's check
+    /// (started now if none is running).
+    fn plain_auth(
+        &mut self,
+        cx: &mut Cx,
+        (socket, src, bytes): (usize, SocketAddr, &[u8]),
+        (login, password): (&str, &str),
+        body: &UdpBody<'_>,
+    ) {
+        let parked = || Datagram {
+            socket,
+            src,
+            bytes: bytes.into(),
+        };
+        if !self.parked.is_empty() {
+            let pair = cx.core.cache.pair(login, password);
+            if self.parked.waiting(&pair) {
+                return self.park(cx, &pair, parked());
+            }
+        }
+        let ticket = Ticket::Datagram(self.parked.next_id());
+        let core = &mut *cx.core;
+        match login::check(
+            &core.auth,
+            &core.cache,
+            &mut core.worker,
+            core.now,
+            ticket,
+            login,
+            password,
+        ) {
+            Verdict::Granted(_) => self.publish(cx, socket, src, login, body),
+            Verdict::Denied(why) => drop_datagram(cx, src, &why),
+            Verdict::Busy => drop_datagram(cx, src, "too many password checks pending"),
+            Verdict::Pending => {
+                let pair = cx.core.cache.pair(login, password);
+                self.parked.open(pair);
+                self.park(cx, &pair, parked());
+            }
+        }
+    }
+
+    /// Queues a datagram behind its pair's check, or drops it past a bound.
+    fn park(&mut self, cx: &mut Cx, pair: &[u8; 32], d: Datagram) {
+        let config = &cx.core.config;
+        let (per_check, total) = (config.udp_pending_bytes_per_check, config.udp_pending_bytes);
+        let src = d.src;
+        match self.parked.push(pair, d, per_check, total) {
+            Ok(()) => {}
+            Err(Full::Pair) => drop_datagram(
+                cx,
+                src,
+                "udp_pending_bytes_per_check reached: too much waiting for this password check",
+            ),
+            Err(Full::Total) => drop_datagram(
+                cx,
+                src,
+                "udp_pending_bytes reached: too much waiting for password checks",
+            ),
+        }
+    }
+
+    /// A bcrypt result for a pair's parked datagrams: published in arrival
+    /// order (now cached, each is handled like a later datagram), or dropped.
     pub(crate) fn on_verified(&mut self, cx: &mut Cx, id: u64, v: Verified) {
-        let Some(p) = self.pending.remove(&id) else {
+        let pair = cx.core.cache.pair(&v.login, &v.password);
+        let core = &mut *cx.core;
+        let verdict = login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v);
+        if verdict == Verdict::Pending {
+            return; // checked again against a reloaded hash: still waiting
+        }
+        let Some(datagrams) = self.parked.close(&pair, id) else {
             return;
         };
-        let core = &mut *cx.core;
-        match login::finish(&core.auth, &mut core.cache, &mut core.worker, v) {
-            // Now cached: handled like any later datagram.
-            Verdict::Granted(_) => self.on_datagram(cx, p.socket, p.src, &p.datagram),
-            Verdict::Pending => {
-                self.pending.insert(id, p);
+        let why = match verdict {
+            Verdict::Granted(_) => {
+                for d in datagrams {
+                    self.on_datagram(cx, d.socket, d.src, &d.bytes);
+                }
+                return;
             }
-            Verdict::Denied(why) => drop_datagram(cx, p.src, &why),
-            Verdict::Busy => drop_datagram(cx, p.src, "too many password checks pending"),
-        }
+            Verdict::Denied(why) => why,
+            Verdict::Busy | Verdict::Pending => "too many password checks pending".into(),
+        };
+        let Some(first) = datagrams.front() else {
+            return;
+        };
+        let n = datagrams.len();
+        cx.core.stats.udp_dropped += n as u64;
+        cx.core.warn(
+            "udp",
+            format_args!("udp:{}: {n} datagram(s) dropped: {why}", first.src),
+        );
+    }
+
+    /// After a reload: forgets the replay windows of keys that are gone.
+    pub(crate) fn after_reload(&mut self, keys: &Keys) {
+        self.replay.retain(|name| keys.get(name).is_some());
     }
 
     /// Publishes an authenticated datagram and acks it if asked.
@@ -283,3 +347,6 @@ fn publish_body(cx: &mut Cx, login: &str, body: &UdpBody<'_>) -> Reply {
         Err(r) => r.reply(),
     }
 }
+
+#[cfg(test)]
+mod tests;
