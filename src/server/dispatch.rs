@@ -111,6 +111,11 @@ fn on_input(
         Phase::Link(_) => link::on_input(cx, id, data),
         Phase::Mqtt(p) => match p {
             Mqtt::Connect => mqtt::connect::on_connect(cx, id, data),
+            Mqtt::TlsHandshake => {
+                // Plaintext arrived: the handshake is over.
+                mqtt::connect::check_tls(cx, id);
+                mqtt::connect::on_connect(cx, id, data)
+            }
             Mqtt::Connected(_) => mqtt::packets::on_packet(cx, id, data),
             Mqtt::Authenticating(_) => Ok(Step::Need(1)),
         },
@@ -258,6 +263,15 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
     }
 }
 
+/// A connection accepted on an MQTT TLS listener: its TLS session starts
+/// (or it is closed: no identity, `max_tls_handshakes`).
+pub(crate) fn start_tls(cx: &mut Cx, id: ConnId) {
+    if let Err(reason) = mqtt::connect::start_tls(cx, id) {
+        close(cx, id, reason);
+    }
+    apply_effects(cx);
+}
+
 /// TLS records were read or written: a finished handshake sends the
 /// greeting reply.
 pub(crate) fn on_tls_progress(cx: &mut Cx, id: ConnId) {
@@ -266,6 +280,11 @@ pub(crate) fn on_tls_progress(cx: &mut Cx, id: ConnId) {
         Some(Phase::Psrt(Psrt::TlsHandshake(_)))
     ) {
         psrt::handshake::check_tls_handshake(cx, id);
+    } else if matches!(
+        cx.conns.get(id).map(|c| &c.phase),
+        Some(Phase::Mqtt(Mqtt::TlsHandshake))
+    ) {
+        mqtt::connect::check_tls(cx, id);
     } else if let Some(conn) = cx.conns.get_mut(id) {
         if conn.stream.has_pending_output() {
             cx.core.schedule_flush(id, conn);

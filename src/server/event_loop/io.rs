@@ -123,24 +123,7 @@ impl Server {
         }
         if tls {
             // An MQTT TLS listener: the handshake comes first.
-            let started = self
-                .core
-                .auth
-                .tls
-                .clone()
-                .ok_or_else(|| "no TLS identity".to_string())
-                .and_then(|config| rustls::ServerConnection::new(config).map_err(|e| e.to_string()))
-                .and_then(|session| {
-                    self.conns[id]
-                        .stream
-                        .start_tls(session.into(), &[])
-                        .map_err(|e| e.to_string())
-                });
-            if let Err(e) = started {
-                let mut cx = self.cx();
-                dispatch::close(&mut cx, id, CloseReason::Tls(e));
-                dispatch::apply_effects(&mut cx);
-            }
+            dispatch::start_tls(&mut self.cx(), id);
         }
     }
 

@@ -18,6 +18,43 @@ use crate::server::conn::{CloseReason, ConnId};
 use crate::server::core::Cx;
 use crate::server::phase::{Phase, Step};
 
+/// A connection accepted on a TLS listener: the handshake starts, counted
+/// against `server.max_tls_handshakes` (refused beyond it).
+pub(crate) fn start_tls(cx: &mut Cx, id: ConnId) -> Result<(), CloseReason> {
+    let core = &mut *cx.core;
+    let Some(config) = core.auth.tls.clone() else {
+        return Err(CloseReason::TlsUnavailable);
+    };
+    if !core.admission.start_tls(core.config.max_tls_handshakes) {
+        core.stats.tls_handshake_refusals += 1;
+        return Err(CloseReason::Limit("max_tls_handshakes"));
+    }
+    let conn = &mut cx.conns[id];
+    // Counted from here: any close of this phase ends the count. The
+    // CONNECT deadline still runs from the accept.
+    conn.phase = Phase::Mqtt(Mqtt::TlsHandshake);
+    let session =
+        rustls::ServerConnection::new(config).map_err(|e| CloseReason::Tls(e.to_string()))?;
+    conn.stream
+        .start_tls(session.into(), &[])
+        .map_err(|e| CloseReason::Tls(e.to_string()))
+}
+
+/// After TLS input: handshake records are flushed; once the handshake is
+/// done it stops counting and the CONNECT is waited for.
+pub(crate) fn check_tls(cx: &mut Cx, id: ConnId) {
+    let Some(conn) = cx.conns.get_mut(id) else {
+        return;
+    };
+    if conn.stream.has_pending_output() {
+        cx.core.schedule_flush(id, conn);
+    }
+    if matches!(conn.phase, Phase::Mqtt(Mqtt::TlsHandshake)) && !conn.stream.is_handshaking() {
+        cx.core.admission.tls_ended();
+        conn.phase = Phase::Mqtt(Mqtt::Connect);
+    }
+}
+
 /// The first packet: CONNECT, or a close.
 pub(crate) fn on_connect(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
     let max = cx

@@ -5,9 +5,9 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `phase` | the phases and their deadlines: `Connect`, `Authenticating`, `Connected` |
+//! | `phase` | the phases and their deadlines: `TlsHandshake`, `Connect`, `Authenticating`, `Connected` |
 //! | `state` | sessions, which outlive connections; the matcher id of a session |
-//! | `connect` | CONNECT: checks, the auth pipeline, CONNACK refusals |
+//! | `connect` | the TLS start of a TLS listener; CONNECT: checks, the auth pipeline, CONNACK refusals |
 //! | `session` | starting, taking over, resuming, ending and expiring sessions; the last will |
 //! | `packets` | packets of a connected client: PUBLISH in, acks, (UN)SUBSCRIBE, PING, DISCONNECT |
 //! | `outbound` | messages to MQTT clients: packets built once, the in-flight window, redelivery |

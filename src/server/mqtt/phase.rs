@@ -48,6 +48,9 @@ pub(crate) struct Link {
 /// An MQTT connection's phase.
 #[derive(Debug)]
 pub(crate) enum Phase {
+    /// Accepted on a TLS listener: the handshake runs (it counts against
+    /// `server.max_tls_handshakes` until it ends); then `Connect`.
+    TlsHandshake,
     /// Accepted: the first packet must be CONNECT, within `proto.timeout`.
     Connect,
     /// bcrypt runs in the worker; input paused.
@@ -60,6 +63,7 @@ impl Phase {
     /// Short name for logs.
     pub(crate) fn name(&self) -> &'static str {
         match self {
+            Self::TlsHandshake => "mqtt TLS handshake",
             Self::Connect => "mqtt connect",
             Self::Authenticating(_) => "mqtt authenticating",
             Self::Connected(_) => "mqtt",
@@ -70,7 +74,7 @@ impl Phase {
     /// that does not read what it is sent is not read from either.
     pub(crate) fn wants_input(&self, queued: usize) -> bool {
         match self {
-            Self::Connect => true,
+            Self::TlsHandshake | Self::Connect => true,
             Self::Authenticating(_) => false,
             Self::Connected(_) => queued < CONTROL_TX_PAUSE,
         }
@@ -82,7 +86,7 @@ impl Phase {
     /// and a partial packet must keep arriving.
     pub(crate) fn due<P>(&self, conn: &Conn<P>, timeout: Duration) -> Option<Instant> {
         match self {
-            Self::Connect => Some(conn.phase_since + timeout),
+            Self::TlsHandshake | Self::Connect => Some(conn.phase_since + timeout),
             Self::Authenticating(_) => None,
             Self::Connected(link) => {
                 let partial = link

@@ -182,8 +182,10 @@ pub(crate) fn drop_session(core: &mut Core, key: usize) {
 /// on shutdown or revocation); a clean session ends, a persistent one is
 /// kept while the client is away.
 pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, old: Mqtt, will: bool) {
-    let Mqtt::Connected(link) = old else {
-        return;
+    let link = match old {
+        Mqtt::Connected(link) => link,
+        Mqtt::TlsHandshake => return cx.core.admission.tls_ended(),
+        _ => return,
     };
     let core = &mut *cx.core;
     // Taken over: the session belongs to the newer connection now.
