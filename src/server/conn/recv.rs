@@ -217,13 +217,14 @@ impl RecvBuf {
             let Some(vec) = Rc::get_mut(&mut big.buf) else {
                 return Err(io::Error::other("large-frame buffer is shared"));
             };
-            // Fill one step ahead of what is read (reused buffers are filled
-            // already), and read up to the frame's last byte and no further.
+            // Fill one step ahead of what is read; a reused buffer is filled
+            // already and takes the rest of the frame in one read. Never read
+            // past the frame's last byte.
             let ahead = big.len.min(big.filled + BIG_STEP);
             if vec.len() < ahead {
                 vec.resize(ahead, 0);
             }
-            let end = ahead.max(big.filled).min(vec.len());
+            let end = big.len.min(vec.len());
             let room = end - big.filled;
             if pool.partial_budget > 0 && pool.partial_total + room > pool.partial_budget {
                 return Err(io::Error::new(
