@@ -17,8 +17,9 @@ use slab::Slab;
 use super::admission::Admission;
 use super::auth::AuthDb;
 use super::auth::cache::LoginCache;
+use super::auth::login::{self, Verdict};
 use super::auth::throttle::{Block, LoginThrottle};
-use super::auth::worker::Worker;
+use super::auth::worker::{Ticket, Verified, Worker};
 use super::config::Config;
 use super::conn::{CloseReason, ConnId, Peer, RxPool, TxPool};
 use super::link::Cluster;
@@ -227,6 +228,31 @@ impl Core {
                 self.admission.leave(ip);
             }
         }
+    }
+
+    /// The one auth pipeline's check (`auth::login::check`) on this core's
+    /// database, cache and worker.
+    pub(crate) fn check_password(
+        &mut self,
+        ticket: Ticket,
+        login: &str,
+        password: &str,
+    ) -> Verdict {
+        login::check(
+            &self.auth,
+            &self.cache,
+            &mut self.worker,
+            self.now,
+            ticket,
+            login,
+            password,
+        )
+    }
+
+    /// The one auth pipeline's answer to a worker result
+    /// (`auth::login::finish`).
+    pub(crate) fn finish_password(&mut self, v: Verified) -> Verdict {
+        login::finish(&self.auth, &mut self.cache, &mut self.worker, self.now, v)
     }
 
     /// Queues bytes on a connection and schedules its flush.
