@@ -4,6 +4,8 @@
 //! built on the protocol crate's encoders. Every read has a timeout.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
