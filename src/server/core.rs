@@ -54,6 +54,8 @@ pub(crate) struct Core {
     pub(crate) stats: Stats,
     pub(crate) timers: Timers,
     pub(crate) flush_list: Vec<ConnId>,
+    /// Connections with a reply queued: flushed before `flush_list`.
+    pub(crate) reply_list: Vec<ConnId>,
     pub(crate) ready_list: Vec<ConnId>,
     /// Effects queued by handlers, applied by the loop.
     pub(crate) effects: Vec<Effect>,
@@ -106,6 +108,7 @@ impl Core {
             stats: Stats::default(),
             timers: Timers::default(),
             flush_list: Vec::new(),
+            reply_list: Vec::new(),
             ready_list: Vec::new(),
             effects: Vec::new(),
             rx_pool,
@@ -256,10 +259,15 @@ impl Core {
     }
 
     /// Queues bytes on a connection and schedules its flush.
+    /// A reply: its connection is flushed before the pushes of the same
+    /// turn, so the requester can send its next request sooner.
     pub(crate) fn send(&mut self, id: ConnId, conn: &mut Conn, bytes: &[u8]) {
         conn.output_started(self.now);
         conn.tx.push_slice(bytes, false, &mut self.tx_pool);
-        self.schedule_flush(id, conn);
+        if !conn.in_flush_list {
+            conn.in_flush_list = true;
+            self.reply_list.push(id);
+        }
     }
 }
 
