@@ -7,8 +7,10 @@
 //!   keep-alive pinger, UDP sender.
 //! * [`protocol`]: the `psrt-protocol` crate, the only place that knows wire
 //!   bytes.
+//! * `term` (private): terminal modes for `psrt-cli --top`.
 
 pub mod client;
 pub mod server;
+mod term;
 
 pub use psrt_protocol as protocol;
