@@ -7,9 +7,13 @@
 //!   keep-alive pinger, UDP sender.
 //! * [`protocol`]: the `psrt-protocol` crate, the only place that knows wire
 //!   bytes.
-//! * `term` (private): terminal modes for `psrt-cli --top`.
+//! * [`passwd`]: `psrtd passwd`, which writes bcrypt lines into the password
+//!   file without htpasswd.
+//! * `term` (private): terminal modes for `psrt-cli --top` and the password
+//!   prompt.
 
 pub mod client;
+pub mod passwd;
 pub mod server;
 mod term;
 

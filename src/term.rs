@@ -1,19 +1,26 @@
-//! Terminal helpers for the command-line tools (`psrt-cli --top`): is a
-//! descriptor a terminal, its height, and a termios mode that is put back
-//! when it is dropped.
+//! Terminal helpers for the command-line tools (`psrt-cli --top`, `psrtd
+//! passwd`): is a descriptor a terminal, its height, a termios mode that is
+//! put back when it is dropped, and a password prompt without echo.
 //!
 //! Thin libc calls (termios, `isatty`, `TIOCGWINSZ`, `read`), each with its
 //! `SAFETY` note. Nothing here is used by the server.
 
 #![allow(unsafe_code)]
 
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::RawFd;
 
 /// Standard input's descriptor.
 pub(crate) const STDIN: RawFd = libc::STDIN_FILENO;
 /// Standard output's descriptor.
 pub(crate) const STDOUT: RawFd = libc::STDOUT_FILENO;
+
+/// Ctrl-C, Ctrl-D, Ctrl-H, Ctrl-U, DEL: the keys the password prompt knows.
+const CTRL_C: u8 = 0x03;
+const CTRL_D: u8 = 0x04;
+const BACKSPACE: u8 = 0x08;
+const CTRL_U: u8 = 0x15;
+const DELETE: u8 = 0x7f;
 
 /// Whether `fd` is a terminal.
 pub(crate) fn is_tty(fd: RawFd) -> bool {
@@ -83,6 +90,17 @@ impl Mode {
         })
     }
 
+    /// For a password prompt: no echo, no line buffering, no signals (the
+    /// prompt edits the line itself and takes Ctrl-C as "cancel", so the
+    /// terminal is always put back); a read waits for one byte.
+    pub(crate) fn hidden_line(fd: RawFd) -> io::Result<Self> {
+        Self::apply(fd, |t| {
+            t.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ISIG);
+            t.c_cc[libc::VMIN] = 1;
+            t.c_cc[libc::VTIME] = 0;
+        })
+    }
+
     fn apply(fd: RawFd, change: impl FnOnce(&mut libc::termios)) -> io::Result<Self> {
         let saved = get_attr(fd)?;
         let mut applied = saved;
@@ -117,9 +135,100 @@ impl Drop for Mode {
     }
 }
 
+/// What one key does to the line being typed at a hidden prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Edit {
+    /// Keep reading.
+    More,
+    /// Enter: the line is complete.
+    Done,
+    /// Ctrl-C, or Ctrl-D on an empty line: give up.
+    Cancel,
+}
+
+/// Applies one byte to `line`: Enter ends it, backspace/DEL removes the
+/// last character (all its UTF-8 bytes), Ctrl-U clears the line, Ctrl-C
+/// (or Ctrl-D on an empty line) cancels, other control bytes are ignored.
+pub(crate) fn edit_line(line: &mut Vec<u8>, byte: u8) -> Edit {
+    match byte {
+        b'\r' | b'\n' => Edit::Done,
+        CTRL_C => Edit::Cancel,
+        CTRL_D if line.is_empty() => Edit::Cancel,
+        BACKSPACE | DELETE => {
+            // Drop UTF-8 continuation bytes, then the lead byte.
+            while line.pop().is_some_and(|b| b & 0xC0 == 0x80) {}
+            Edit::More
+        }
+        CTRL_U => {
+            line.clear();
+            Edit::More
+        }
+        b if b < 0x20 => Edit::More,
+        b => {
+            line.push(b);
+            Edit::More
+        }
+    }
+}
+
+/// Prints `prompt` on stderr and reads one line from the terminal on stdin
+/// without echo. `Ok(None)` if the user cancelled (Ctrl-C, Ctrl-D).
+pub(crate) fn read_hidden(prompt: &str) -> io::Result<Option<Vec<u8>>> {
+    let mut err = io::stderr().lock();
+    write!(err, "{prompt}")?;
+    err.flush()?;
+    let mode = Mode::hidden_line(STDIN)?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    let outcome = loop {
+        match mode.read(&mut byte) {
+            Ok(0) => break Edit::Cancel,
+            Ok(_) => match edit_line(&mut line, byte[0]) {
+                Edit::More => {}
+                done => break done,
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    drop(mode);
+    // The Enter the user typed was not echoed.
+    writeln!(err)?;
+    Ok((outcome == Edit::Done).then_some(line))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn typed(bytes: &[u8]) -> (Vec<u8>, Edit) {
+        let mut line = Vec::new();
+        for &b in bytes {
+            match edit_line(&mut line, b) {
+                Edit::More => {}
+                done => return (line, done),
+            }
+        }
+        (line, Edit::More)
+    }
+
+    #[test]
+    fn hidden_line_editing() {
+        assert_eq!(typed(b"secret\r"), (b"secret".to_vec(), Edit::Done));
+        assert_eq!(typed(b"secret\n"), (b"secret".to_vec(), Edit::Done));
+        assert_eq!(typed(b"secrex\x7ft\r").0, b"secret");
+        assert_eq!(typed(b"ab\x08\x08\x08c\r").0, b"c");
+        assert_eq!(typed(b"wrong\x15right\r").0, b"right");
+        // Other control bytes (Esc, Tab, Ctrl-Z) are not part of a password.
+        assert_eq!(typed(b"a\x1b\t\x1ab\r").0, b"ab");
+        assert_eq!(typed(b"abc\x03").1, Edit::Cancel);
+        assert_eq!(typed(b"\x04").1, Edit::Cancel);
+        assert_eq!(typed(b"a\x04b\r").0, b"ab");
+        // Backspace removes a whole UTF-8 character.
+        let (line, _) = typed("pä\u{7f}ß€\u{7f}\r".as_bytes());
+        assert_eq!(String::from_utf8(line).unwrap(), "pß");
+        assert_eq!(typed(b"\x7f\x7fok\r").0, b"ok");
+    }
 
     #[test]
     fn not_a_terminal() {
