@@ -171,30 +171,44 @@ pub(crate) fn edit_line(line: &mut Vec<u8>, byte: u8) -> Edit {
     }
 }
 
-/// Prints `prompt` on stderr and reads one line from the terminal on stdin
-/// without echo. `Ok(None)` if the user cancelled (Ctrl-C, Ctrl-D).
-pub(crate) fn read_hidden(prompt: &str) -> io::Result<Option<Vec<u8>>> {
-    let mut err = io::stderr().lock();
-    write!(err, "{prompt}")?;
-    err.flush()?;
-    let mode = Mode::hidden_line(STDIN)?;
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    let outcome = loop {
-        match mode.read(&mut byte) {
-            Ok(0) => break Edit::Cancel,
-            Ok(_) => match edit_line(&mut line, byte[0]) {
-                Edit::More => {}
-                done => break done,
-            },
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    };
-    drop(mode);
-    // The Enter the user typed was not echoed.
-    writeln!(err)?;
-    Ok((outcome == Edit::Done).then_some(line))
+/// Lines typed at the terminal on stdin without echo. The mode is set
+/// before the first prompt is printed and kept until this is dropped, so
+/// nothing typed (or pasted) after a prompt is ever echoed.
+pub(crate) struct HiddenInput {
+    mode: Mode,
+}
+
+impl HiddenInput {
+    /// Turns echo off on stdin (a terminal).
+    pub(crate) fn open() -> io::Result<Self> {
+        Ok(Self {
+            mode: Mode::hidden_line(STDIN)?,
+        })
+    }
+
+    /// Prints `prompt` on stderr and reads one line. `Ok(None)` if the user
+    /// cancelled (Ctrl-C, Ctrl-D).
+    pub(crate) fn ask(&self, prompt: &str) -> io::Result<Option<Vec<u8>>> {
+        let mut err = io::stderr().lock();
+        write!(err, "{prompt}")?;
+        err.flush()?;
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        let outcome = loop {
+            match self.mode.read(&mut byte) {
+                Ok(0) => break Edit::Cancel,
+                Ok(_) => match edit_line(&mut line, byte[0]) {
+                    Edit::More => {}
+                    done => break done,
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        // The Enter the user typed was not echoed.
+        writeln!(err)?;
+        Ok((outcome == Edit::Done).then_some(line))
+    }
 }
 
 #[cfg(test)]

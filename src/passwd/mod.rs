@@ -184,9 +184,12 @@ fn read_password(login: &str) -> Result<Vec<u8>, String> {
     if !term::is_tty(STDIN) {
         return stdin_line();
     }
+    let no_tty = |e| format!("cannot read the password from the terminal: {e}");
+    let input = term::HiddenInput::open().map_err(no_tty)?;
     let ask = |prompt: &str| {
-        term::read_hidden(prompt)
-            .map_err(|e| format!("cannot read the password from the terminal: {e}"))?
+        input
+            .ask(prompt)
+            .map_err(no_tty)?
             .ok_or_else(|| "cancelled, nothing changed".to_owned())
     };
     let first = ask(&format!("New password for {login}: "))?;
