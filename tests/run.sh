@@ -110,7 +110,7 @@ release_psrtd() {
     fi
     # (A command substitution does not inherit `set -e`: check explicitly.)
     cargo build --release --bin psrtd >&2 || return 1
-    printf '%s\n' "$ROOT/target/release/psrtd"
+    printf '%s\n' "${CARGO_TARGET_DIR:-$ROOT/target}/release/psrtd"
 }
 
 # Makes .venv (repository root) with a working pip: python3 -m venv, else
