@@ -173,7 +173,9 @@ fn errors_are_clear_and_change_nothing() {
 fn terminal_prompt_asks_twice_without_echo() {
     let dir = TempDir::new("passwd-tty");
     let file = dir.path("psrt-passwd");
-    let run = |first: &str, second: &str| {
+    // Types two answers; waits for exit and for the last line, `last`
+    // (the pty's output is read by a thread, so it may lag the exit).
+    let run = |first: &str, second: &str, last: &str| {
         let pty = Pty::open(24, 100).unwrap();
         let before = pty.local_mode();
         let mut child = pty
@@ -197,6 +199,7 @@ fn terminal_prompt_asks_twice_without_echo() {
         );
         pty.type_keys(format!("{second}\r").as_bytes());
         let code = wait_exit(&mut child, WAIT);
+        assert!(pty.wait_for(last, WAIT), "{}", pty.text());
         let text = pty.text();
         assert!(
             !text.contains(first) && !text.contains(second),
@@ -205,9 +208,8 @@ fn terminal_prompt_asks_twice_without_echo() {
         assert_eq!(pty.local_mode(), before, "the terminal mode is back");
         (code, text)
     };
-    let (code, text) = run("typed-once", "typed-twice");
+    let (code, text) = run("typed-once", "typed-twice", "passwords differ");
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("differ"), "{text}");
     assert!(!file.exists(), "nothing written on a mismatch");
 
     // Ctrl-C at the prompt: nothing written, the terminal put back.
@@ -228,11 +230,11 @@ fn terminal_prompt_asks_twice_without_echo() {
     );
     pty.type_keys(b"half\x03");
     assert_eq!(wait_exit(&mut child, WAIT), Some(1), "{}", pty.text());
-    assert!(pty.text().contains("cancelled"), "{}", pty.text());
+    assert!(pty.wait_for("cancelled", WAIT), "{}", pty.text());
     assert_eq!(pty.local_mode(), before);
     assert!(!file.exists());
 
-    let (code, text) = run("s3cret-pw", "s3cret-pw");
+    let (code, text) = run("s3cret-pw", "s3cret-pw", "added user carol");
     assert_eq!(code, Some(0), "{text}");
     let line = std::fs::read_to_string(&file).unwrap();
     let hash = line.trim().strip_prefix("carol:").expect("carol's line");
