@@ -249,6 +249,15 @@ stage_deb() {
         log "installing file (to check that the packaged binaries are static)"
         apt_install file
     fi
+    # crt-static links glibc's static libc.a (Debian: libc6-dev).
+    if [[ $(cc -print-file-name=libc.a 2>/dev/null) != /* ]]; then
+        if ! can_apt; then
+            log "no static libc.a for the crt-static build (Debian: apt-get install libc6-dev)"
+            return 1
+        fi
+        log "installing libc6-dev (libc.a, for the static binaries)"
+        apt_install libc6-dev
+    fi
     local deb
     deb="$(bash packaging/deb/build.sh)" || return 1
     bash packaging/deb/check.sh "$deb"
