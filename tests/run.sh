@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # Order matters: later stages may use what earlier ones built.
-ALL_STAGES=(fmt clippy test release-build integration interop-python interop-rust fuzz)
+ALL_STAGES=(fmt clippy test release-build deb integration interop-python interop-rust fuzz)
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 FAIL_FAST="${FAIL_FAST:-0}"
@@ -35,6 +35,11 @@ stages:
             also checks that the fuzz targets build on stable)
   test      cargo test --workspace
   release-build   cargo build --release --bin psrtd --bin psrt-cli
+  deb       the Debian package: packaging/deb/build.sh (static release psrtd
+            and psrt-cli, dpkg-deb), then packaging/deb/check.sh on it: fields,
+            files and modes, conffiles, static binaries, the unit, psrtd -t on
+            the packaged config, the maintainer scripts in a sandbox. Installs
+            nothing into the system (only \`file\` if readelf is missing too)
   integration     the integration tests (tests/*.rs) again, with the
                   child-process tests running the release psrtd
   interop-python  the published Python client (psrt 0.0.19, pytest) against
@@ -108,7 +113,7 @@ release_psrtd() {
     fi
     # (A command substitution does not inherit `set -e`: check explicitly.)
     cargo build --release --bin psrtd >&2 || return 1
-    printf '%s\n' "$ROOT/target/release/psrtd"
+    printf '%s\n' "${CARGO_TARGET_DIR:-$ROOT/target}/release/psrtd"
 }
 
 # Makes .venv (repository root) with a working pip: python3 -m venv, else
@@ -230,6 +235,35 @@ stage_test() {
 
 stage_release_build() {
     cargo build --release --bin psrtd --bin psrt-cli
+}
+
+# packaging/deb: the .deb is built as README says and checked without being
+# installed (check.sh runs the maintainer scripts in a sandbox).
+stage_deb() {
+    if ! have dpkg-deb; then
+        log "dpkg-deb not found: the deb stage needs a Debian-based machine"
+        return 1
+    fi
+    if ! have readelf && ! have file; then
+        if ! can_apt; then
+            log "neither readelf (binutils) nor file is installed, and this user cannot install file"
+            return 1
+        fi
+        log "installing file (to check that the packaged binaries are static)"
+        apt_install file
+    fi
+    # crt-static links glibc's static libc.a (Debian: libc6-dev).
+    if [[ $(cc -print-file-name=libc.a 2>/dev/null) != /* ]]; then
+        if ! can_apt; then
+            log "no static libc.a for the crt-static build (Debian: apt-get install libc6-dev)"
+            return 1
+        fi
+        log "installing libc6-dev (libc.a, for the static binaries)"
+        apt_install libc6-dev
+    fi
+    local deb
+    deb="$(bash packaging/deb/build.sh)" || return 1
+    bash packaging/deb/check.sh "$deb"
 }
 
 # The integration tests only (the test stage ran them and the unit tests on

@@ -13,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::pki::{Pki, pki};
 use common::{IO_TIMEOUT, Raw, Setup, TempDir, TestServer, connect_from};
 use psrt::protocol::{
     DataHello, Login, Request, TOKEN_LEN, Token, encode_data_hello, encode_login, encode_request,
@@ -24,28 +25,6 @@ use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, Strea
 
 /// The default `server.max_tls_handshakes`.
 const DEFAULT_TLS_CAP: usize = 64;
-
-/// A CA, and a server certificate for localhost it signed.
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
 
 /// A server with a TLS identity and a 60 s protocol timeout (handshakes
 /// left pending by a test must not time out under it).

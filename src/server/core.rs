@@ -17,8 +17,9 @@ use slab::Slab;
 use super::admission::Admission;
 use super::auth::AuthDb;
 use super::auth::cache::LoginCache;
+use super::auth::login::{self, Verdict};
 use super::auth::throttle::{Block, LoginThrottle};
-use super::auth::worker::Worker;
+use super::auth::worker::{Ticket, Verified, Worker};
 use super::config::Config;
 use super::conn::{CloseReason, ConnId, Peer, RxPool, TxPool};
 use super::link::Cluster;
@@ -54,6 +55,8 @@ pub(crate) struct Core {
     pub(crate) stats: Stats,
     pub(crate) timers: Timers,
     pub(crate) flush_list: Vec<ConnId>,
+    /// Connections with a reply queued: flushed before `flush_list`.
+    pub(crate) reply_list: Vec<ConnId>,
     pub(crate) ready_list: Vec<ConnId>,
     /// Effects queued by handlers, applied by the loop.
     pub(crate) effects: Vec<Effect>,
@@ -109,6 +112,7 @@ impl Core {
             stats: Stats::default(),
             timers: Timers::default(),
             flush_list: Vec::new(),
+            reply_list: Vec::new(),
             ready_list: Vec::new(),
             effects: Vec::new(),
             rx_pool,
@@ -234,11 +238,41 @@ impl Core {
         }
     }
 
+    /// The one auth pipeline's check (`auth::login::check`) on this core's
+    /// database, cache and worker.
+    pub(crate) fn check_password(
+        &mut self,
+        ticket: Ticket,
+        login: &str,
+        password: &str,
+    ) -> Verdict {
+        login::check(
+            &self.auth,
+            &self.cache,
+            &mut self.worker,
+            self.now,
+            ticket,
+            login,
+            password,
+        )
+    }
+
+    /// The one auth pipeline's answer to a worker result
+    /// (`auth::login::finish`).
+    pub(crate) fn finish_password(&mut self, v: Verified) -> Verdict {
+        login::finish(&self.auth, &mut self.cache, &mut self.worker, self.now, v)
+    }
+
     /// Queues bytes on a connection and schedules its flush.
+    /// A reply: its connection is flushed before the pushes of the same
+    /// turn, so the requester can send its next request sooner.
     pub(crate) fn send(&mut self, id: ConnId, conn: &mut Conn, bytes: &[u8]) {
         conn.output_started(self.now);
         conn.tx.push_slice(bytes, false, &mut self.tx_pool);
-        self.schedule_flush(id, conn);
+        if !conn.in_flush_list {
+            conn.in_flush_list = true;
+            self.reply_list.push(id);
+        }
     }
 }
 

@@ -85,7 +85,7 @@ impl Harness {
                 return;
             }
             let n = match conn.rx.read_from(&mut rest, &mut self.core.rx_pool) {
-                Ok(n) => n,
+                Ok(got) => got.n,
                 Err(e) => {
                     let mut cx = self.cx();
                     dispatch::close(

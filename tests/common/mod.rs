@@ -4,6 +4,8 @@
 //! built on the protocol crate's encoders. Every read has a timeout.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -250,10 +252,21 @@ impl Raw {
         self.s.write_all(bytes).expect("send");
     }
 
+    /// One read, retried when a signal interrupts it (EINTR is not an
+    /// error); a timeout or a socket error is.
+    fn read_some(&mut self, buf: &mut [u8], what: &str) -> usize {
+        loop {
+            match self.s.read(buf) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => return other.unwrap_or_else(|e| panic!("{what}: {e}")),
+            }
+        }
+    }
+
     pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
         while self.rx.len() < n {
             let mut buf = [0u8; 65536];
-            let got = self.s.read(&mut buf).expect("read");
+            let got = self.read_some(&mut buf, "read");
             assert!(got > 0, "closed after {} of {n} bytes", self.rx.len());
             self.rx.extend_from_slice(&buf[..got]);
         }
@@ -396,7 +409,7 @@ impl Raw {
                 }
                 Decoded::Incomplete { .. } => {
                     let mut buf = [0u8; 65536];
-                    let n = self.s.read(&mut buf).expect("read data socket");
+                    let n = self.read_some(&mut buf, "read data socket");
                     assert!(n > 0, "data socket closed");
                     self.rx.extend_from_slice(&buf[..n]);
                 }

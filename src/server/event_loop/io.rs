@@ -214,10 +214,16 @@ impl Server {
                 }
                 return;
             }
+            // A plain socket that gave fewer bytes than there was room for
+            // is empty now; epoll (edge-triggered) reports the next arrival,
+            // so the read that would only say EAGAIN is skipped. (TLS may
+            // hold decrypted bytes back: it reads until WouldBlock.)
+            let mut drained = false;
             let closed = match conn.rx.read_from(&mut conn.stream, &mut self.core.rx_pool) {
-                Ok(0) => Some(CloseReason::PeerClosed),
-                Ok(n) => {
-                    read += n;
+                Ok(got) if got.n == 0 => Some(CloseReason::PeerClosed),
+                Ok(got) => {
+                    read += got.n;
+                    drained = got.short && matches!(conn.stream, Transport::Plain(_));
                     None
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -237,6 +243,9 @@ impl Server {
             }
             dispatch::on_bytes_read(&mut cx, id);
             dispatch::process_input(&mut cx, id);
+            if drained {
+                return;
+            }
             // The budget bounds decoding work; reading the rest of one large
             // frame is only a copy, so it is not cut short (fewer loop turns
             // per megabyte message).
@@ -316,9 +325,17 @@ impl Server {
 
     /// Writes every connection on the flush list once and reaps closing
     /// connections that have nothing left to write.
+    /// Replies go first: a requester waiting for its one-byte answer is
+    /// not kept waiting behind the pushes its request caused.
     pub(super) fn flush_pending(&mut self) {
-        while !self.core.flush_list.is_empty() {
-            let list = std::mem::take(&mut self.core.flush_list);
+        loop {
+            let list = if !self.core.reply_list.is_empty() {
+                std::mem::take(&mut self.core.reply_list)
+            } else if !self.core.flush_list.is_empty() {
+                std::mem::take(&mut self.core.flush_list)
+            } else {
+                return;
+            };
             for id in list {
                 self.flush_one(id);
             }

@@ -279,6 +279,7 @@ impl Server {
             // for the next deadline: poll without sleeping then.
             let idle = self.core.ready_list.is_empty()
                 && self.core.flush_list.is_empty()
+                && self.core.reply_list.is_empty()
                 && self.udp.backlog.is_empty();
             let timeout = if idle {
                 [

@@ -12,7 +12,7 @@ use psrt_protocol::{DecodeError, Decoded};
 use super::phase::{OwnedWill, Pending, Phase as Mqtt};
 use super::session::{refuse, start_session};
 use crate::server::auth::ANONYMOUS;
-use crate::server::auth::login::{self, Verdict};
+use crate::server::auth::login::Verdict;
 use crate::server::auth::worker::{Ticket, Verified};
 use crate::server::conn::{CloseReason, ConnId};
 use crate::server::core::Cx;
@@ -180,16 +180,7 @@ fn login_step(
         conn: id,
         serial: cx.conns[id].serial,
     };
-    let core = &mut *cx.core;
-    match login::check(
-        &core.auth,
-        &core.cache,
-        &mut core.worker,
-        core.now,
-        ticket,
-        login,
-        password,
-    ) {
+    match cx.core.check_password(ticket, login, password) {
         Verdict::Granted(hash) => start_session(cx, id, *pending, Some(hash), false),
         Verdict::Denied(why) => Err(CloseReason::LoginFailed(why)),
         Verdict::Busy => {
@@ -208,10 +199,9 @@ fn login_step(
 
 /// The worker's bcrypt answer for a CONNECT.
 pub(crate) fn on_verified(cx: &mut Cx, id: ConnId, v: Verified) -> Result<(), CloseReason> {
-    let core = &mut *cx.core;
     let login: Box<str> = v.login.as_str().into();
     let ip = cx.conns[id].ip();
-    let result = match login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v) {
+    let result = match cx.core.finish_password(v) {
         Verdict::Granted(hash) => {
             let now = cx.core.now;
             let conn = &mut cx.conns[id];

@@ -19,7 +19,7 @@ use psrt_protocol::{
 use super::session::start_session;
 use super::state::Phase as Psrt;
 use crate::server::auth::ANONYMOUS;
-use crate::server::auth::login::{self, Verdict};
+use crate::server::auth::login::Verdict;
 use crate::server::auth::worker::{Ticket, Verified};
 use crate::server::conn::{CloseReason, ConnId};
 use crate::server::core::Cx;
@@ -165,16 +165,7 @@ fn login_step(cx: &mut Cx, id: ConnId, login: &str, password: &str) -> Result<()
         conn: id,
         serial: cx.conns[id].serial,
     };
-    let core = &mut *cx.core;
-    match login::check(
-        &core.auth,
-        &core.cache,
-        &mut core.worker,
-        core.now,
-        ticket,
-        login,
-        password,
-    ) {
+    match cx.core.check_password(ticket, login, password) {
         Verdict::Granted(hash) => start_session(cx, id, login, Some(hash), false),
         Verdict::Denied(why) => Err(CloseReason::LoginFailed(why)),
         Verdict::Busy => Err(CloseReason::Limit(
@@ -190,10 +181,9 @@ fn login_step(cx: &mut Cx, id: ConnId, login: &str, password: &str) -> Result<()
 
 /// A bcrypt verification for a login came back from the worker.
 pub(crate) fn on_verified(cx: &mut Cx, id: ConnId, v: Verified) -> Result<(), CloseReason> {
-    let core = &mut *cx.core;
     let login: Box<str> = v.login.as_str().into();
     let ip = cx.conns[id].ip();
-    let result = match login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v) {
+    let result = match cx.core.finish_password(v) {
         Verdict::Granted(hash) => start_session(cx, id, &login, Some(hash), false).map(|()| {
             // Requests the client pipelined after its login frame.
             let conn = &mut cx.conns[id];
