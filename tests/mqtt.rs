@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Raw, Session, Setup, TestServer};
+use common::{Raw, Session, Setup, TestServer, http_get};
 use psrt_protocol::Decoded;
 use psrt_protocol::mqtt::{
     Connect, Filters, Packet, Protocol, Publish, QoS, Will, decode_packet, encode_packet,
@@ -134,7 +134,8 @@ fn mqtt_addr(srv: &TestServer) -> SocketAddr {
 
 #[test]
 fn mqtt_and_psrt_share_one_topic_space_with_their_own_rules() {
-    let srv = TestServer::start();
+    let acl = "_:\n  sub: '#'\n  pub: '#'\n  admin: true\n";
+    let srv = TestServer::with(Setup::default().acl(acl));
     let addr = mqtt_addr(&srv);
     let mut m = Mq::anonymous(addr, "m");
     assert_eq!(m.subscribe(&[("a/#", QoS::AtLeastOnce)]), [1]);
@@ -157,6 +158,20 @@ fn mqtt_and_psrt_share_one_topic_space_with_their_own_rules() {
     m.publish("a//b", b"raw", QoS::AtMostOnce, 0);
     assert_eq!(m.expect("a//b", b"raw").0, 0);
     p.expect("a//b", b"raw");
+    // /status and /metrics count MQTT clients and messages by protocol.
+    let stats_addr = srv.stats_addr.expect("stats endpoint");
+    let (code, body) = http_get(stats_addr, "/status");
+    assert_eq!(code, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["psrtd"]["mqtt"]["clients"], 1);
+    assert_eq!(json["psrtd"]["counters"]["mqtt_pub_messages"], 2);
+    assert_eq!(json["counters"]["c_pub_messages"], 1);
+    let (_, metrics) = http_get(stats_addr, "/metrics");
+    assert!(metrics.contains("psrtd_mqtt_clients 1"), "{metrics}");
+    assert!(
+        metrics.contains("psrtd_mqtt_pub_messages_total 2"),
+        "{metrics}"
+    );
     let stats = srv.stop();
     assert_eq!(stats.mqtt_pub_messages, 2);
     assert_eq!(stats.c_pub_messages, 1);

@@ -504,3 +504,42 @@ fn persistent_session_keeps_qos1_while_away_and_redelivers() {
     // A clean CONNECT with a connect code name sanity check.
     assert_eq!(ConnectCode::NotAuthorized as u8, 5);
 }
+
+#[test]
+fn reload_revokes_mqtt_logins_and_drops_disallowed_filters() {
+    let mut h = auth_harness();
+    let anon = client(&mut h, "anon", true);
+    h.feed(
+        anon,
+        &subscribe(1, &[("a/#", QoS::AtMostOnce), ("x/#", QoS::AtMostOnce)]),
+    );
+    assert_eq!(packets(&h.take_output(anon)), ["suback [0, 0]"]);
+    let u = accept(&mut h);
+    h.feed(u, &connect_with("u", true, 60, Some(("u", "pw"))));
+    answer(&mut h, u, true);
+    h.take_output(u);
+    // `u` loses its entry; `_` may no longer subscribe under x/.
+    let passwords = std::mem::take(&mut h.core.auth.passwords);
+    h.core.auth = AuthDb {
+        acl: Acl::parse(
+            "_:\n  sub: ['a/#', 'a']\n  pub: '#'\n",
+            Path::new("acl.yml"),
+        )
+        .unwrap(),
+        passwords,
+        ..AuthDb::default()
+    };
+    super::reload::apply(&mut h.cx());
+    dispatch::apply_effects(&mut h.cx());
+    assert!(matches!(closing(&h, u), Some(CloseReason::Revoked(_))));
+    assert!(matches!(h.phase(anon), Phase::Mqtt(Mqtt::Connected(_))));
+    let filters: Vec<&str> = h
+        .core
+        .mqtt
+        .slab
+        .iter()
+        .flat_map(|(_, s)| s.filters.iter().map(|f| &*f.filter))
+        .collect();
+    assert_eq!(filters, ["a/#"]);
+    assert_eq!(h.core.matcher.len(), 2, "a/# and its parent a");
+}
