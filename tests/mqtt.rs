@@ -290,3 +290,46 @@ fn bad_input_closes_only_its_connection() {
     let stats = srv.stop();
     assert_eq!(stats.protocol_errors, 5);
 }
+
+/// `psrtd -t` checks the `mqtt` section: a valid one is counted in the
+/// summary without binding its port; a bad key or value fails with file and
+/// line.
+#[test]
+fn psrtd_t_checks_the_mqtt_section() {
+    let dir = common::TempDir::new("t-mqtt");
+    dir.write("acl.yml", "_:\n  pub: '#'\n  sub: '#'\n");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let base = "proto:\n  bind: 127.0.0.1:0\nauth:\n  allow_anonymous: true\n  acl: acl.yml\n";
+    let good = dir.write(
+        "good.yml",
+        &format!("{base}mqtt:\n  bind: 127.0.0.1:{port}\n  max_inflight: 16\n"),
+    );
+    let (code, out) = common::run_psrtd(
+        &["-t", "-C", good.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("1 MQTT listener(s)"), "{out}");
+    drop(held);
+    for (name, section, needle) in [
+        (
+            "key.yml",
+            "mqtt:\n  bind: 127.0.0.1:1883\n  retain: true\n",
+            "key.yml:8: mqtt: unknown field `retain`",
+        ),
+        (
+            "tls.yml",
+            "mqtt:\n  bind_tls: 127.0.0.1:8883\n",
+            "mqtt.bind_tls",
+        ),
+    ] {
+        let bad = dir.write(name, &format!("{base}{section}"));
+        let (code, out) = common::run_psrtd(
+            &["-t", "-C", bad.to_str().unwrap()],
+            Duration::from_secs(10),
+        );
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains(needle), "{name}: {out}");
+    }
+}
