@@ -43,7 +43,10 @@ stages:
   integration     the integration tests (tests/*.rs) again, with the
                   child-process tests running the release psrtd
   interop-python  the published Python client (psrt 0.0.19, pytest) against
-                  the release psrtd: tests/interop/python, in .venv
+                  the release psrtd: tests/interop/python, in .venv; with
+                  the MQTT listener against paho-mqtt (PyPI) and Debian's
+                  mosquitto_pub/mosquitto_sub (installed with apt-get if
+                  missing), crossed with psrt-py
   interop-rust    the published Rust client crate (psrt =0.3.8), plain, TLS
                   and UDP, against the release psrtd: tests/interop/rust-client
   fuzz      every target in fuzz/fuzz_targets for FUZZ_SECONDS each (nightly,
@@ -278,6 +281,14 @@ stage_interop_python() {
     local bin
     bin="$(release_psrtd)"
     ensure_venv
+    if ! have mosquitto_sub || ! have mosquitto_pub; then
+        if can_apt; then
+            log "installing mosquitto-clients (the MQTT interop tests)"
+            apt_install mosquitto-clients
+        else
+            log "mosquitto-clients missing and not installable: those MQTT tests are skipped"
+        fi
+    fi
     log "installing tests/interop/python/requirements.txt into .venv"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check \
         -r tests/interop/python/requirements.txt

@@ -126,9 +126,13 @@ fn run(args: Args) -> Result<(), String> {
             .as_ref()
             .map_or_else(|| "embedded default".into(), |p| p.display().to_string());
         println!(
-            "{source}: configuration OK ({}; {} bind address(es); {} cluster node(s))",
+            "{source}: configuration OK ({}; {} bind address(es); {} MQTT listener(s); {} cluster node(s))",
             auth.summary(),
             config.bind.len(),
+            config
+                .mqtt
+                .as_ref()
+                .map_or(0, |m| m.bind.len() + m.bind_tls.len()),
             cluster.len()
         );
         return Ok(());

@@ -23,6 +23,7 @@ use super::auth::worker::{Ticket, Verified, Worker};
 use super::config::Config;
 use super::conn::{CloseReason, ConnId, Peer, RxPool, TxPool};
 use super::link::Cluster;
+use super::mqtt::state::Sessions;
 use super::phase::Conn;
 use super::pubsub::Matcher;
 use super::ratelog::RateLog;
@@ -70,11 +71,14 @@ pub(crate) struct Core {
     pub(crate) per_user: HashMap<Box<str>, usize>,
     /// Connections before login per address; TLS handshakes in progress.
     pub(crate) admission: Admission,
-    /// Logged-in sessions.
+    /// Logged-in sessions: PSRT control connections and connected MQTT
+    /// clients.
     pub(crate) sessions: usize,
     pub(crate) throttle: LoginThrottle,
     /// Outgoing replication (empty without `cluster.config`).
     pub(crate) cluster: Cluster,
+    /// MQTT sessions (connected and away).
+    pub(crate) mqtt: Sessions,
     pub(crate) ratelog: RateLog,
     /// When the server started (stats uptime).
     pub(crate) started: Instant,
@@ -122,6 +126,7 @@ impl Core {
             sessions: 0,
             throttle: LoginThrottle::new(max_login_failures),
             cluster: Cluster::default(),
+            mqtt: Sessions::default(),
             ratelog: RateLog::default(),
             started: now,
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -111,7 +111,8 @@ impl Harness {
         conn.tx
             .write_to(&mut out, &mut self.core.tx_pool)
             .expect("a Vec takes everything");
-        outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool);
+        let mqtt = matches!(conn.phase, Phase::Mqtt(_));
+        outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool, mqtt);
         out
     }
 

@@ -124,6 +124,9 @@ impl Setup {
         c.bind = vec![BindAddr::Tcp("127.0.0.1:0".into())];
         c.bind_udp = vec!["127.0.0.1:0".into()];
         c.bind_stats = Some("127.0.0.1:0".into());
+        if let Some(m) = &mut c.mqtt {
+            m.bind = vec![BindAddr::Tcp("127.0.0.1:0".into())];
+        }
         c.auth.acl = AclSource::File(dir.write("acl.yml", &self.acl));
         if !self.users.is_empty() {
             let users: Vec<(&str, &str)> = self
@@ -151,6 +154,8 @@ pub struct TestServer {
     pub udp_addr: Option<SocketAddr>,
     /// The stats endpoint (None if the tweak removed `bind_stats`).
     pub stats_addr: Option<SocketAddr>,
+    /// The MQTT listener (None if the tweak removed the `mqtt` section).
+    pub mqtt_addr: Option<SocketAddr>,
     pub dir: TempDir,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<Stats>>,
@@ -178,17 +183,25 @@ impl TestServer {
             server.replicate_to(nodes);
             let udp = server.udp_addrs().first().copied();
             let stats = server.stats_addr();
-            tx.send((server.tcp_addrs()[0], udp, stats, server.shutdown_handle()))
-                .expect("report address");
+            let mqtt = server.mqtt_addrs().first().copied();
+            tx.send((
+                server.tcp_addrs()[0],
+                udp,
+                stats,
+                mqtt,
+                server.shutdown_handle(),
+            ))
+            .expect("report address");
             server.run().expect("event loop");
             server.stats().clone()
         });
-        let (addr, udp_addr, stats_addr, handle) =
+        let (addr, udp_addr, stats_addr, mqtt_addr, handle) =
             rx.recv_timeout(IO_TIMEOUT).expect("server started");
         Self {
             addr,
             udp_addr,
             stats_addr,
+            mqtt_addr,
             dir,
             handle,
             thread: Some(thread),

@@ -3,6 +3,10 @@
 
 use super::*;
 
+fn parse_mqtt(text: &str) -> Result<Config, String> {
+    parse(text).map_err(|e| e.to_string())
+}
+
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, Path::new("/etc/psrtd/config.yml"))
 }
@@ -230,4 +234,65 @@ fn admission_keys_have_safe_defaults_and_parse() {
     assert_eq!(c.max_tls_handshakes, 8);
     let e = parse("server:\n  max_tls_handshakes: -1\nauth:\n  acl: a\n").unwrap_err();
     assert!(e.to_string().contains("server.max_tls_handshakes"), "{e}");
+}
+
+// The `mqtt` section (`mqtt.rs`).
+
+#[test]
+fn no_section_no_listener_and_the_embedded_default() {
+    let c = parse_mqtt("auth:\n  acl: a.yml\n").unwrap();
+    assert!(c.mqtt.is_none());
+    let d = Config::embedded_default();
+    let m = d.mqtt.unwrap();
+    assert_eq!(m.bind, [BindAddr::Tcp("127.0.0.1:1883".into())]);
+    assert_eq!(m.max_packet_size, d.limits.max_pub_size);
+}
+
+#[test]
+fn section_keys_and_defaults() {
+    let c = parse_mqtt(
+        "server:\n  max_pub_size: 5000\nproto:\n  tls_cert: c.pem\n  tls_key: k.pem\nmqtt:\n  bind: [0.0.0.0:1883, /run/psrtd/mqtt.sock]\n  bind_tls: 0.0.0.0:8883\n  max_keepalive: 600\n  max_inflight: 10\n  session_expiry: 60\nauth:\n  acl: a.yml\n",
+    )
+    .unwrap();
+    let m = c.mqtt.unwrap();
+    assert_eq!(
+        m.bind,
+        [
+            BindAddr::Tcp("0.0.0.0:1883".into()),
+            BindAddr::Unix("/run/psrtd/mqtt.sock".into())
+        ]
+    );
+    assert_eq!(m.bind_tls, ["0.0.0.0:8883"]);
+    assert_eq!(m.max_packet_size, 5000, "defaults to server.max_pub_size");
+    assert_eq!((m.max_keepalive, m.max_inflight), (600, 10));
+    assert_eq!(m.session_expiry.as_secs(), 60);
+}
+
+#[test]
+fn invalid_sections() {
+    for (text, needle) in [
+        ("mqtt:\n  bind: 1883\n", "mqtt: an address string"),
+        ("mqtt:\n  bind: nonsense\n", "mqtt.bind"),
+        ("mqtt:\n  bind_tls: 0.0.0.0:8883\n", "TLS identity"),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  retain: true\n",
+            "unknown field `retain`",
+        ),
+        ("mqtt: {}\n", "no listener"),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  max_packet_size: 3\n",
+            "max_packet_size",
+        ),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  max_inflight: 0\n",
+            "max_inflight",
+        ),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  max_keepalive: 0\n",
+            "max_keepalive",
+        ),
+    ] {
+        let e = parse_mqtt(&format!("{text}auth:\n  acl: a.yml\n")).unwrap_err();
+        assert!(e.contains(needle), "{text:?} -> {e}");
+    }
 }

@@ -33,9 +33,13 @@ impl Server {
         if self.accept_paused_until.is_some() {
             return;
         }
-        let kind = match index {
-            Some(_) => ListenerKind::Psrt,
-            None => ListenerKind::Http,
+        let (kind, tls) = match index {
+            Some(i) => self
+                .listener_kinds
+                .get(i)
+                .copied()
+                .unwrap_or((ListenerKind::Psrt, false)),
+            None => (ListenerKind::Http, false),
         };
         loop {
             let listener = match index {
@@ -62,11 +66,11 @@ impl Server {
                     continue;
                 }
             };
-            self.add_conn(stream, peer, kind);
+            self.add_conn(stream, peer, kind, tls);
         }
     }
 
-    fn add_conn(&mut self, stream: Stream, peer: Peer, kind: ListenerKind) {
+    fn add_conn(&mut self, stream: Stream, peer: Peer, kind: ListenerKind, tls: bool) {
         let core = &mut self.core;
         let limits = &core.config;
         let per_ip_full = peer.ip().is_some_and(|ip| {
@@ -79,7 +83,7 @@ impl Server {
             Some("max_clients (sockets)")
         } else if let Some(left) = peer
             .ip()
-            .filter(|_| kind == ListenerKind::Psrt)
+            .filter(|_| kind != ListenerKind::Http)
             .and_then(|ip| core.throttle.blocked(ip, core.now))
         {
             core.stats.auth_blocked += 1;
@@ -93,7 +97,7 @@ impl Server {
             return;
         } else if per_ip_full {
             Some("max_clients_per_ip")
-        } else if kind == ListenerKind::Psrt && core.prelogin_full(&peer) {
+        } else if kind != ListenerKind::Http && core.prelogin_full(&peer) {
             core.stats.prelogin_refusals += 1;
             Some("max_handshakes_per_ip (connections not logged in yet)")
         } else {
@@ -114,8 +118,12 @@ impl Server {
             *self.core.per_ip.entry(ip).or_insert(0) += 1;
             self.conns[id].counted_ip = true;
         }
-        if kind == ListenerKind::Psrt {
+        if kind != ListenerKind::Http {
             self.core.handshake_started(&mut self.conns[id]);
+        }
+        if tls {
+            // An MQTT TLS listener: the handshake comes first.
+            dispatch::start_tls(&mut self.cx(), id);
         }
     }
 
@@ -359,7 +367,8 @@ impl Server {
                 });
             match written {
                 Ok(flushed) => {
-                    outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool);
+                    let mqtt = matches!(conn.phase, Phase::Mqtt(_));
+                    outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool, mqtt);
                     if conn.tx.len() < before {
                         conn.last_write = now;
                     }

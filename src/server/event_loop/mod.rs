@@ -38,7 +38,9 @@ use super::core::{Conns, Core, Cx};
 use super::link::Cluster;
 use super::link::nodes::NodeConfig;
 use super::listener::Listener;
+use super::mqtt;
 use super::notify::Notifier;
+use super::phase::ListenerKind;
 use super::stats::Stats;
 use super::udp::Udp;
 
@@ -71,6 +73,8 @@ impl ShutdownHandle {
 pub struct Server {
     poll: Poll,
     listeners: Vec<Listener>,
+    /// Per listener: what it speaks, and whether TLS starts at accept.
+    listener_kinds: Vec<(ListenerKind, bool)>,
     stats_listener: Option<Listener>,
     udp: Udp,
     signals: Option<Signals>,
@@ -87,7 +91,24 @@ impl Server {
     /// Binds every listener of `config` and prepares the loop. `auth` is the
     /// database loaded at start (`AuthDb::load`).
     pub fn bind(config: Config, auth: AuthDb) -> stdio::Result<Self> {
-        if config.bind.len() > MAX_LISTENERS || config.bind_udp.len() > MAX_LISTENERS {
+        let mut binds: Vec<(BindAddr, ListenerKind, bool)> = config
+            .bind
+            .iter()
+            .map(|a| (a.clone(), ListenerKind::Psrt, false))
+            .collect();
+        if let Some(m) = &config.mqtt {
+            binds.extend(
+                m.bind
+                    .iter()
+                    .map(|a| (a.clone(), ListenerKind::Mqtt, false)),
+            );
+            binds.extend(
+                m.bind_tls
+                    .iter()
+                    .map(|a| (BindAddr::Tcp(a.clone()), ListenerKind::Mqtt, true)),
+            );
+        }
+        if binds.len() > MAX_LISTENERS || config.bind_udp.len() > MAX_LISTENERS {
             return Err(stdio::Error::new(
                 stdio::ErrorKind::InvalidInput,
                 format!(
@@ -104,12 +125,14 @@ impl Server {
             );
         }
         let mut listeners = Vec::new();
-        for (i, addr) in config.bind.iter().enumerate() {
-            let mut l = Listener::bind(addr, backlog)
+        let mut listener_kinds = Vec::new();
+        for (i, (addr, kind, tls)) in binds.into_iter().enumerate() {
+            let mut l = Listener::bind(&addr, backlog)
                 .map_err(|e| stdio::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
             poll.registry()
                 .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
             listeners.push(l);
+            listener_kinds.push((kind, tls));
         }
         let stats_listener = match &config.bind_stats {
             Some(addr) => {
@@ -138,6 +161,7 @@ impl Server {
         Ok(Self {
             poll,
             listeners,
+            listener_kinds,
             stats_listener,
             udp,
             signals: None,
@@ -181,11 +205,22 @@ impl Server {
         self.handle.clone()
     }
 
-    /// The bound TCP addresses, in `bind` order.
+    /// The bound PSRT TCP addresses, in `bind` order.
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_of(false)
+    }
+
+    /// The bound MQTT TCP addresses: `mqtt.bind`, then `mqtt.bind_tls`.
+    pub fn mqtt_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_of(true)
+    }
+
+    fn addrs_of(&self, mqtt: bool) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(Listener::local_addr)
+            .zip(&self.listener_kinds)
+            .filter(|(_, (kind, _))| (*kind == ListenerKind::Mqtt) == mqtt)
+            .filter_map(|(l, _)| l.local_addr())
             .collect()
     }
 
@@ -201,7 +236,15 @@ impl Server {
 
     /// What the server listens on, for the start-up log line.
     pub fn describe_listeners(&self) -> Vec<String> {
-        let tcp = self.listeners.iter().map(Listener::describe);
+        let tcp = self
+            .listeners
+            .iter()
+            .zip(&self.listener_kinds)
+            .map(|(l, (kind, tls))| match (kind, tls) {
+                (ListenerKind::Mqtt, false) => format!("mqtt+{}", l.describe()),
+                (ListenerKind::Mqtt, true) => format!("mqtts+{}", l.describe()),
+                _ => l.describe(),
+            });
         let udp = self
             .udp
             .local_addrs()
@@ -249,6 +292,10 @@ impl Server {
                     self.core
                         .cluster
                         .next_retry()
+                        .map(|t| t.saturating_duration_since(now)),
+                    self.core
+                        .mqtt
+                        .next_expiry
                         .map(|t| t.saturating_duration_since(now)),
                 ]
                 .into_iter()
@@ -298,6 +345,14 @@ impl Server {
             self.fire_timers();
             self.notifier.tick(self.core.now);
             self.cluster_tick();
+            if self
+                .core
+                .mqtt
+                .next_expiry
+                .is_some_and(|t| t <= self.core.now)
+            {
+                mqtt::session::expire(&mut self.cx());
+            }
             self.core.ratelog.flush(self.core.now);
         }
         self.core.ratelog.flush_all(Instant::now());

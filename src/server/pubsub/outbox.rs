@@ -24,9 +24,23 @@ use std::time::{Duration, Instant};
 
 use crate::server::conn::{CloseReason, ConnId, SendQueue, TxPool};
 use crate::server::core::{Cx, Effect};
+use crate::server::mqtt::phase::Phase as Mqtt;
 use crate::server::phase::{Conn, Phase};
 use crate::server::psrt::state::Phase as Psrt;
 use crate::server::stats::Stats;
+
+/// Frames at least this long are built once and shared between subscribers
+/// instead of being copied into each queue.
+pub(crate) const SHARE_MIN: usize = 8 * 1024;
+
+/// A connection whose queue is an outbox: a PSRT data socket or a
+/// connected MQTT client.
+pub(crate) fn is_outbox(phase: &Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Psrt(Psrt::Data(_)) | Phase::Mqtt(Mqtt::Connected(_))
+    )
+}
 
 /// Whether a frame of `frame_len` bytes fits under the byte limit.
 pub(crate) fn has_room(tx: &SendQueue, frame_len: usize, max_bytes: usize) -> bool {
@@ -47,12 +61,12 @@ pub(crate) fn slow_consumer(id: ConnId, tx: &SendQueue) -> Effect {
 /// After a flush attempt: a data socket still holding more than
 /// `max_messages` messages is a slow consumer.
 pub(crate) fn after_flush(conn: &Conn, max_messages: usize) -> Option<CloseReason> {
-    (matches!(conn.phase, Phase::Psrt(Psrt::Data(_))) && conn.tx.messages() > max_messages).then(
-        || CloseReason::SlowConsumer {
+    (is_outbox(&conn.phase) && conn.tx.messages() > max_messages).then(|| {
+        CloseReason::SlowConsumer {
             bytes: conn.tx.len(),
             messages: conn.tx.messages(),
-        },
-    )
+        }
+    })
 }
 
 /// Pending output that has not moved for the timeout.
@@ -71,7 +85,7 @@ pub(crate) fn enforce_cap(cx: &mut Cx) -> usize {
     let mut queues: Vec<(usize, ConnId)> = cx
         .conns
         .iter()
-        .filter(|(_, c)| matches!(c.phase, Phase::Psrt(Psrt::Data(_))) && !c.tx.is_empty())
+        .filter(|(_, c)| is_outbox(&c.phase) && !c.tx.is_empty())
         .map(|(id, c)| (c.tx.len(), id))
         .collect();
     queues.sort_unstable_by(|a, b| b.cmp(a));
@@ -94,18 +108,23 @@ pub(crate) fn enforce_cap(cx: &mut Cx) -> usize {
 /// Throws away what a data socket still has queued: its messages count as
 /// dropped, never as sent.
 pub(crate) fn drop_queue(stats: &mut Stats, conn: &mut Conn, pool: &mut TxPool) {
-    if matches!(conn.phase, Phase::Psrt(Psrt::Data(_)) | Phase::Closing(_)) {
+    if is_outbox(&conn.phase) || matches!(conn.phase, Phase::Closing(_)) {
         stats.dropped_messages += conn.tx.messages() as u64;
     }
     conn.tx.clear(pool);
 }
 
 /// Moves what the flushes completed into the counters: messages written
-/// whole to data sockets, and their bytes.
-pub(crate) fn count_written(stats: &mut Stats, pool: &mut TxPool) {
+/// whole to data sockets (or, `mqtt`, to an MQTT client), and their bytes.
+pub(crate) fn count_written(stats: &mut Stats, pool: &mut TxPool, mqtt: bool) {
     let (messages, bytes) = pool.take_written();
-    stats.c_sent_messages += messages;
-    stats.c_sent_bytes += bytes;
+    if mqtt {
+        stats.mqtt_sent_messages += messages;
+        stats.mqtt_sent_bytes += bytes;
+    } else {
+        stats.c_sent_messages += messages;
+        stats.c_sent_bytes += bytes;
+    }
 }
 
 /// Counts a close: each dropped data socket once, as a slow consumer or as a

@@ -330,6 +330,7 @@ fn publish_body(cx: &mut Cx, login: &str, body: &UdpBody<'_>) -> Reply {
         message: publish.data,
         raw: None,
         shared: None,
+        qos: psrt_protocol::mqtt::QoS::AtMostOnce,
     };
     match pipeline::publish(cx, Origin::Udp(&acl), msg) {
         Ok(()) => Reply::Ok,
