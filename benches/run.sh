@@ -61,6 +61,13 @@ OPTIONS:
                                  for the 10 ms CPU ticks of /proc/PID/stat
                        syscalls  psrtd only: strace -c -f during 1 -> 1,
                                  n 200000
+                       mqtt      psrtd's MQTT listener with pbench --proto mqtt
+                                 against mosquitto (whose 1to1 and fanout
+                                 rows it reuses, running them if needed):
+                                 1 -> 1 16 B QoS 0 pipelined and fan-out
+                                 1 -> 100 (median of 3 each), and a mixed
+                                 row: MQTT publisher, PSRT subscriber on the
+                                 same psrtd (--sub-proto psrt)
                        tls       psrtd only: TLS against plain with the same
                                  client (pbench has no TLS): psrt-cli
                                  --benchmark, 2 workers x N_TLS iterations,
@@ -98,7 +105,7 @@ EOF
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ORIG_ARGS=("$@")
 ALL_SERVERS=(psrtd redis nats mosquitto)
-ALL_WORKLOADS=(1to1 ack fanout fanin 1k 1m latency subs100k idle udp cpu syscalls tls)
+ALL_WORKLOADS=(1to1 ack fanout fanin 1k 1m latency subs100k idle udp cpu syscalls mqtt tls)
 SERVERS=("${ALL_SERVERS[@]}")
 WORKLOADS=("${ALL_WORKLOADS[@]}")
 QUICK=0
@@ -274,6 +281,7 @@ PORT_PSRTD=$(free_port 2873 udp)
 PORT_REDIS=$(free_port 6379)
 PORT_NATS=$(free_port 4222)
 PORT_MOSQ=$(free_port 1883)
+PORT_PSRTD_MQTT=$(free_port 1884)
 
 # ---------------------------------------------------------------- servers
 proto_of() { case "$1" in psrtd) echo psrt ;; redis) echo redis ;; nats) echo nats ;; mosquitto) echo mqtt ;; esac; }
@@ -300,6 +308,14 @@ auth:
   allow_anonymous: true
   acl: acl.yml
 EOF
+    # The MQTT listener (builds without MQTT refuse the section: left out).
+    if [ -x "$PSRTD" ]; then
+        cp "$TMP/psrtd/config.yml" "$TMP/psrtd/config.nomqtt.yml"
+        printf 'mqtt:\n  bind: 127.0.0.1:%s\n' "$PORT_PSRTD_MQTT" >>"$TMP/psrtd/config.yml"
+        if ! "$PSRTD" -t -C "$TMP/psrtd/config.yml" >/dev/null 2>&1; then
+            mv "$TMP/psrtd/config.nomqtt.yml" "$TMP/psrtd/config.yml"
+        fi
+    fi
     # subs100k puts 100 k subscriptions on one connection: lift the
     # subscription caps (builds older than these keys refuse unknown keys,
     # so they are added only where the binary accepts them).
@@ -415,7 +431,8 @@ pb() { # SERVER WORKLOAD [--udp-ok] PBENCH-ARGS...
     sample_load
     local lg
     lg="$LOGDIR/$(printf '%03d' "$RUN_NO")-$s-$w.log"
-    local cmd=("$PBENCH" --proto "$(proto_of "$s")" --addr "127.0.0.1:$(port_of "$s")" --pid "$SRV_PID" "$@")
+    # PB_PROTO / PB_PORT: another listener of the same server (psrtd's MQTT).
+    local cmd=("$PBENCH" --proto "${PB_PROTO:-$(proto_of "$s")}" --addr "127.0.0.1:${PB_PORT:-$(port_of "$s")}" --pid "$SRV_PID" "$@")
     local shown="timeout $PB_TIMEOUT ${cmd[*]}"
     shown=${shown//$REPO\//}
     echo "\$ $shown" >"$lg"
@@ -572,12 +589,15 @@ run_server() { # SERVER
     local s=$1 psrt=0
     [ "$s" = psrtd ] && psrt=1
     local busy=0 w
-    for w in 1to1 ack fanout fanin 1k 1m latency subs100k udp cpu syscalls; do
+    for w in 1to1 ack fanout fanin 1k 1m latency subs100k udp cpu syscalls mqtt; do
         want "$w" && busy=1
     done
+    # mosquitto's 1to1 and fanout rows are the MQTT rows' baseline.
+    local mq_base=0
+    [ "$s" = mosquitto ] && want mqtt && mq_base=1
     if [ "$busy" = 1 ]; then
         if start_server "$s"; then
-            if want 1to1; then
+            if want 1to1 || [ $mq_base = 1 ]; then
                 log "$s: 1to1 x$REPS"
                 median_run "$s" 1to1 deliver_rate "$REPS" --pubs 1 --subs 1 --n "$N_1TO1" --size 16 --window 500
             fi
@@ -585,7 +605,7 @@ run_server() { # SERVER
                 log "$s: ack"
                 single_run "$s" ack --pubs 1 --subs 1 --n "$N_ACK" --size 16 --window 500 --psrt-ack
             fi
-            if want fanout; then
+            if want fanout || [ $mq_base = 1 ]; then
                 log "$s: fanout x$REPS"
                 median_run "$s" fanout deliver_rate "$REPS" --pubs 1 --subs 100 --n "$N_FANOUT" --size 16 --window 200
             fi
@@ -616,6 +636,17 @@ run_server() { # SERVER
             if want syscalls && [ $psrt = 1 ] && [ "$STRACE_OK" = 1 ]; then
                 log "$s: syscalls (strace)"
                 syscall_run
+            fi
+            if want mqtt && [ $psrt = 1 ]; then
+                if grep -q "mqtt+tcp:" "$TMP/psrtd.log"; then
+                    log "$s: MQTT listener: 1to1, fanout, mixed MQTT -> PSRT, x$REPS each"
+                    PB_PROTO=mqtt PB_PORT=$PORT_PSRTD_MQTT median_run "$s" mqtt1to1 deliver_rate "$REPS" --pubs 1 --subs 1 --n "$N_1TO1" --size 16 --window 500
+                    PB_PROTO=mqtt PB_PORT=$PORT_PSRTD_MQTT median_run "$s" mqttfanout deliver_rate "$REPS" --pubs 1 --subs 100 --n "$N_FANOUT" --size 16 --window 200
+                    PB_PROTO=mqtt PB_PORT=$PORT_PSRTD_MQTT median_run "$s" mqttmixed deliver_rate "$REPS" --pubs 1 --subs 1 --n "$N_1TO1" --size 16 --window 500 \
+                        --sub-proto psrt --sub-addr "127.0.0.1:$PORT_PSRTD"
+                else
+                    NOTE[$s.mqtt1to1]="no MQTT listener in this build"
+                fi
             fi
         else
             NOTE[$s.start]="did not start"
@@ -827,6 +858,21 @@ if want tls && serving psrtd; then
     fi
     row "TLS 1 → 1 as a share of plaintext (psrt-cli --benchmark publish + read, same server, same client)" "$cell" "n/a (pbench has no TLS)" "—" "≥ 50 % (16 B), ≥ 80 % (1 MB) (perf-anchors W9)" "$met"
 fi
+if want mqtt; then
+    # psrtd's MQTT listener against mosquitto's 1to1 / fanout (same pbench
+    # --proto mqtt, QoS 0, same flags, same run).
+    for pair in "mqtt1to1 1to1 1 → 1, 16 B, QoS 0, pipelined" "mqttfanout fanout fan-out 1 → 100, 16 B, QoS 0"; do
+        read -r w base label <<<"$pair"
+        pv=$(value psrtd "$w" rate); mv=$(value mosquitto "$base" rate)
+        ratio="—"; met="—"
+        if [ -n "$pv" ] && [ -n "$mv" ]; then ratio=$(fmt_ratio "$pv" "$mv"); met=$(yesno ge "$(calc "$pv / $mv")" 10); fi
+        unit="msg/s"; [ "$base" = fanout ] && unit="deliveries/s"
+        row "MQTT $label (psrtd's MQTT listener vs mosquitto, median of $REPS)" "$(psrtd_cell "$w" "$(fmt_rate "${pv:-0}") $unit")" "$(pcell "$mv" "$(fmt_rate "${mv:-0}") $unit (mosquitto)")" "$ratio" "≥ 10× mosquitto" "$met"
+    done
+    pv=$(value psrtd mqttmixed rate); bv=$(value psrtd 1to1 rate)
+    ratio="—"; [ -n "$pv" ] && [ -n "$bv" ] && ratio=$(fmt_ratio "$pv" "$bv")
+    row "mixed: MQTT publisher → PSRT subscriber, 16 B, QoS 0 (median of $REPS)" "$(psrtd_cell mqttmixed "$(fmt_rate "${pv:-0}") msg/s")" "$(pcell "$bv" "$(fmt_rate "${bv:-0}") msg/s (psrtd PSRT → PSRT)")" "$ratio" "—" "—"
+fi
 if want cpu; then
     pv=$(value psrtd cpu us)
     bp=$(best_peer cpu us min); bv=${bp% *}; bw=${bp#* }
@@ -858,7 +904,7 @@ fi
 
 # Raw figures of every kept run.
 DETAIL=()
-for w in 1to1 ack fanout fanin 1k 1m latency subs100k udp cpu syscalls; do
+for w in 1to1 ack fanout fanin 1k 1m latency subs100k udp cpu syscalls mqtt1to1 mqttfanout mqttmixed; do
     for s in "${SERVERS[@]}"; do
         l=${R[$s.$w]:-}
         [ -n "$l" ] || continue

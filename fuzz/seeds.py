@@ -50,6 +50,33 @@ def sub(op, body):
     return bytes([op]) + lp(body)
 
 
+def be16(n):
+    return struct.pack(">H", n)
+
+
+def mstr(b):
+    """MQTT string: u16 BE length + bytes."""
+    return be16(len(b)) + b
+
+
+def rl(n):
+    """MQTT remaining length (variable byte integer)."""
+    out = b""
+    while True:
+        byte, n = n % 128, n // 128
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def mqtt(first, body):
+    return bytes([first]) + rl(len(body)) + body
+
+
+def mqtt_connect(flags, client_id, rest=b"", name=b"MQTT", level=4, keepalive=60):
+    return mqtt(0x10, mstr(name) + bytes([level, flags]) + be16(keepalive) + mstr(client_id) + rest)
+
+
 def udp_body(op, prio, topic, data):
     return bytes([op, prio]) + topic + b"\x00" + data
 
@@ -152,6 +179,29 @@ SEEDS = {
         "normalise_slashes": b"//a///b\x00/a/b\x00a//b//",
         "too_deep": b"a/b/c/d/e/f\x00+/+/+/+/+/+\x00a/b/c/d/e/f",
         "utf8_levels": "é/+\x00é/ü\x00é//ü".encode(),
+    },
+    "mqtt_stream": {
+        "connect_clean_anonymous": mqtt_connect(0x02, b"mosq-sub-1"),
+        "connect_user_password_will": mqtt_connect(
+            0xEE, b"c1", mstr(b"w/t") + mstr(b"bye") + mstr(b"u") + mstr(b"pw")
+        ),
+        "connect_mqtt31": mqtt_connect(0x02, b"", name=b"MQIsdp", level=3),
+        "connect_mqtt5_refused": mqtt_connect(0x02, b"v5", level=5) + b"\x00",
+        "publish_qos0": mqtt(0x30, mstr(b"a/b") + b"xyz"),
+        "publish_qos1_dup_retain": mqtt(0x3B, mstr(b"t") + be16(0x1234) + b"hi"),
+        "publish_qos2_flow": mqtt(0x34, mstr(b"q2") + be16(7) + b"once")
+        + mqtt(0x62, be16(7)),
+        "publish_len_too_large": b"\x30\xff\xff\x7f",
+        "subscribe_two_filters": mqtt(0x82, be16(10) + mstr(b"a/#") + b"\x01" + mstr(b"+/b/") + b"\x00"),
+        "unsubscribe": mqtt(0xA2, be16(2) + mstr(b"a/#") + mstr(b"/x")),
+        "acks_and_pings": mqtt(0x40, be16(1)) + mqtt(0x50, be16(2)) + mqtt(0x70, be16(3))
+        + b"\xc0\x00\xd0\x00\xe0\x00",
+        "server_side": b"\x20\x02\x00\x00" + mqtt(0x90, be16(10) + b"\x01\x80") + mqtt(0xB0, be16(2)),
+        "pipelined_session": mqtt_connect(0x02, b"p")
+        + mqtt(0x82, be16(1) + mstr(b"s/#") + b"\x00")
+        + mqtt(0x30, mstr(b"s") + b"parent")
+        + b"\xc0\x00\xe0\x00",
+        "http_on_mqtt_port": b"GET / HTTP/1.1\r\n\r\n",
     },
 }
 

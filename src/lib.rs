@@ -7,8 +7,14 @@
 //!   keep-alive pinger, UDP sender.
 //! * [`protocol`]: the `psrt-protocol` crate, the only place that knows wire
 //!   bytes.
+//! * [`passwd`]: `psrtd passwd`, which writes bcrypt lines into the password
+//!   file without htpasswd.
+//! * `term` (private): terminal modes for `psrt-cli --top` and the password
+//!   prompt.
 
 pub mod client;
+pub mod passwd;
 pub mod server;
+mod term;
 
 pub use psrt_protocol as protocol;

@@ -8,51 +8,15 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::pki::{Pki, pki, pki_for};
 use common::{IO_TIMEOUT, Setup, TempDir, TestServer};
 use psrt::client::{Client, Config, Error};
 use psrt::protocol::DEFAULT_PRIORITY;
 use psrt::server::config::TlsFiles;
-
-static NEXT_CA: AtomicUsize = AtomicUsize::new(0);
-
-/// A CA and a server certificate it signed for `names`.
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki_for(names: &[&str]) -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    // A name of its own: a verifier picks the issuer by name.
-    ca_params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("psrt test CA {}", NEXT_CA.fetch_add(1, Ordering::Relaxed)),
-    );
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let cert = rcgen::CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
-
-/// For localhost and 127.0.0.1 (an IP SAN).
-fn pki() -> Pki {
-    pki_for(&["localhost", "127.0.0.1"])
-}
 
 /// A server with `setup` and the TLS identity of `pki`; `tweak` changes
 /// the rest of the config.

@@ -1,13 +1,14 @@
 //! The data socket: beacons and their clamp, binding by token (reconnect,
 //! replacement, stale tokens), its lifetime tied to the control session,
-//! BYE, and that no message published after a client's subscribe was
-//! acknowledged is lost (T13, T14).
+//! BYE, that no message published after a client's subscribe was
+//! acknowledged is lost (T13, T14), and that a half-closed data socket
+//! keeps receiving (issue #12, item 9).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Raw, Session, TestServer};
+use common::{ACL_ANON_ALL, Proc, Raw, Session, TempDir, TestServer, write_config};
 use psrt::protocol::{Request, StreamKind};
 
 /// Reads the data socket for `span` and returns every byte received.
@@ -180,4 +181,49 @@ fn no_message_lost_after_subscribe_ok() {
         }
         s.expect(&topic, &msg);
     }
+}
+
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the command name (which may hold spaces): state is the
+    // 1st, utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A client that shuts down the sending side of its data socket (SHUT_WR:
+/// it never writes there anyway) keeps receiving messages and beacons.
+/// The end of its stream only stops reading: psrtd (the binary) does not
+/// spin on it — its CPU time over 1.5 s of beacons stays near idle.
+#[test]
+fn half_closed_data_socket_keeps_receiving() {
+    let dir = TempDir::new("half-close");
+    dir.write("acl.yml", ACL_ANON_ALL);
+    let config = write_config(&dir, "", "");
+    let server = Proc::spawn(&["-C", config.to_str().unwrap()]);
+    let addr = server.addr.expect("listening");
+    let (mut ctl, token) = Raw::anonymous(addr);
+    // TIMEOUT_SEC 2: a beacon about every second.
+    let mut data = Raw::data(addr, token, 2);
+    assert_eq!(ctl.subscribe(&["half/#"]), 0x01);
+    data.s.shutdown(std::net::Shutdown::Write).unwrap();
+    for i in 0..20u8 {
+        assert_eq!(ctl.publish("half/x", &[i]), 0x01);
+        assert_eq!(data.next_message().2, [i], "message {i} after SHUT_WR");
+    }
+    let before = cpu_ticks(server.child.id());
+    let got = collect_for(&mut data, Duration::from_millis(1500));
+    let used = cpu_ticks(server.child.id()) - before;
+    eprintln!("psrtd CPU over 1.5 s with a half-closed data socket: {used} ticks");
+    assert!(got.iter().all(|&b| b == 0), "only beacons: {got:02x?}");
+    assert!(!got.is_empty(), "beacons still arrive");
+    assert!(
+        used <= 30,
+        "{used} ticks of CPU in 1.5 s while idle: a busy loop"
+    );
+    assert_eq!(ctl.publish("half/y", b"still"), 0x01);
+    assert_eq!(data.next_message().2, b"still");
+    assert_eq!(ctl.nop(), 0x01);
 }

@@ -167,8 +167,11 @@ fn large_frames_being_received_share_a_budget() {
 #[test]
 fn a_shared_frame_counts_once_under_the_global_cap() {
     const MESSAGE: usize = 1_000_000;
+    // Each subscriber may queue all three messages (4 MiB), so only the
+    // global cap could drop one: 12 holders of a 1 MB frame are 12 MB if
+    // counted per queue, 1 MB counted once.
     let srv = TestServer::with(Setup::default().tweak(|c| {
-        c.data_queue_bytes = 2 * 1024 * 1024;
+        c.data_queue_bytes = 4 * 1024 * 1024;
         c.max_queued_bytes = 8 * 1024 * 1024;
     }));
     let subs: Vec<Session> = (0..12)
@@ -217,13 +220,24 @@ fn dropped_messages_are_not_counted_as_sent() {
     reader.sub(&["t"]);
     let (mut publisher, _) = Raw::anonymous(srv.addr);
     let payload = vec![1u8; MESSAGE];
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
     let reading = std::thread::spawn(move || {
         for _ in 0..N {
             reader.recv();
+            got_tx.send(()).unwrap();
         }
     });
-    for _ in 0..N {
+    // The publisher never runs more than two messages ahead of the reader,
+    // so only the subscriber that does not read can be a slow consumer.
+    let mut received = 0;
+    for sent in 1..=N {
         assert_eq!(publisher.publish("t", &payload), 0x01);
+        while received + 2 < sent {
+            got_rx
+                .recv_timeout(common::IO_TIMEOUT)
+                .expect("the reader keeps up");
+            received += 1;
+        }
     }
     reading.join().expect("the reader got everything");
     stalled.data.expect_closed_within(Duration::from_secs(10));

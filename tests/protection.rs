@@ -129,14 +129,25 @@ fn global_queue_cap_drops_the_largest_queues() {
     healthy.sub(&["cap/#"]);
     let (mut publisher, _) = Raw::anonymous(srv.addr);
     let payload = vec![0x5Au8; MESSAGE];
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for _ in 0..600 {
             assert_eq!(healthy.recv().1.len(), MESSAGE);
+            got_tx.send(()).unwrap();
         }
         healthy
     });
-    for _ in 0..600 {
+    // The publisher stays at most 8 messages ahead of the reader, so the
+    // reader's queue can never be the largest, however loaded the machine.
+    let mut received = 0;
+    for sent in 1..=600 {
         assert_eq!(publisher.publish("cap/t", &payload), 0x01);
+        while received + 8 < sent {
+            got_rx
+                .recv_timeout(common::IO_TIMEOUT)
+                .expect("the reader keeps up");
+            received += 1;
+        }
     }
     let _healthy = reader
         .join()

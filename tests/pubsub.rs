@@ -357,6 +357,40 @@ fn publish_repl_by_a_replicator() {
     assert_eq!(repl.request(&Request::PublishRepl { topic: "other" }), 0xE0);
 }
 
+/// Replication input is validated like a publish: a PUBLISH_REPL topic
+/// with wildcards or over the depth limit is answered `FF` (no body is asked
+/// for, nothing is delivered); a topic with doubled slashes is normalised.
+#[test]
+fn publish_repl_topics_are_validated() {
+    let srv = TestServer::with(repl_setup().tweak(|c| c.limits.max_topic_depth = 100));
+    let mut sub = Session::anonymous(srv.addr);
+    sub.sub(&["#"]);
+    let (mut repl, _) = Raw::control(srv.addr, "repl", "r");
+    let deep = vec!["x"; 102].join("/");
+    for bad in ["a/+/#", "a/#", "+", deep.as_str()] {
+        assert_eq!(
+            repl.request(&Request::PublishRepl { topic: bad }),
+            0xFF,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(repl.nop(), 0x01, "the link goes on");
+    assert_eq!(repl.request(&Request::PublishRepl { topic: "a//b" }), 0x02);
+    let mut body = Vec::new();
+    encode_repl_body(
+        &ReplBody {
+            priority: 0,
+            timestamp_ns: 1,
+            message: b"ok",
+        },
+        &mut body,
+    );
+    repl.send(&body);
+    assert_eq!(repl.read_byte(), 0x01);
+    let (_, topic, msg) = sub.data.next_message();
+    assert_eq!((topic.as_str(), msg.as_slice()), ("a/b", &b"ok"[..]));
+}
+
 /// PUBLISH_REPL by a user without `replicator: true` is `FE`, and the
 /// session continues.
 #[test]

@@ -130,7 +130,7 @@ fn rates_and_history_while_messages_flow() {
     assert!(rate > 0.0, "a publish rate while publishing");
     let (code, history) = get(&srv, "/history", true);
     assert_eq!(code, 200);
-    let points = history["series"]["c_pub_messages"].as_array().unwrap();
+    let points = history["series"]["published"].as_array().unwrap();
     assert!(!points.is_empty(), "{history}");
     assert!(
         points.iter().any(|p| p.as_f64().unwrap() > 0.0),

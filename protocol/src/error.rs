@@ -1,6 +1,6 @@
 //! The two outcomes every decoder shares: a complete frame or "need more
 //! bytes" ([`Decoded`]), and the typed reasons a byte sequence is not PSRT
-//! ([`DecodeError`]).
+//! ([`DecodeError`]), MQTT's included.
 
 use core::fmt;
 
@@ -92,6 +92,8 @@ pub enum DecodeError {
     UnknownFrame(u8),
     /// AES-GCM authentication failed (wrong key, tampered or truncated block).
     BadSeal,
+    /// Not a valid MQTT packet (see [`crate::mqtt`]).
+    Mqtt(crate::mqtt::MqttError),
 }
 
 impl fmt::Display for DecodeError {
@@ -112,6 +114,7 @@ impl fmt::Display for DecodeError {
             Self::Truncated => f.write_str("datagram truncated"),
             Self::UnknownFrame(b) => write!(f, "unknown data frame type {b:#04x}"),
             Self::BadSeal => f.write_str("AES-GCM authentication failed"),
+            Self::Mqtt(e) => write!(f, "MQTT: {e}"),
         }
     }
 }

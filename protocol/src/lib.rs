@@ -26,6 +26,9 @@
 //!
 //! Every `decode_*` has its `encode_*` next to it in the same module; the
 //! byte layouts are drawn in `protocol/README.md`.
+//!
+//! [`mqtt`] is the MQTT 3.1.1 codec, with the same rules: the server speaks
+//! it on its MQTT listener, sharing the topic space with PSRT.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -43,6 +46,7 @@ mod data;
 mod error;
 mod greeting;
 mod login;
+pub mod mqtt;
 mod request;
 mod topic;
 mod udp;

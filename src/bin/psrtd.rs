@@ -1,6 +1,8 @@
 //! `psrtd`: parse arguments, load the config and the auth files, set up
-//! logging, bind, write the pid file, run the loop, clean up.
+//! logging, bind, write the pid file, run the loop, clean up. `psrtd passwd
+//! …` runs the password-file helper (`psrt::passwd`) instead.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,6 +14,8 @@ psrtd — PSRT pub/sub telemetry server (single-threaded event loop)
 
 USAGE:
     psrtd [OPTIONS]
+    psrtd passwd [--cost N] [-D] FILE USER   set or remove a user's password in a
+                                             password file (see psrtd passwd --help)
 
 OPTIONS:
     -C, --config FILE   config file (reference psrtd format). Without it, the first of
@@ -40,8 +44,8 @@ struct Args {
     verbose: bool,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut args = pico_args::Arguments::from_env();
+fn parse_args(raw: Vec<OsString>) -> Result<Option<Args>, String> {
+    let mut args = pico_args::Arguments::from_vec(raw);
     if args.contains(["-h", "--help"]) {
         print!("{HELP}");
         return Ok(None);
@@ -122,9 +126,13 @@ fn run(args: Args) -> Result<(), String> {
             .as_ref()
             .map_or_else(|| "embedded default".into(), |p| p.display().to_string());
         println!(
-            "{source}: configuration OK ({}; {} bind address(es); {} cluster node(s))",
+            "{source}: configuration OK ({}; {} bind address(es); {} MQTT listener(s); {} cluster node(s))",
             auth.summary(),
             config.bind.len(),
+            config
+                .mqtt
+                .as_ref()
+                .map_or(0, |m| m.bind.len() + m.bind_tls.len()),
             cluster.len()
         );
         return Ok(());
@@ -170,7 +178,12 @@ fn raise_fd_limit() {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let mut raw: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if raw.first().is_some_and(|a| a == "passwd") {
+        raw.remove(0);
+        return psrt::passwd::main(raw);
+    }
+    let args = match parse_args(raw) {
         Ok(Some(a)) => a,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {

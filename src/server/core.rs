@@ -14,13 +14,16 @@ use psrt_protocol::Token as ClientToken;
 use ring::rand::{SecureRandom, SystemRandom};
 use slab::Slab;
 
+use super::admission::Admission;
 use super::auth::AuthDb;
 use super::auth::cache::LoginCache;
+use super::auth::login::{self, Verdict};
 use super::auth::throttle::{Block, LoginThrottle};
-use super::auth::worker::Worker;
+use super::auth::worker::{Ticket, Verified, Worker};
 use super::config::Config;
-use super::conn::{CloseReason, ConnId, RxPool, TxPool};
+use super::conn::{CloseReason, ConnId, Peer, RxPool, TxPool};
 use super::link::Cluster;
+use super::mqtt::state::Sessions;
 use super::phase::Conn;
 use super::pubsub::Matcher;
 use super::pubsub::top::TopTopics;
@@ -59,6 +62,8 @@ pub(crate) struct Core {
     pub(crate) topics: TopTopics,
     pub(crate) timers: Timers,
     pub(crate) flush_list: Vec<ConnId>,
+    /// Connections with a reply queued: flushed before `flush_list`.
+    pub(crate) reply_list: Vec<ConnId>,
     pub(crate) ready_list: Vec<ConnId>,
     /// Effects queued by handlers, applied by the loop.
     pub(crate) effects: Vec<Effect>,
@@ -71,11 +76,16 @@ pub(crate) struct Core {
     pub(crate) next_serial: u64,
     pub(crate) per_ip: HashMap<IpAddr, usize>,
     pub(crate) per_user: HashMap<Box<str>, usize>,
-    /// Logged-in sessions.
+    /// Connections before login per address; TLS handshakes in progress.
+    pub(crate) admission: Admission,
+    /// Logged-in sessions: PSRT control connections and connected MQTT
+    /// clients.
     pub(crate) sessions: usize,
     pub(crate) throttle: LoginThrottle,
     /// Outgoing replication (empty without `cluster.config`).
     pub(crate) cluster: Cluster,
+    /// MQTT sessions (connected and away).
+    pub(crate) mqtt: Sessions,
     pub(crate) ratelog: RateLog,
     /// When the server started (stats uptime).
     pub(crate) started: Instant,
@@ -118,6 +128,7 @@ impl Core {
             topics: TopTopics::new(seed, now),
             timers: Timers::default(),
             flush_list: Vec::new(),
+            reply_list: Vec::new(),
             ready_list: Vec::new(),
             effects: Vec::new(),
             rx_pool,
@@ -127,9 +138,11 @@ impl Core {
             next_serial: 0,
             per_ip: HashMap::new(),
             per_user: HashMap::new(),
+            admission: Admission::default(),
             sessions: 0,
             throttle: LoginThrottle::new(max_login_failures),
             cluster: Cluster::default(),
+            mqtt: Sessions::default(),
             ratelog: RateLog::default(),
             started: now,
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -152,7 +165,7 @@ impl Core {
         if self.rates.roll(&self.stats, self.now) {
             self.topics.roll(self.now);
             let gauges = [
-                self.sessions as f64,
+                (self.sessions + self.mqtt.connected) as f64,
                 self.matcher.len() as f64,
                 self.tx_pool.queued_total as f64,
             ];
@@ -242,11 +255,68 @@ impl Core {
         true
     }
 
+    /// Whether a new PSRT connection from `peer` must be refused: its
+    /// address has `max_handshakes_per_ip` connections that have not logged
+    /// in yet.
+    pub(crate) fn prelogin_full(&self, peer: &Peer) -> bool {
+        let max = self.config.max_handshakes_per_ip;
+        peer.ip().is_some_and(|ip| self.admission.is_full(ip, max))
+    }
+
+    /// A PSRT connection was accepted: it counts against its address until
+    /// [`handshake_over`](Self::handshake_over).
+    pub(crate) fn handshake_started(&mut self, conn: &mut Conn) {
+        if let (false, Some(ip)) = (conn.counted_handshake, conn.ip()) {
+            self.admission.enter(ip);
+            conn.counted_handshake = true;
+        }
+    }
+
+    /// The connection logged in, bound its data socket, or is closing: it
+    /// no longer counts against its address (once, whichever comes first).
+    pub(crate) fn handshake_over(&mut self, conn: &mut Conn) {
+        if std::mem::take(&mut conn.counted_handshake) {
+            if let Some(ip) = conn.ip() {
+                self.admission.leave(ip);
+            }
+        }
+    }
+
+    /// The one auth pipeline's check (`auth::login::check`) on this core's
+    /// database, cache and worker.
+    pub(crate) fn check_password(
+        &mut self,
+        ticket: Ticket,
+        login: &str,
+        password: &str,
+    ) -> Verdict {
+        login::check(
+            &self.auth,
+            &self.cache,
+            &mut self.worker,
+            self.now,
+            ticket,
+            login,
+            password,
+        )
+    }
+
+    /// The one auth pipeline's answer to a worker result
+    /// (`auth::login::finish`).
+    pub(crate) fn finish_password(&mut self, v: Verified) -> Verdict {
+        login::finish(&self.auth, &mut self.cache, &mut self.worker, self.now, v)
+    }
+
     /// Queues bytes on a connection and schedules its flush.
+    /// A reply: its connection is flushed before the pushes of the same
+    /// turn, so the requester can send its next request sooner.
     pub(crate) fn send(&mut self, id: ConnId, conn: &mut Conn, bytes: &[u8]) {
         conn.output_started(self.now);
         conn.tx.push_slice(bytes, false, &mut self.tx_pool);
-        self.schedule_flush(id, conn);
+        if !conn.in_flush_list {
+            conn.in_flush_list = true;
+            self.reply_list.push(id);
+        }
     }
 }
 

@@ -16,10 +16,11 @@ use super::conn::SharedBuf;
 use super::conn::{CloseReason, ConnId};
 use super::core::{Cx, Effect};
 use super::http::phase::Phase as Http;
+use super::mqtt::phase::Phase as Mqtt;
 use super::phase::{Phase, Step, wants_input};
 use super::psrt::state::Phase as Psrt;
 use super::pubsub::outbox;
-use super::{http, link, psrt};
+use super::{http, link, mqtt, psrt};
 
 /// Decodes and handles every complete frame in a connection's input, as
 /// long as its phase wants input. Effects are applied after each frame.
@@ -100,7 +101,7 @@ fn on_input(
     match &cx.conns[id].phase {
         Phase::Psrt(p) => match p {
             Psrt::Greeting => psrt::handshake::on_greeting(cx, id, data),
-            Psrt::TlsHandshake(_) => psrt::handshake::on_tls_early(cx, id, data),
+            Psrt::TlsHandshake(_) => psrt::handshake::on_tls_input(cx, id, data),
             Psrt::Login => psrt::handshake::on_login(cx, id, data),
             Psrt::Control(_) => psrt::control::on_request(cx, id, data, shared),
             Psrt::DataHello => psrt::session::on_data_hello(cx, id, data),
@@ -108,6 +109,16 @@ fn on_input(
         },
         Phase::Http(_) => http::on_input(cx, id, data),
         Phase::Link(_) => link::on_input(cx, id, data),
+        Phase::Mqtt(p) => match p {
+            Mqtt::Connect => mqtt::connect::on_connect(cx, id, data),
+            Mqtt::TlsHandshake => {
+                // Plaintext arrived: the handshake is over.
+                mqtt::connect::check_tls(cx, id);
+                mqtt::connect::on_connect(cx, id, data)
+            }
+            Mqtt::Connected(_) => mqtt::packets::on_packet(cx, id, data),
+            Mqtt::Authenticating(_) => Ok(Step::Need(1)),
+        },
         Phase::Closing(_) => Ok(Step::Need(1)),
     }
 }
@@ -134,7 +145,13 @@ pub(crate) fn on_due(cx: &mut Cx, id: ConnId) {
             Some(CloseReason::Timeout("an incomplete request (too slow)"))
         }
         Phase::Psrt(Psrt::Control(_)) => Some(CloseReason::Timeout("control (idle: no request)")),
-        Phase::Psrt(Psrt::Authenticating) | Phase::Http(Http::Authenticating(_)) => None,
+        Phase::Psrt(Psrt::Authenticating)
+        | Phase::Http(Http::Authenticating(_))
+        | Phase::Mqtt(Mqtt::Authenticating(_)) => None,
+        Phase::Mqtt(Mqtt::Connected(ref l)) if l.clock.partial_since.is_some() => {
+            Some(CloseReason::Timeout("an incomplete MQTT packet (too slow)"))
+        }
+        Phase::Mqtt(Mqtt::Connected(_)) => Some(CloseReason::Timeout("MQTT keep-alive")),
         Phase::Link(l) => link::on_due(cx, id, l),
         ref other => Some(CloseReason::Timeout(other.name())),
     };
@@ -160,6 +177,7 @@ pub(crate) fn on_verified(cx: &mut Cx, id: ConnId, v: Verified) {
     let result = match cx.conns.get(id).map(|c| &c.phase) {
         Some(Phase::Psrt(Psrt::Authenticating)) => psrt::handshake::on_verified(cx, id, v),
         Some(&Phase::Http(Http::Authenticating(route))) => http::on_verified(cx, id, route, v),
+        Some(Phase::Mqtt(Mqtt::Authenticating(_))) => mqtt::connect::on_verified(cx, id, v),
         _ => Ok(()),
     };
     if let Err(reason) = result {
@@ -211,6 +229,7 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
             .warn(kind, format_args!("{}: {phase_name}: {reason}", conn.peer));
     }
     let core = &mut *cx.core;
+    core.handshake_over(conn);
     match &reason {
         CloseReason::BadGreeting(_) | CloseReason::TlsUnavailable | CloseReason::PlainForbidden => {
             core.stats.bad_greetings += 1;
@@ -227,11 +246,16 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
         outbox::drop_queue(&mut core.stats, conn, &mut core.tx_pool)
     };
     if dropped > 0 {
-        outbox::credit(cx.conns, id, 0, dropped);
+        outbox::credit(cx, id, 0, dropped);
     }
     let core = &mut *cx.core;
     let conn = &mut cx.conns[id];
     let link_reason = is_link.then(|| reason.clone());
+    // DISCONNECT, shutdown and a revoked login publish no last will.
+    let will = !matches!(
+        reason,
+        CloseReason::Bye | CloseReason::Shutdown | CloseReason::Revoked(_)
+    );
     let old = std::mem::replace(&mut conn.phase, Phase::Closing(reason));
     conn.phase_since = now;
     conn.rx.consume(conn.rx.len(), &mut core.rx_pool);
@@ -241,8 +265,18 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
     match (old, link_reason) {
         (Phase::Psrt(p), _) => psrt::session::on_closed(cx, id, p),
         (Phase::Link(l), Some(reason)) => link::on_closed(cx, id, l, &reason),
+        (Phase::Mqtt(p), _) => mqtt::session::on_closed(cx, id, p, will),
         _ => {}
     }
+}
+
+/// A connection accepted on an MQTT TLS listener: its TLS session starts
+/// (or it is closed: no identity, `max_tls_handshakes`).
+pub(crate) fn start_tls(cx: &mut Cx, id: ConnId) {
+    if let Err(reason) = mqtt::connect::start_tls(cx, id) {
+        close(cx, id, reason);
+    }
+    apply_effects(cx);
 }
 
 /// TLS records were read or written: a finished handshake sends the
@@ -253,6 +287,11 @@ pub(crate) fn on_tls_progress(cx: &mut Cx, id: ConnId) {
         Some(Phase::Psrt(Psrt::TlsHandshake(_)))
     ) {
         psrt::handshake::check_tls_handshake(cx, id);
+    } else if matches!(
+        cx.conns.get(id).map(|c| &c.phase),
+        Some(Phase::Mqtt(Mqtt::TlsHandshake))
+    ) {
+        mqtt::connect::check_tls(cx, id);
     } else if let Some(conn) = cx.conns.get_mut(id) {
         if conn.stream.has_pending_output() {
             cx.core.schedule_flush(id, conn);

@@ -1,6 +1,8 @@
 //! Listening sockets for the PSRT stream protocol: TCP (`host:port`) and
 //! Unix (`*.sock` / `*.socket`, mode 0770, a stale socket file replaced, the
-//! file removed when the listener is dropped).
+//! file removed when the listener is dropped), each with the configured
+//! listen backlog (`server.listen_backlog`, default the kernel's
+//! `somaxconn`), so a reconnect storm queues instead of losing SYNs.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -14,6 +16,7 @@ use mio::{Interest, Registry, Token};
 
 use super::config::BindAddr;
 use super::conn::{Peer, Stream};
+use super::sys;
 
 /// A bound listener.
 #[derive(Debug)]
@@ -32,22 +35,32 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
-    /// Binds one address. A hostname is resolved here (once, at start).
-    pub(crate) fn bind(addr: &BindAddr) -> io::Result<Self> {
-        match addr {
+    /// Binds one address with a listen backlog of `backlog` connections. A
+    /// hostname is resolved here (once, at start).
+    pub(crate) fn bind(addr: &BindAddr, backlog: u32) -> io::Result<Self> {
+        let listener = match addr {
             BindAddr::Tcp(spec) => {
                 let mut last =
                     io::Error::new(io::ErrorKind::NotFound, format!("{spec}: no address"));
+                let mut bound = None;
                 for a in spec.to_socket_addrs()? {
                     match TcpListener::bind(a) {
-                        Ok(l) => return Ok(Self::Tcp(l)),
+                        Ok(l) => {
+                            bound = Some(Self::Tcp(l));
+                            break;
+                        }
                         Err(e) => last = e,
                     }
                 }
-                Err(last)
+                bound.ok_or(last)?
             }
-            BindAddr::Unix(path) => bind_unix(path),
+            BindAddr::Unix(path) => bind_unix(path)?,
+        };
+        match &listener {
+            Self::Tcp(l) => sys::set_listen_backlog(l, backlog)?,
+            Self::Unix { socket, .. } => sys::set_listen_backlog(socket, backlog)?,
         }
+        Ok(listener)
     }
 
     /// Accepts one connection (`WouldBlock` when none is waiting).
@@ -146,7 +159,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("psrt-listener-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.sock");
-        let l = Listener::bind(&BindAddr::Unix(path.clone())).unwrap();
+        let l = Listener::bind(&BindAddr::Unix(path.clone()), 64).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o770);
         // A second bind replaces the (now stale from its view) socket file.
@@ -154,7 +167,7 @@ mod tests {
         assert!(!path.exists(), "removed on drop");
         let file = dir.join("x.sock");
         std::fs::write(&file, b"not a socket").unwrap();
-        let err = Listener::bind(&BindAddr::Unix(file.clone())).unwrap_err();
+        let err = Listener::bind(&BindAddr::Unix(file.clone()), 64).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert!(file.exists(), "a regular file is never deleted");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -162,7 +175,7 @@ mod tests {
 
     #[test]
     fn tcp_port_zero() {
-        let l = Listener::bind(&BindAddr::Tcp("127.0.0.1:0".into())).unwrap();
+        let l = Listener::bind(&BindAddr::Tcp("127.0.0.1:0".into()), 64).unwrap();
         assert!(l.local_addr().unwrap().port() > 0);
         assert!(l.describe().starts_with("tcp:127.0.0.1:"));
     }

@@ -1,6 +1,7 @@
 //! The server's connection phases, nested by protocol: `Psrt(..)` for PSRT
 //! control and data sockets, `Http(..)` for the stats endpoint, `Link(..)`
-//! for outgoing replication links (room for `Mqtt(..)`), and `Closing`.
+//! for outgoing replication links, `Mqtt(..)` for MQTT clients, and
+//! `Closing`.
 //! Each protocol keeps its per-phase data in its own variant; this file only
 //! joins them into the one type the slab holds and answers, per phase,
 //! whether input is read and when the next deadline is. Handlers are
@@ -14,6 +15,7 @@ use psrt_protocol::{DecodeError, Decoded};
 use super::conn::{self, CLOSE_LINGER, CloseReason, InputClock};
 use super::http::phase as http;
 use super::link::phase as link;
+use super::mqtt::phase as mqtt;
 use super::psrt::state as psrt;
 
 /// A connection of this server.
@@ -28,6 +30,8 @@ pub(crate) enum Phase {
     Http(http::Phase),
     /// An outgoing replication link to a cluster node.
     Link(link::Link),
+    /// An MQTT client.
+    Mqtt(mqtt::Phase),
     /// Flushing what is queued, then closing.
     Closing(CloseReason),
 }
@@ -39,6 +43,9 @@ pub(crate) enum ListenerKind {
     Psrt,
     /// The stats endpoint.
     Http,
+    /// MQTT clients (plain, or TLS from the first byte: the loop starts
+    /// the TLS session at accept).
+    Mqtt,
 }
 
 impl ListenerKind {
@@ -47,6 +54,7 @@ impl ListenerKind {
         match self {
             Self::Psrt => Phase::Psrt(psrt::Phase::Greeting),
             Self::Http => Phase::Http(http::Phase::Request),
+            Self::Mqtt => Phase::Mqtt(mqtt::Phase::Connect),
         }
     }
 }
@@ -58,6 +66,7 @@ impl Phase {
             Self::Psrt(p) => p.name(),
             Self::Http(_) => "http",
             Self::Link(_) => "replication link",
+            Self::Mqtt(p) => p.name(),
             Self::Closing(_) => "closing",
         }
     }
@@ -66,6 +75,7 @@ impl Phase {
     pub(crate) fn input_clock(&mut self) -> Option<&mut InputClock> {
         match self {
             Self::Psrt(psrt::Phase::Control(s)) => Some(&mut s.clock),
+            Self::Mqtt(mqtt::Phase::Connected(link)) => Some(&mut link.clock),
             _ => None,
         }
     }
@@ -98,6 +108,7 @@ pub(crate) fn wants_input(conn: &Conn) -> bool {
         Phase::Psrt(p) => p.wants_input(conn.tx.len()),
         Phase::Http(p) => p.wants_input(),
         Phase::Link(_) => true,
+        Phase::Mqtt(p) => p.wants_input(conn.tx.len()),
         Phase::Closing(_) => false,
     }
 }
@@ -110,6 +121,7 @@ pub(crate) fn due(conn: &Conn, timeout: Duration) -> Option<Instant> {
         Phase::Psrt(p) => p.due(conn, timeout),
         Phase::Http(p) => p.due(conn.phase_since, timeout),
         Phase::Link(l) => Some(l.due(conn.phase_since, timeout)),
+        Phase::Mqtt(p) => p.due(conn, timeout),
         Phase::Closing(_) => Some(conn.phase_since + CLOSE_LINGER),
     };
     match (phase, stall) {

@@ -67,6 +67,38 @@ pub(crate) fn set_recv_buffer(
     Ok(usize::try_from(got).unwrap_or(0))
 }
 
+/// Used when `/proc/sys/net/core/somaxconn` cannot be read: Linux's
+/// default since 5.4.
+const SOMAXCONN_FALLBACK: u32 = 4096;
+
+/// The kernel's cap on listen backlogs (`net.core.somaxconn`): the default
+/// backlog, so a reconnect storm waits in the accept queue instead of
+/// having its SYNs dropped (each drop costs the client a 1 s retry).
+pub(crate) fn somaxconn() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(SOMAXCONN_FALLBACK)
+}
+
+/// Sets the backlog of a listening socket (mio binds TCP with 128). On
+/// Linux `listen(2)` on a socket that is already listening only changes its
+/// backlog (the kernel caps it at `somaxconn`); called before the listener
+/// is registered with the loop.
+pub(crate) fn set_listen_backlog(
+    socket: &impl std::os::fd::AsRawFd,
+    backlog: u32,
+) -> io::Result<()> {
+    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+    // SAFETY: listen(2) on a socket the caller owns for the duration of the
+    // call; no memory is passed.
+    if unsafe { libc::listen(socket.as_raw_fd(), backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `CLOCK_MONOTONIC` in microseconds (systemd's `MONOTONIC_USEC`).
 pub(crate) fn monotonic_usec() -> io::Result<u64> {
     let mut ts = libc::timespec {
@@ -96,6 +128,31 @@ mod tests {
         let a = super::monotonic_usec().unwrap();
         let b = super::monotonic_usec().unwrap();
         assert!(a > 0 && b >= a);
+    }
+
+    #[test]
+    fn listen_backlog_is_raised() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let max = super::somaxconn();
+        assert!(max >= 128, "{max}");
+        super::set_listen_backlog(&l, max).unwrap();
+        // Nothing accepts: the new backlog queues connections the old one
+        // (128) would drop (a dropped SYN is retried only after 1 s).
+        let addr = l.local_addr().unwrap();
+        let n = max.min(600) as usize;
+        let wait = std::time::Duration::from_millis(900);
+        let held: Vec<_> = (0..n)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, wait)
+                    .unwrap_or_else(|e| panic!("connect {i} of {n}: {e}"))
+            })
+            .collect();
+        assert_eq!(held.len(), n);
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(
+            super::set_listen_backlog(&u, 16).is_err(),
+            "not a stream socket"
+        );
     }
 
     #[test]

@@ -63,9 +63,12 @@ impl Harness {
         id
     }
 
-    /// A new connection on a PSRT listener.
+    /// A new connection on a PSRT listener, counted against its address
+    /// until it logs in, binds its data socket or closes (as the loop does).
     pub(crate) fn accept(&mut self) -> ConnId {
-        self.add(ListenerKind::Psrt.first_phase())
+        let id = self.add(ListenerKind::Psrt.first_phase());
+        self.core.handshake_started(&mut self.conns[id]);
+        id
     }
 
     /// Moves the clock.
@@ -83,7 +86,7 @@ impl Harness {
                 return;
             }
             let n = match conn.rx.read_from(&mut rest, &mut self.core.rx_pool) {
-                Ok(n) => n,
+                Ok(got) => got.n,
                 Err(e) => {
                     let mut cx = self.cx();
                     dispatch::close(
@@ -112,9 +115,10 @@ impl Harness {
         conn.tx
             .write_to(&mut out, &mut self.core.tx_pool)
             .expect("a Vec takes everything");
-        outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool);
+        let mqtt = matches!(self.conns[id].phase, Phase::Mqtt(_));
+        outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool, mqtt);
         let done = messages - self.conns[id].tx.messages();
-        outbox::credit(&mut self.conns, id, done as u64, 0);
+        outbox::credit(&mut self.cx(), id, done as u64, 0);
         out
     }
 

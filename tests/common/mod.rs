@@ -4,6 +4,8 @@
 //! built on the protocol crate's encoders. Every read has a timeout.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -122,6 +124,9 @@ impl Setup {
         c.bind = vec![BindAddr::Tcp("127.0.0.1:0".into())];
         c.bind_udp = vec!["127.0.0.1:0".into()];
         c.bind_stats = Some("127.0.0.1:0".into());
+        if let Some(m) = &mut c.mqtt {
+            m.bind = vec![BindAddr::Tcp("127.0.0.1:0".into())];
+        }
         c.auth.acl = AclSource::File(dir.write("acl.yml", &self.acl));
         if !self.users.is_empty() {
             let users: Vec<(&str, &str)> = self
@@ -149,6 +154,8 @@ pub struct TestServer {
     pub udp_addr: Option<SocketAddr>,
     /// The stats endpoint (None if the tweak removed `bind_stats`).
     pub stats_addr: Option<SocketAddr>,
+    /// The MQTT listener (None if the tweak removed the `mqtt` section).
+    pub mqtt_addr: Option<SocketAddr>,
     pub dir: TempDir,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<Stats>>,
@@ -176,17 +183,25 @@ impl TestServer {
             server.replicate_to(nodes);
             let udp = server.udp_addrs().first().copied();
             let stats = server.stats_addr();
-            tx.send((server.tcp_addrs()[0], udp, stats, server.shutdown_handle()))
-                .expect("report address");
+            let mqtt = server.mqtt_addrs().first().copied();
+            tx.send((
+                server.tcp_addrs()[0],
+                udp,
+                stats,
+                mqtt,
+                server.shutdown_handle(),
+            ))
+            .expect("report address");
             server.run().expect("event loop");
             server.stats().clone()
         });
-        let (addr, udp_addr, stats_addr, handle) =
+        let (addr, udp_addr, stats_addr, mqtt_addr, handle) =
             rx.recv_timeout(IO_TIMEOUT).expect("server started");
         Self {
             addr,
             udp_addr,
             stats_addr,
+            mqtt_addr,
             dir,
             handle,
             thread: Some(thread),
@@ -237,10 +252,21 @@ impl Raw {
         self.s.write_all(bytes).expect("send");
     }
 
+    /// One read, retried when a signal interrupts it (EINTR is not an
+    /// error); a timeout or a socket error is.
+    fn read_some(&mut self, buf: &mut [u8], what: &str) -> usize {
+        loop {
+            match self.s.read(buf) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => return other.unwrap_or_else(|e| panic!("{what}: {e}")),
+            }
+        }
+    }
+
     pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
         while self.rx.len() < n {
             let mut buf = [0u8; 65536];
-            let got = self.s.read(&mut buf).expect("read");
+            let got = self.read_some(&mut buf, "read");
             assert!(got > 0, "closed after {} of {n} bytes", self.rx.len());
             self.rx.extend_from_slice(&buf[..got]);
         }
@@ -383,7 +409,7 @@ impl Raw {
                 }
                 Decoded::Incomplete { .. } => {
                     let mut buf = [0u8; 65536];
-                    let n = self.s.read(&mut buf).expect("read data socket");
+                    let n = self.read_some(&mut buf, "read data socket");
                     assert!(n > 0, "data socket closed");
                     self.rx.extend_from_slice(&buf[..n]);
                 }
@@ -671,5 +697,67 @@ pub fn wait_child(child: &mut Child, within: Duration) -> Option<i32> {
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP socket bound to the loopback address `src` (any of 127.0.0.0/8)
+/// and connected to `dst`, so one test can be many client addresses. With
+/// `nonblocking` the connect only starts (the socket is non-blocking and
+/// becomes writable once connected); otherwise it is a blocking socket with
+/// the usual timeouts.
+#[allow(unsafe_code)]
+pub fn connect_from(
+    src: std::net::Ipv4Addr,
+    dst: SocketAddr,
+    nonblocking: bool,
+) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(dst) = dst else {
+        panic!("IPv4 only");
+    };
+    let sockaddr = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let flags =
+        libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, flags, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new socket nobody else owns; the stream closes it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let from = sockaddr(std::net::SocketAddrV4::new(src, 0));
+    // SAFETY: `from` is a live sockaddr_in of `len` bytes.
+    if unsafe { libc::bind(fd, (&raw const from).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let to = sockaddr(dst);
+    // SAFETY: `to` is a live sockaddr_in of `len` bytes.
+    if unsafe { libc::connect(fd, (&raw const to).cast(), len) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if !(nonblocking && e.raw_os_error() == Some(libc::EINPROGRESS)) {
+            return Err(e);
+        }
+    }
+    if !nonblocking {
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+    }
+    Ok(stream)
+}
+
+impl Raw {
+    /// [`Raw::connect`] from the loopback address `src`.
+    pub fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> Self {
+        let s = connect_from(src, addr, false).expect("connect");
+        Self { s, rx: Vec::new() }
     }
 }

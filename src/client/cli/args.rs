@@ -21,7 +21,9 @@ USAGE:
 MODES (chosen by the options):
     publish      -t TOPIC -m MESSAGE     publish one message (priority 0x7F) and exit
     subscribe    -t TOPIC[,TOPIC...]     print every message until Ctrl-C
-    top          --top [-t MASKS]        live table of the busiest topics (default mask '#')
+    top          --top [-t MASKS]        live table of the busiest topics: messages and bytes,
+                                         totals and per second (default mask '#'); keys:
+                                         s = next sort column, q = quit (Ctrl-C works too)
     benchmark    --benchmark             subscribe/publish/read stages, then a results table
 
 OPTIONS:

@@ -6,6 +6,7 @@
 mod args;
 mod benchmark;
 mod subscribe;
+mod table;
 mod top;
 mod units;
 

@@ -1,74 +1,124 @@
-//! Top mode: count messages and payload bytes per topic and redraw a table
-//! of the busiest topics at most once per second, cut to the terminal
-//! height. Ctrl-C sends BYE and exits; the last table stays on screen.
+//! Top mode: count messages and payload bytes per topic and redraw the table
+//! of the busiest topics (`table.rs`) once per second with totals and rates
+//! per second, cut to the terminal height.
+//!
+//! Keys, when stdin is a terminal: `s` switches the sort column (count,
+//! msg/s, bytes, bytes/s), `q` quits. The terminal is put in single-key mode
+//! without echo for as long as top runs and put back before it returns, on
+//! every path (`q`, Ctrl-C, SIGTERM, a lost connection, a closed stdout).
+//! Keys are read without blocking, between messages, so neither a busy
+//! topic nor a quiet one delays them. Ctrl-C sends BYE and exits 0; the
+//! last table stays on screen.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use super::subscribe::POLL_INTERVAL;
-use super::units::{format_bytes, format_count};
+use super::table::{SortBy, Table};
 use super::{interrupted_bye, subscribe_all};
-use crate::client::Client;
+use crate::client::{Client, Message};
+use crate::term::{self, Mode, STDIN, STDOUT};
 
-/// Shortest time between two redraws.
+/// Time between two refreshes of the rates (and redraws).
 const REDRAW_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest time a key (or Ctrl-C) waits to be seen.
+const KEY_POLL: Duration = Duration::from_millis(50);
+/// Messages taken from the queue in one go before the keys are looked at.
+const DRAIN_MAX: usize = 4096;
 /// Rows assumed when the terminal size is unknown (not a terminal).
 const FALLBACK_ROWS: u16 = 24;
-/// Lines that are not topic rows: header, rule, and room for the prompt.
+/// Lines that are not topic rows: header, rule, status, and the cursor's.
 const CHROME_ROWS: usize = 4;
-/// Clear the screen and move the cursor home.
-const CLEAR: &str = "\x1b[2J\x1b[1;1H";
-const BOLD: &str = "\x1b[1m";
-const RESET: &str = "\x1b[0m";
+/// Clear the screen and move the cursor home (the first draw).
+const CLEAR: &str = "\x1b[2J\x1b[H";
+/// Cursor home (later draws overwrite in place, without flicker).
+const HOME: &str = "\x1b[H";
+/// Clear to the end of the line, and to the end of the screen.
+const CLEAR_LINE: &str = "\x1b[K";
+const CLEAR_BELOW: &str = "\x1b[J";
 
-/// Per-topic counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TopicStats {
-    pub(crate) count: u64,
-    pub(crate) bytes: u64,
+/// Why the loop ended without an error.
+enum Exit {
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// The `q` key.
+    Quit,
+    /// stdout was closed (e.g. `| head`).
+    OutputClosed,
+}
+
+/// What the keys typed since the last look ask for.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Keys {
+    /// How many times `s` was pressed.
+    sort_steps: usize,
+    quit: bool,
 }
 
 /// Runs top mode.
 pub(crate) fn run(client: &Client, topics: &[String], stop: &AtomicBool) -> Result<(), String> {
     let rx = subscribe_all(client, topics)?;
-    let mut stats: HashMap<String, TopicStats> = HashMap::new();
-    let mut dirty = true;
-    let mut next_redraw = Instant::now();
+    let keys = if term::is_tty(STDIN) {
+        Mode::keys(STDIN)
+            .map_err(|e| log::debug!("no single-key input ({e}): s and q are off"))
+            .ok()
+    } else {
+        None
+    };
+    let outcome = watch(&rx, keys.as_ref(), stop);
+    // Put the terminal back before anything else is printed.
+    drop(keys);
+    match outcome? {
+        Exit::Interrupted => interrupted_bye(client),
+        Exit::Quit | Exit::OutputClosed => client.bye().map_err(|e| format!("bye: {e}")),
+    }
+}
+
+fn watch(rx: &Receiver<Message>, keys: Option<&Mode>, stop: &AtomicBool) -> Result<Exit, String> {
+    let mut table = Table::default();
+    let mut sort = SortBy::default();
+    let mut last_refresh = Instant::now();
+    let mut next_redraw = last_refresh;
+    let mut next_key_poll = last_refresh;
+    let mut first_draw = true;
     loop {
         if stop.load(Ordering::Relaxed) {
-            return interrupted_bye(client);
+            return Ok(Exit::Interrupted);
         }
         let now = Instant::now();
-        if dirty && now >= next_redraw {
-            let rows = usize::from(terminal_rows().unwrap_or(FALLBACK_ROWS));
-            let table = render_table(&stats, rows.saturating_sub(CHROME_ROWS));
-            let mut out = io::stdout().lock();
-            if write!(out, "{CLEAR}{table}")
-                .and_then(|()| out.flush())
-                .is_err()
-            {
-                return client.bye().map_err(|e| e.to_string());
+        let mut redraw = false;
+        if let Some(mode) = keys.filter(|_| now >= next_key_poll) {
+            mode.reapply_if_changed();
+            let typed = read_keys(mode);
+            if typed.quit {
+                return Ok(Exit::Quit);
             }
-            dirty = false;
-            next_redraw = now + REDRAW_INTERVAL;
+            for _ in 0..typed.sort_steps {
+                sort = sort.next();
+            }
+            redraw = typed.sort_steps > 0;
+            next_key_poll = now + KEY_POLL;
         }
-        let wait = if dirty {
-            next_redraw
-                .saturating_duration_since(now)
-                .min(POLL_INTERVAL)
-        } else {
-            POLL_INTERVAL
-        };
-        match rx.recv_timeout(wait) {
+        if now >= next_redraw {
+            table.refresh(now - last_refresh);
+            last_refresh = now;
+            next_redraw = now + REDRAW_INTERVAL;
+            redraw = true;
+        }
+        if redraw {
+            if draw(&table, sort, keys.is_some(), first_draw).is_err() {
+                return Ok(Exit::OutputClosed);
+            }
+            first_draw = false;
+        }
+        let wait = next_redraw
+            .min(next_key_poll)
+            .saturating_duration_since(now);
+        match rx.recv_timeout(wait.min(KEY_POLL)) {
             Ok(message) => {
-                let entry = stats.entry(message.topic).or_default();
-                entry.count += 1;
-                entry.bytes += message.data.len() as u64;
-                dirty = true;
+                table.record(message.topic, message.data.len());
+                drain(rx, &mut table)?;
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -78,57 +128,62 @@ pub(crate) fn run(client: &Client, topics: &[String], stop: &AtomicBool) -> Resu
     }
 }
 
-/// The table: bold header `topic count bytes`, a dashed rule, then up to
-/// `max_rows` topics by count (descending; ties by topic).
-pub(crate) fn render_table(stats: &HashMap<String, TopicStats>, max_rows: usize) -> String {
-    let mut rows: Vec<(&str, &TopicStats)> = stats.iter().map(|(t, s)| (t.as_str(), s)).collect();
-    rows.sort_unstable_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
-    rows.truncate(max_rows);
-    let cells: Vec<[String; 3]> = rows
-        .iter()
-        .map(|(topic, s)| {
-            [
-                (*topic).to_owned(),
-                format_count(s.count),
-                format_bytes(s.bytes),
-            ]
-        })
-        .collect();
-    let header = ["topic", "count", "bytes"];
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+/// Counts what is queued, up to [`DRAIN_MAX`] messages.
+fn drain(rx: &Receiver<Message>, table: &mut Table) -> Result<(), String> {
+    for _ in 0..DRAIN_MAX {
+        match rx.try_recv() {
+            Ok(message) => table.record(message.topic, message.data.len()),
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => {
+                return Err("the connection to the server was lost".into());
+            }
         }
     }
-    let [tw, cw, bw] = widths;
-    let mut out = format!(
-        "{BOLD}{:<tw$}  {:>cw$}  {:>bw$}{RESET}\n",
-        header[0], header[1], header[2]
-    );
-    out.push_str(&"-".repeat(tw + cw + bw + 4));
-    out.push('\n');
-    for [topic, count, bytes] in &cells {
-        // Writing into a String cannot fail.
-        let _ = writeln!(out, "{topic:<tw$}  {count:>cw$}  {bytes:>bw$}");
-    }
-    out
+    Ok(())
 }
 
-/// Rows of the terminal on stdout, if it is one.
-#[allow(unsafe_code)]
-fn terminal_rows() -> Option<u16> {
-    let mut size = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which
-    // points to a live, aligned, writable local of exactly that type; on
-    // failure nothing is written and -1 is returned.
-    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &raw mut size) };
-    (rc == 0 && size.ws_row > 0).then_some(size.ws_row)
+/// Reads the keys typed since the last look, without waiting.
+fn read_keys(mode: &Mode) -> Keys {
+    let mut buf = [0u8; 64];
+    let mut keys = Keys::default();
+    while let Ok(n @ 1..) = mode.read(&mut buf) {
+        let more = parse_keys(&buf[..n]);
+        keys.sort_steps += more.sort_steps;
+        keys.quit |= more.quit;
+        if n < buf.len() {
+            break;
+        }
+    }
+    keys
+}
+
+/// `s`/`S` = next sort column, `q`/`Q` = quit; anything else is ignored.
+fn parse_keys(bytes: &[u8]) -> Keys {
+    Keys {
+        sort_steps: bytes
+            .iter()
+            .filter(|b| b.eq_ignore_ascii_case(&b's'))
+            .count(),
+        quit: bytes.iter().any(|b| b.eq_ignore_ascii_case(&b'q')),
+    }
+}
+
+/// Writes one screen. The first clears the terminal; later ones overwrite
+/// it line by line and clear what is left below.
+fn draw(table: &Table, sort: SortBy, keys: bool, first: bool) -> io::Result<()> {
+    let rows = usize::from(term::rows(STDOUT).unwrap_or(FALLBACK_ROWS));
+    let screen = table.render(sort, rows.saturating_sub(CHROME_ROWS), keys);
+    let mut text = String::with_capacity(screen.len() + 64);
+    text.push_str(if first { CLEAR } else { HOME });
+    for line in screen.lines() {
+        text.push_str(line);
+        text.push_str(CLEAR_LINE);
+        text.push('\n');
+    }
+    text.push_str(CLEAR_BELOW);
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 #[cfg(test)]
@@ -136,24 +191,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_sorted_and_cut() {
-        let mut stats = HashMap::new();
-        for (topic, count, bytes) in [
-            ("quiet", 1, 10),
-            ("busy/topic", 12_345, 14_000),
-            ("mid", 50, 410),
-            ("also-mid", 50, 1),
-        ] {
-            stats.insert(topic.to_owned(), TopicStats { count, bytes });
-        }
-        let table = render_table(&stats, 3);
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 5);
-        assert!(lines[0].contains("topic") && lines[0].starts_with(BOLD));
-        assert!(lines[1].chars().all(|c| c == '-'));
-        assert_eq!(lines[2], "busy/topic  12_345  14.00 KB");
-        assert!(lines[3].starts_with("also-mid ") && lines[3].ends_with("1 B"));
-        assert!(lines[4].starts_with("mid ") && lines[4].ends_with("410 B"));
-        assert_eq!(render_table(&HashMap::new(), 10).lines().count(), 2);
+    fn keys() {
+        assert_eq!(parse_keys(b""), Keys::default());
+        assert_eq!(
+            parse_keys(b"sS"),
+            Keys {
+                sort_steps: 2,
+                quit: false
+            }
+        );
+        assert!(parse_keys(b"xq").quit && parse_keys(b"Q").quit);
+        // Arrow keys and other bytes do nothing.
+        assert_eq!(parse_keys(b"\x1b[A\x1b[Bx "), Keys::default());
     }
 }

@@ -1,12 +1,12 @@
 //! `config.yml`: the reference server's format (sections `server`, `proto`,
-//! `auth`, `cluster`), loaded unchanged, plus optional new keys. Owns path
+//! `auth`, `cluster`), loaded unchanged, plus optional new keys and the
+//! optional `mqtt` section (`mqtt.rs`). Owns path
 //! resolution (relative to the config file's folder), validation with file
 //! and line, and the embedded default used when no file exists.
 //!
 //! It reads files but binds nothing: `psrtd -t` runs exactly this. The
 //! auth-worker and UDP-waiting keys are checked in `work.rs`.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,78 +14,20 @@ use std::time::Duration;
 use psrt_protocol::Limits;
 use serde::Deserialize;
 
+mod addr;
+mod error;
+mod mqtt;
 mod work;
+
+pub use addr::BindAddr;
+use addr::{OneOrMany, is_host_port};
+pub use error::ConfigError;
+pub use mqtt::MqttConfig;
 use work::WorkLimits;
 
 /// Where `psrtd` looks for a config when `-C` is not given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] =
     ["/etc/psrtd/config.yml", "/usr/local/etc/psrtd/config.yml"];
-
-/// A config problem, with the file (and line, where YAML knows it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file the problem is in (or `<embedded>`).
-    pub file: String,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(file: &Path, message: impl Into<String>) -> Self {
-        Self {
-            file: file.display().to_string(),
-            line: None,
-            message: message.into(),
-        }
-    }
-
-    /// Maps a YAML error to file:line: message.
-    pub(crate) fn yaml(file: &Path, err: &serde_yaml::Error) -> Self {
-        let mut message = err.to_string();
-        // The YAML error already says "at line L column C"; keep only the text.
-        if let Some(at) = message.find(" at line ") {
-            message.truncate(at);
-        }
-        Self {
-            file: file.display().to_string(),
-            line: err.location().map(|l| l.line()),
-            message,
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// A string or a list of strings (`bind: 0.0.0.0:2873` or `bind: [a, b]`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(untagged, expecting = "an address string or a list of address strings")]
-enum OneOrMany {
-    #[default]
-    None,
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            Self::None => Vec::new(),
-            Self::One(s) => vec![s],
-            Self::Many(v) => v,
-        }
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +40,8 @@ struct FileConfig {
     auth: AuthSection,
     #[serde(default)]
     cluster: Option<ClusterSection>,
+    #[serde(default)]
+    mqtt: Option<mqtt::MqttSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +73,9 @@ struct ServerSection {
     udp_pending_bytes_per_check: Option<usize>,
     /// New: AES-GCM nonces remembered per UDP key against replays.
     udp_replay_window: Option<usize>,
+    max_handshakes_per_ip: Option<usize>,
+    max_tls_handshakes: Option<usize>,
+    listen_backlog: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,24 +113,6 @@ struct AuthSection {
 #[serde(deny_unknown_fields)]
 struct ClusterSection {
     config: Option<PathBuf>,
-}
-
-/// A listening address for the PSRT stream protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindAddr {
-    /// `host:port` (a name is resolved at bind time).
-    Tcp(String),
-    /// A Unix stream socket path (ends with `.sock` or `.socket`).
-    Unix(PathBuf),
-}
-
-impl fmt::Display for BindAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tcp(a) => f.write_str(a),
-            Self::Unix(p) => write!(f, "{}", p.display()),
-        }
-    }
 }
 
 /// Where the ACL comes from.
@@ -258,6 +187,15 @@ pub struct Config {
     pub max_clients_per_user: usize,
     /// Connections per source IP, any phase (0 = unlimited).
     pub max_clients_per_ip: usize,
+    /// PSRT connections per source IP that have not logged in (or bound
+    /// their data socket) yet (0 = unlimited).
+    pub max_handshakes_per_ip: usize,
+    /// TLS handshakes in progress at once, all clients together (0 =
+    /// unlimited).
+    pub max_tls_handshakes: usize,
+    /// Listen backlog of every listener; `None`: the kernel's
+    /// `net.core.somaxconn`, read when binding.
+    pub listen_backlog: Option<u32>,
     /// Allow an empty login and password.
     pub allow_anonymous: bool,
     /// Unix-socket clients skip the password check and get full access.
@@ -284,6 +222,8 @@ pub struct Config {
     pub latency_warn_us: u32,
     /// Reference keys accepted for compatibility that this build does not use.
     pub ignored: Vec<String>,
+    /// MQTT listeners and limits (`None`: no `mqtt` section, no listener).
+    pub mqtt: Option<MqttConfig>,
 }
 
 /// Default limits and sizes (the reference distribution config's values).
@@ -296,15 +236,11 @@ const DEFAULT_MAX_CLIENTS: usize = 10_000;
 const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 10_000;
 const DEFAULT_MAX_SUBSCRIPTIONS: usize = 250_000;
 const DEFAULT_MAX_PARTIAL_BYTES: usize = 64 * 1024 * 1024;
+const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 64;
+const DEFAULT_MAX_TLS_HANDSHAKES: usize = 64;
 const DEFAULT_UDP_FRAME_SIZE: u16 = 4096;
 /// Header room in a queued frame beyond `max_pub_size`.
 const FRAME_OVERHEAD: usize = 16;
-
-/// `host:port` (or `[v6]:port`) with a numeric port.
-fn is_host_port(s: &str) -> bool {
-    s.rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-}
 
 impl Config {
     /// The embedded default: TCP and UDP on 127.0.0.1:2873, stats on
@@ -329,6 +265,9 @@ impl Config {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_clients_per_user: 0,
             max_clients_per_ip: 0,
+            max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
+            max_tls_handshakes: DEFAULT_MAX_TLS_HANDSHAKES,
+            listen_backlog: None,
             allow_anonymous: true,
             trust_unix_socket: false,
             max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
@@ -346,6 +285,10 @@ impl Config {
             cluster_file: None,
             latency_warn_us: 0,
             ignored: Vec::new(),
+            mqtt: Some(MqttConfig::default_with(
+                vec![BindAddr::Tcp("127.0.0.1:1883".into())],
+                Limits::default().max_pub_size,
+            )),
         }
     }
 
@@ -373,6 +316,7 @@ impl Config {
             proto,
             auth,
             cluster,
+            mqtt,
         } = file;
         let mut ignored = Vec::new();
         if let Some(w) = server.workers.filter(|&w| w != 1) {
@@ -440,22 +384,31 @@ impl Config {
             server.udp_replay_window,
         )
         .map_err(err)?;
-
-        let mut bind = Vec::new();
-        for entry in proto.bind.into_vec() {
-            if entry.ends_with(".sock") || entry.ends_with(".socket") {
-                bind.push(BindAddr::Unix(resolve(PathBuf::from(entry))));
-            } else if entry
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-            {
-                bind.push(BindAddr::Tcp(entry));
-            } else {
+        if let Some(b) = server.listen_backlog {
+            if b == 0 || i32::try_from(b).is_err() {
                 return Err(err(format!(
-                    "proto.bind: {entry:?} is neither host:port nor a Unix socket path ending in .sock/.socket"
+                    "server.listen_backlog: {b} is out of range (1 to {})",
+                    i32::MAX
                 )));
             }
         }
+
+        let bind_addrs = |key: &str, entries: Vec<String>| {
+            let mut out = Vec::new();
+            for entry in entries {
+                if entry.ends_with(".sock") || entry.ends_with(".socket") {
+                    out.push(BindAddr::Unix(resolve(PathBuf::from(entry))));
+                } else if is_host_port(&entry) {
+                    out.push(BindAddr::Tcp(entry));
+                } else {
+                    return Err(format!(
+                        "{key}: {entry:?} is neither host:port nor a Unix socket path ending in .sock/.socket"
+                    ));
+                }
+            }
+            Ok(out)
+        };
+        let bind = bind_addrs("proto.bind", proto.bind.into_vec()).map_err(err)?;
         let bind_udp = proto.bind_udp.into_vec();
         for entry in &bind_udp {
             if !is_host_port(entry) {
@@ -512,6 +465,19 @@ impl Config {
                     .into(),
             ));
         }
+        let mqtt = match mqtt {
+            Some(section) => Some(
+                MqttConfig::from_section(
+                    section,
+                    bind_addrs,
+                    tls.is_some(),
+                    limits.max_pub_size,
+                    data_queue_bytes,
+                )
+                .map_err(err)?,
+            ),
+            None => None,
+        };
         let acl = auth
             .acl
             .map(|p| AclSource::File(resolve(p)))
@@ -541,6 +507,13 @@ impl Config {
             max_clients: server.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
             max_clients_per_user: server.max_clients_per_user.unwrap_or(0),
             max_clients_per_ip: server.max_clients_per_ip.unwrap_or(0),
+            max_handshakes_per_ip: server
+                .max_handshakes_per_ip
+                .unwrap_or(DEFAULT_MAX_HANDSHAKES_PER_IP),
+            max_tls_handshakes: server
+                .max_tls_handshakes
+                .unwrap_or(DEFAULT_MAX_TLS_HANDSHAKES),
+            listen_backlog: server.listen_backlog,
             allow_anonymous: auth.allow_anonymous.unwrap_or(false),
             trust_unix_socket: auth.trust_unix_socket.unwrap_or(false),
             max_login_failures: auth
@@ -560,6 +533,7 @@ impl Config {
             cluster_file: cluster.and_then(|c| c.config).map(resolve),
             latency_warn_us: server.latency_warn.unwrap_or(0),
             ignored,
+            mqtt,
         })
     }
 

@@ -3,6 +3,10 @@
 
 use super::*;
 
+fn parse_mqtt(text: &str) -> Result<Config, String> {
+    parse(text).map_err(|e| e.to_string())
+}
+
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, Path::new("/etc/psrtd/config.yml"))
 }
@@ -198,5 +202,97 @@ fn auth_worker_and_udp_waiting_keys() {
     ] {
         let e = parse(&format!("{text}auth:\n  acl: a\n")).unwrap_err();
         assert!(e.to_string().contains(needle), "{text:?} -> {e}");
+    }
+}
+
+#[test]
+fn listen_backlog_defaults_to_somaxconn_and_parses() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    assert_eq!(c.listen_backlog, None, "the kernel's somaxconn");
+    assert_eq!(Config::embedded_default().listen_backlog, None);
+    let c = parse("server:\n  listen_backlog: 1024\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.listen_backlog, Some(1024));
+    for bad in ["0", "4294967295"] {
+        let e = parse(&format!(
+            "server:\n  listen_backlog: {bad}\nauth:\n  acl: a\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("server.listen_backlog"), "{e}");
+    }
+}
+
+#[test]
+fn admission_keys_have_safe_defaults_and_parse() {
+    let c = parse("auth:\n  acl: a\n").unwrap();
+    assert_eq!((c.max_handshakes_per_ip, c.max_tls_handshakes), (64, 64));
+    let d = Config::embedded_default();
+    assert_eq!((d.max_handshakes_per_ip, d.max_tls_handshakes), (64, 64));
+    let c =
+        parse("server:\n  max_handshakes_per_ip: 0\n  max_tls_handshakes: 8\nauth:\n  acl: a\n")
+            .unwrap();
+    assert_eq!(c.max_handshakes_per_ip, 0, "0 turns the cap off");
+    assert_eq!(c.max_tls_handshakes, 8);
+    let e = parse("server:\n  max_tls_handshakes: -1\nauth:\n  acl: a\n").unwrap_err();
+    assert!(e.to_string().contains("server.max_tls_handshakes"), "{e}");
+}
+
+// The `mqtt` section (`mqtt.rs`).
+
+#[test]
+fn no_section_no_listener_and_the_embedded_default() {
+    let c = parse_mqtt("auth:\n  acl: a.yml\n").unwrap();
+    assert!(c.mqtt.is_none());
+    let d = Config::embedded_default();
+    let m = d.mqtt.unwrap();
+    assert_eq!(m.bind, [BindAddr::Tcp("127.0.0.1:1883".into())]);
+    assert_eq!(m.max_packet_size, d.limits.max_pub_size);
+}
+
+#[test]
+fn section_keys_and_defaults() {
+    let c = parse_mqtt(
+        "server:\n  max_pub_size: 5000\nproto:\n  tls_cert: c.pem\n  tls_key: k.pem\nmqtt:\n  bind: [0.0.0.0:1883, /run/psrtd/mqtt.sock]\n  bind_tls: 0.0.0.0:8883\n  max_keepalive: 600\n  max_inflight: 10\n  session_expiry: 60\nauth:\n  acl: a.yml\n",
+    )
+    .unwrap();
+    let m = c.mqtt.unwrap();
+    assert_eq!(
+        m.bind,
+        [
+            BindAddr::Tcp("0.0.0.0:1883".into()),
+            BindAddr::Unix("/run/psrtd/mqtt.sock".into())
+        ]
+    );
+    assert_eq!(m.bind_tls, ["0.0.0.0:8883"]);
+    assert_eq!(m.max_packet_size, 5000, "defaults to server.max_pub_size");
+    assert_eq!((m.max_keepalive, m.max_inflight), (600, 10));
+    assert_eq!(m.session_expiry.as_secs(), 60);
+}
+
+#[test]
+fn invalid_sections() {
+    for (text, needle) in [
+        ("mqtt:\n  bind: 1883\n", "mqtt: an address string"),
+        ("mqtt:\n  bind: nonsense\n", "mqtt.bind"),
+        ("mqtt:\n  bind_tls: 0.0.0.0:8883\n", "TLS identity"),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  retain: true\n",
+            "unknown field `retain`",
+        ),
+        ("mqtt: {}\n", "no listener"),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  max_packet_size: 3\n",
+            "max_packet_size",
+        ),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  max_inflight: 0\n",
+            "max_inflight",
+        ),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  max_keepalive: 0\n",
+            "max_keepalive",
+        ),
+    ] {
+        let e = parse_mqtt(&format!("{text}auth:\n  acl: a.yml\n")).unwrap_err();
+        assert!(e.contains(needle), "{text:?} -> {e}");
     }
 }

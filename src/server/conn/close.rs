@@ -50,6 +50,8 @@ pub(crate) enum CloseReason {
     SessionEnded,
     /// A newer data socket with the same token replaced this one.
     Replaced,
+    /// A newer MQTT connection with the same client id took the session.
+    TakenOver,
     /// A data hello with a token of no live session.
     UnknownToken,
     /// A connection limit.
@@ -103,6 +105,7 @@ impl CloseReason {
                 | Self::Bye
                 | Self::SessionEnded
                 | Self::Replaced
+                | Self::TakenOver
                 | Self::Shutdown
                 | Self::HttpDone
         )
@@ -136,6 +139,9 @@ impl fmt::Display for CloseReason {
             Self::Bye => f.write_str("bye"),
             Self::SessionEnded => f.write_str("control session ended"),
             Self::Replaced => f.write_str("replaced by a new data socket with the same token"),
+            Self::TakenOver => {
+                f.write_str("taken over by a new connection with the same MQTT client id")
+            }
             Self::UnknownToken => f.write_str("data socket with an unknown token"),
             Self::Limit(which) => write!(f, "connection limit reached: {which}"),
             Self::Revoked(why) => write!(f, "access revoked by reload: {why}"),

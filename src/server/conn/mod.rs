@@ -64,6 +64,12 @@ pub(crate) struct Conn<P> {
     /// This accepted connection counts against its address in the per-IP
     /// limit (outgoing links count against nothing).
     pub counted_ip: bool,
+    /// Counts against its address as a connection that has not logged in
+    /// (or bound its data socket) yet: `server.max_handshakes_per_ip`.
+    pub counted_handshake: bool,
+    /// The peer ended its sending side (a read returned 0) on a socket that
+    /// stays open to be written to: nothing more is read from it.
+    pub input_ended: bool,
 }
 
 impl<P> Conn<P> {
@@ -83,6 +89,8 @@ impl<P> Conn<P> {
             in_flush_list: false,
             in_ready_list: false,
             counted_ip: false,
+            counted_handshake: false,
+            input_ended: false,
         }
     }
 

@@ -84,6 +84,15 @@ impl RxPool {
     }
 }
 
+/// What one read got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Got {
+    /// Bytes read (0: end of stream).
+    pub n: usize,
+    /// Fewer than there was room for: the socket had no more at that moment.
+    pub short: bool,
+}
+
 /// One large frame being assembled: `buf[..filled]` of `len` bytes
 /// (`buf.len()`, what is filled with zeroes or data, runs ahead of
 /// `filled` by at most one step).
@@ -207,23 +216,20 @@ impl RecvBuf {
         self.buf = bigger.into_boxed_slice();
     }
 
-    /// One `read` into the free space; `Ok(0)` is end of stream.
-    pub(crate) fn read_from(
-        &mut self,
-        src: &mut impl Read,
-        pool: &mut RxPool,
-    ) -> io::Result<usize> {
+    /// One `read` into the free space; `n == 0` is end of stream.
+    pub(crate) fn read_from(&mut self, src: &mut impl Read, pool: &mut RxPool) -> io::Result<Got> {
         if let Some(big) = &mut self.big {
             let Some(vec) = Rc::get_mut(&mut big.buf) else {
                 return Err(io::Error::other("large-frame buffer is shared"));
             };
-            // Fill one step ahead of what is read (reused buffers are filled
-            // already), and read up to the frame's last byte and no further.
+            // Fill one step ahead of what is read; a reused buffer is filled
+            // already and takes the rest of the frame in one read. Never read
+            // past the frame's last byte.
             let ahead = big.len.min(big.filled + BIG_STEP);
             if vec.len() < ahead {
                 vec.resize(ahead, 0);
             }
-            let end = ahead.max(big.filled).min(vec.len());
+            let end = big.len.min(vec.len());
             let room = end - big.filled;
             if pool.partial_budget > 0 && pool.partial_total + room > pool.partial_budget {
                 return Err(io::Error::new(
@@ -237,7 +243,7 @@ impl RecvBuf {
             let n = src.read(dst)?;
             big.filled += n;
             pool.partial_total += n;
-            return Ok(n);
+            return Ok(Got { n, short: n < room });
         }
         if self.buf.is_empty() {
             self.buf = pool.take();
@@ -252,9 +258,10 @@ impl RecvBuf {
                 self.start = 0;
             }
         }
+        let room = self.buf.len() - self.end;
         let n = src.read(&mut self.buf[self.end..])?;
         self.end += n;
-        Ok(n)
+        Ok(Got { n, short: n < room })
     }
 
     /// Returns the buffer to the pool when nothing is left in it, so idle
@@ -314,7 +321,7 @@ mod tests {
         rb.reserve(frame.len() - have, &mut pool);
         assert!(rb.shared_frame().is_none(), "not complete yet");
         while rb.len() < frame.len() {
-            assert!(rb.read_from(&mut src, &mut pool).unwrap() > 0);
+            assert!(rb.read_from(&mut src, &mut pool).unwrap().n > 0);
         }
         assert_eq!(src, b"NEXT", "nothing past the frame was read");
         assert_eq!(rb.data(), &frame[..]);

@@ -28,6 +28,8 @@ pub(crate) type SharedBuf = Rc<Vec<u8>>;
 pub(crate) const TX_CHUNK: usize = 16 * 1024;
 /// Pooled output chunks kept for reuse.
 const TX_POOL_MAX: usize = 64;
+/// Message-ends capacity above which a drained queue keeps its buffer.
+const KEEP_ENDS: usize = 32;
 /// Most chunks handed to one `writev`.
 const MAX_IOV: usize = 64;
 
@@ -316,6 +318,7 @@ impl SendQueue {
                 Err(e) => return Err(e),
             }
         }
+        self.release();
         Ok(Flushed::Drained)
     }
 
@@ -362,6 +365,20 @@ impl SendQueue {
         }
     }
 
+    /// An empty queue gives its small buffers back, so a connection that
+    /// goes idle holds no output memory (one allocation per flush that had
+    /// output, not per message). A message-ends buffer that grew past
+    /// [`KEEP_ENDS`] belongs to a busy subscriber and is kept, so bursts do
+    /// not regrow it on every flush.
+    fn release(&mut self) {
+        if self.chunks.capacity() > 0 {
+            self.chunks = VecDeque::new();
+        }
+        if self.ends.capacity() > 0 && self.ends.capacity() <= KEEP_ENDS {
+            self.ends = VecDeque::new();
+        }
+    }
+
     /// A copy of the unwritten bytes (unit tests look at what a handler
     /// queued).
     #[cfg(test)]
@@ -392,6 +409,7 @@ impl SendQueue {
         self.head = 0;
         self.bytes = 0;
         self.ends.clear();
+        self.release();
     }
 }
 

@@ -1,7 +1,10 @@
-//! The loop's socket work: accepting (with the refusals that apply before a
-//! byte is read), reading until `WouldBlock` or the budget, the one write
-//! path (flush), timers, and taking sockets out of the poll and the slab.
-//! What the bytes mean is asked of `dispatch`.
+//! The loop's socket work: accepting every waiting connection (with the
+//! refusals that apply before a byte is read: the socket cap, the login
+//! throttle, per-address connections, and per-address connections not
+//! logged in yet), reading until `WouldBlock` or the budget (a data
+//! socket's end of stream only stops reading: it is half-closed, not gone),
+//! the one write path (flush), timers, and taking sockets out of the poll
+//! and the slab. What the bytes mean is asked of `dispatch`.
 
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
@@ -30,9 +33,13 @@ impl Server {
         if self.accept_paused_until.is_some() {
             return;
         }
-        let kind = match index {
-            Some(_) => ListenerKind::Psrt,
-            None => ListenerKind::Http,
+        let (kind, tls) = match index {
+            Some(i) => self
+                .listener_kinds
+                .get(i)
+                .copied()
+                .unwrap_or((ListenerKind::Psrt, false)),
+            None => (ListenerKind::Http, false),
         };
         loop {
             let listener = match index {
@@ -59,20 +66,24 @@ impl Server {
                     continue;
                 }
             };
-            self.add_conn(stream, peer, kind);
+            self.add_conn(stream, peer, kind, tls);
         }
     }
 
-    fn add_conn(&mut self, stream: Stream, peer: Peer, kind: ListenerKind) {
+    fn add_conn(&mut self, stream: Stream, peer: Peer, kind: ListenerKind, tls: bool) {
         let core = &mut self.core;
         let limits = &core.config;
+        let per_ip_full = peer.ip().is_some_and(|ip| {
+            limits.max_clients_per_ip > 0
+                && core.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_clients_per_ip
+        });
         let refuse = if limits.max_clients > 0
             && self.conns.len() >= limits.max_clients.saturating_mul(2) + HANDSHAKE_HEADROOM
         {
             Some("max_clients (sockets)")
         } else if let Some(left) = peer
             .ip()
-            .filter(|_| kind == ListenerKind::Psrt)
+            .filter(|_| kind != ListenerKind::Http)
             .and_then(|ip| core.throttle.blocked(ip, core.now))
         {
             core.stats.auth_blocked += 1;
@@ -84,9 +95,11 @@ impl Server {
                 ),
             );
             return;
-        } else if let (Some(ip), true) = (peer.ip(), limits.max_clients_per_ip > 0) {
-            let n = core.per_ip.get(&ip).copied().unwrap_or(0);
-            (n >= limits.max_clients_per_ip).then_some("max_clients_per_ip")
+        } else if per_ip_full {
+            Some("max_clients_per_ip")
+        } else if kind != ListenerKind::Http && core.prelogin_full(&peer) {
+            core.stats.prelogin_refusals += 1;
+            Some("max_handshakes_per_ip (connections not logged in yet)")
         } else {
             None
         };
@@ -104,6 +117,13 @@ impl Server {
         if let Some(ip) = ip {
             *self.core.per_ip.entry(ip).or_insert(0) += 1;
             self.conns[id].counted_ip = true;
+        }
+        if kind != ListenerKind::Http {
+            self.core.handshake_started(&mut self.conns[id]);
+        }
+        if tls {
+            // An MQTT TLS listener: the handshake comes first.
+            dispatch::start_tls(&mut self.cx(), id);
         }
     }
 
@@ -194,10 +214,16 @@ impl Server {
                 }
                 return;
             }
+            // A plain socket that gave fewer bytes than there was room for
+            // is empty now; epoll (edge-triggered) reports the next arrival,
+            // so the read that would only say EAGAIN is skipped. (TLS may
+            // hold decrypted bytes back: it reads until WouldBlock.)
+            let mut drained = false;
             let closed = match conn.rx.read_from(&mut conn.stream, &mut self.core.rx_pool) {
-                Ok(0) => Some(CloseReason::PeerClosed),
-                Ok(n) => {
-                    read += n;
+                Ok(got) if got.n == 0 => Some(CloseReason::PeerClosed),
+                Ok(got) => {
+                    read += got.n;
+                    drained = got.short && matches!(conn.stream, Transport::Plain(_));
                     None
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -217,6 +243,9 @@ impl Server {
             }
             dispatch::on_bytes_read(&mut cx, id);
             dispatch::process_input(&mut cx, id);
+            if drained {
+                return;
+            }
             // The budget bounds decoding work; reading the rest of one large
             // frame is only a copy, so it is not cut short (fewer loop turns
             // per megabyte message).
@@ -234,7 +263,10 @@ impl Server {
 
     /// A socket whose phase reads nothing (a data socket after its hello, a
     /// control socket waiting for bcrypt): input is discarded only for data
-    /// sockets, so the end of the stream is noticed.
+    /// sockets. A data socket's end of stream is a half-close (the client
+    /// shut down its sending side, which it never uses): reading stops and
+    /// the socket is still written to. A peer that is gone shows up as a
+    /// read or write error (beacons make sure something is written).
     fn drain_unread_input(&mut self, id: ConnId) {
         let mut scratch = [0u8; 4096];
         let mut budget = READ_BUDGET;
@@ -242,14 +274,23 @@ impl Server {
             let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
-            if !matches!(
-                conn.phase,
-                Phase::Psrt(crate::server::psrt::state::Phase::Data(_))
-            ) {
+            if conn.input_ended
+                || !matches!(
+                    conn.phase,
+                    Phase::Psrt(crate::server::psrt::state::Phase::Data(_))
+                )
+            {
                 return;
             }
             let reason = match conn.stream.read(&mut scratch) {
-                Ok(0) => CloseReason::PeerClosed,
+                Ok(0) => {
+                    // Edge-triggered: no new readable event comes for an
+                    // ended stream, and the flag skips the read when one
+                    // arrives with a writable edge.
+                    debug!("{}: data socket half-closed by the client", conn.peer);
+                    conn.input_ended = true;
+                    return;
+                }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     continue;
@@ -284,9 +325,17 @@ impl Server {
 
     /// Writes every connection on the flush list once and reaps closing
     /// connections that have nothing left to write.
+    /// Replies go first: a requester waiting for its one-byte answer is
+    /// not kept waiting behind the pushes its request caused.
     pub(super) fn flush_pending(&mut self) {
-        while !self.core.flush_list.is_empty() {
-            let list = std::mem::take(&mut self.core.flush_list);
+        loop {
+            let list = if !self.core.reply_list.is_empty() {
+                std::mem::take(&mut self.core.reply_list)
+            } else if !self.core.flush_list.is_empty() {
+                std::mem::take(&mut self.core.flush_list)
+            } else {
+                return;
+            };
             for id in list {
                 self.flush_one(id);
             }
@@ -362,7 +411,8 @@ impl Server {
                 return false;
             }
         };
-        outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool);
+        let mqtt = matches!(conn.phase, Phase::Mqtt(_));
+        outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool, mqtt);
         let done = messages - conn.tx.messages();
         if conn.tx.len() < before {
             conn.last_write = now;
@@ -378,7 +428,7 @@ impl Server {
             self.core.schedule_input(id, conn);
         }
         if done > 0 {
-            outbox::credit(&mut self.conns, id, done as u64, 0);
+            outbox::credit(&mut self.cx(), id, done as u64, 0);
         }
         true
     }

@@ -13,8 +13,9 @@
 //!
 //! Nothing here blocks: sockets are non-blocking, bcrypt, name resolution
 //! and file reads run in the auth workers, and every buffer is bounded
-//! before it grows. The loop's I/O is split over this file (set-up, the
-//! loop), `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
+//! before it grows. The loop's I/O is split over this file (set-up: the
+//! listeners with their backlog, `server.listen_backlog`; the loop),
+//! `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
 //! (worker answers, signals, reloads, outgoing cluster links); protocol
 //! work is reached only through `dispatch`.
 
@@ -38,7 +39,9 @@ use super::core::{Conns, Core, Cx};
 use super::link::Cluster;
 use super::link::nodes::NodeConfig;
 use super::listener::Listener;
+use super::mqtt;
 use super::notify::Notifier;
+use super::phase::ListenerKind;
 use super::stats::Stats;
 use super::udp::Udp;
 
@@ -71,6 +74,8 @@ impl ShutdownHandle {
 pub struct Server {
     poll: Poll,
     listeners: Vec<Listener>,
+    /// Per listener: what it speaks, and whether TLS starts at accept.
+    listener_kinds: Vec<(ListenerKind, bool)>,
     stats_listener: Option<Listener>,
     udp: Udp,
     signals: Option<Signals>,
@@ -87,7 +92,24 @@ impl Server {
     /// Binds every listener of `config` and prepares the loop. `auth` is the
     /// database loaded at start (`AuthDb::load`).
     pub fn bind(config: Config, auth: AuthDb) -> stdio::Result<Self> {
-        if config.bind.len() > MAX_LISTENERS || config.bind_udp.len() > MAX_LISTENERS {
+        let mut binds: Vec<(BindAddr, ListenerKind, bool)> = config
+            .bind
+            .iter()
+            .map(|a| (a.clone(), ListenerKind::Psrt, false))
+            .collect();
+        if let Some(m) = &config.mqtt {
+            binds.extend(
+                m.bind
+                    .iter()
+                    .map(|a| (a.clone(), ListenerKind::Mqtt, false)),
+            );
+            binds.extend(
+                m.bind_tls
+                    .iter()
+                    .map(|a| (BindAddr::Tcp(a.clone()), ListenerKind::Mqtt, true)),
+            );
+        }
+        if binds.len() > MAX_LISTENERS || config.bind_udp.len() > MAX_LISTENERS {
             return Err(stdio::Error::new(
                 stdio::ErrorKind::InvalidInput,
                 format!(
@@ -96,17 +118,26 @@ impl Server {
             ));
         }
         let poll = Poll::new()?;
+        let somaxconn = super::sys::somaxconn();
+        let backlog = config.listen_backlog.unwrap_or(somaxconn);
+        if backlog > somaxconn {
+            log::warn!(
+                "server.listen_backlog {backlog} is above net.core.somaxconn ({somaxconn}): the kernel uses {somaxconn}"
+            );
+        }
         let mut listeners = Vec::new();
-        for (i, addr) in config.bind.iter().enumerate() {
-            let mut l = Listener::bind(addr)
+        let mut listener_kinds = Vec::new();
+        for (i, (addr, kind, tls)) in binds.into_iter().enumerate() {
+            let mut l = Listener::bind(&addr, backlog)
                 .map_err(|e| stdio::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
             poll.registry()
                 .register(&mut l, Token(FIRST_LISTENER + i), Interest::READABLE)?;
             listeners.push(l);
+            listener_kinds.push((kind, tls));
         }
         let stats_listener = match &config.bind_stats {
             Some(addr) => {
-                let mut l = Listener::bind(&BindAddr::Tcp(addr.clone())).map_err(|e| {
+                let mut l = Listener::bind(&BindAddr::Tcp(addr.clone()), backlog).map_err(|e| {
                     stdio::Error::new(e.kind(), format!("cannot bind stats {addr}: {e}"))
                 })?;
                 poll.registry()
@@ -131,6 +162,7 @@ impl Server {
         Ok(Self {
             poll,
             listeners,
+            listener_kinds,
             stats_listener,
             udp,
             signals: None,
@@ -174,11 +206,22 @@ impl Server {
         self.handle.clone()
     }
 
-    /// The bound TCP addresses, in `bind` order.
+    /// The bound PSRT TCP addresses, in `bind` order.
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_of(false)
+    }
+
+    /// The bound MQTT TCP addresses: `mqtt.bind`, then `mqtt.bind_tls`.
+    pub fn mqtt_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_of(true)
+    }
+
+    fn addrs_of(&self, mqtt: bool) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(Listener::local_addr)
+            .zip(&self.listener_kinds)
+            .filter(|(_, (kind, _))| (*kind == ListenerKind::Mqtt) == mqtt)
+            .filter_map(|(l, _)| l.local_addr())
             .collect()
     }
 
@@ -194,7 +237,15 @@ impl Server {
 
     /// What the server listens on, for the start-up log line.
     pub fn describe_listeners(&self) -> Vec<String> {
-        let tcp = self.listeners.iter().map(Listener::describe);
+        let tcp = self
+            .listeners
+            .iter()
+            .zip(&self.listener_kinds)
+            .map(|(l, (kind, tls))| match (kind, tls) {
+                (ListenerKind::Mqtt, false) => format!("mqtt+{}", l.describe()),
+                (ListenerKind::Mqtt, true) => format!("mqtts+{}", l.describe()),
+                _ => l.describe(),
+            });
         let udp = self
             .udp
             .local_addrs()
@@ -229,6 +280,7 @@ impl Server {
             // for the next deadline: poll without sleeping then.
             let idle = self.core.ready_list.is_empty()
                 && self.core.flush_list.is_empty()
+                && self.core.reply_list.is_empty()
                 && self.udp.backlog.is_empty();
             let timeout = if idle {
                 [
@@ -241,6 +293,10 @@ impl Server {
                     self.core
                         .cluster
                         .next_retry()
+                        .map(|t| t.saturating_duration_since(now)),
+                    self.core
+                        .mqtt
+                        .next_expiry
                         .map(|t| t.saturating_duration_since(now)),
                 ]
                 .into_iter()
@@ -291,6 +347,14 @@ impl Server {
             self.fire_timers();
             self.notifier.tick(self.core.now);
             self.cluster_tick();
+            if self
+                .core
+                .mqtt
+                .next_expiry
+                .is_some_and(|t| t <= self.core.now)
+            {
+                mqtt::session::expire(&mut self.cx());
+            }
             self.core.ratelog.flush(self.core.now);
         }
         self.core.ratelog.flush_all(Instant::now());

@@ -116,6 +116,7 @@ impl Server {
                 self.core.stats.reloads_ok += 1;
                 let mut cx = self.cx();
                 psrt::reload::apply(&mut cx);
+                crate::server::mqtt::reload::apply(&mut cx);
                 dispatch::apply_effects(&mut cx);
             }
             Err(e) => {

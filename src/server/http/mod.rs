@@ -22,7 +22,7 @@ pub(crate) mod head;
 pub(crate) mod phase;
 mod render;
 #[cfg(test)]
-mod table_tests;
+pub(crate) mod table_tests;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -33,7 +33,7 @@ use head::{Auth, Head, Route, parse_head};
 use phase::Phase as Http;
 
 use crate::server::auth::ANONYMOUS;
-use crate::server::auth::login::{self, Verdict};
+use crate::server::auth::login::Verdict;
 use crate::server::auth::worker::{Ticket, Verified};
 use crate::server::conn::{CloseReason, ConnId};
 use crate::server::core::Cx;
@@ -97,16 +97,7 @@ pub(crate) fn on_input(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
                 conn: id,
                 serial: cx.conns[id].serial,
             };
-            let core = &mut *cx.core;
-            match login::check(
-                &core.auth,
-                &core.cache,
-                &mut core.worker,
-                core.now,
-                ticket,
-                &user,
-                &password,
-            ) {
+            match cx.core.check_password(ticket, &user, &password) {
                 Verdict::Granted(_) => authorize(cx, id, route, &user),
                 Verdict::Denied(_) => failed_login(cx, id, &user),
                 Verdict::Busy => {
@@ -130,9 +121,8 @@ pub(crate) fn on_verified(
     route: Route,
     v: Verified,
 ) -> Result<(), CloseReason> {
-    let core = &mut *cx.core;
     let user: Box<str> = v.login.as_str().into();
-    match login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v) {
+    match cx.core.finish_password(v) {
         Verdict::Granted(_) => authorize(cx, id, route, &user).map(drop),
         Verdict::Pending => Ok(()),
         Verdict::Denied(_) => failed_login(cx, id, &user).map(drop),

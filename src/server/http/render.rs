@@ -47,6 +47,11 @@ pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
         "cluster": cluster_status(core),
         "psrtd": {
             "connections": conns.len(),
+            "mqtt": {
+                "clients": core.mqtt.connected,
+                "sessions_away": core.mqtt.away(),
+                "held_bytes": core.mqtt.held_bytes,
+            },
             "queued_bytes": core.tx_pool.queued_total,
             "counters": own,
             "rate_interval": round(core.rates.interval),
@@ -78,8 +83,22 @@ fn cluster_status(core: &Core) -> serde_json::Value {
 
 /// `/metrics`: Prometheus text exposition format.
 pub(crate) fn metrics_text(core: &Core, conns: &Conns) -> String {
-    let gauges: [(&str, &str, u64); 5] = [
-        ("clients", "Logged-in sessions.", core.sessions as u64),
+    let gauges: [(&str, &str, u64); 7] = [
+        (
+            "clients",
+            "Logged-in sessions (PSRT and MQTT).",
+            core.sessions as u64,
+        ),
+        (
+            "mqtt_clients",
+            "Connected MQTT clients.",
+            core.mqtt.connected as u64,
+        ),
+        (
+            "mqtt_sessions_away",
+            "Persistent MQTT sessions kept while their clients are away.",
+            core.mqtt.away() as u64,
+        ),
         (
             "subscriptions",
             "Subscriptions (client, mask pairs).",

@@ -211,7 +211,7 @@ fn history_has_a_column_per_series() {
     }
     let v = json(&history_json(&h.core));
     let series = &v["series"];
-    assert_eq!(series["c_pub_messages"], serde_json::json!([1.0, 2.0, 3.0]));
+    assert_eq!(series["published"], serde_json::json!([1.0, 2.0, 3.0]));
     assert_eq!(series["clients"], serde_json::json!([1.0, 1.0, 1.0]));
     assert_eq!(series["time"].as_array().unwrap().len(), 3);
     assert_eq!(series["latency_avg_us"].as_array().unwrap().len(), 3);
@@ -241,4 +241,30 @@ fn table_routes_answer_an_admin_with_json() {
     h.feed(id, b"GET /clients?sort=bytes HTTP/1.1\r\n\r\n");
     let out = String::from_utf8(h.take_output(id)).unwrap();
     assert!(out.starts_with("HTTP/1.1 400 Bad Request"), "{out}");
+}
+
+/// (login, protocol, subscriptions, sent) of every MQTT row of `/clients`
+/// (for the MQTT accounting test in `pubsub`).
+pub(crate) fn mqtt_rows(
+    core: &crate::server::core::Core,
+    conns: &crate::server::core::Conns,
+) -> Vec<(String, String, u64, u64)> {
+    let q = ClientQuery {
+        sort: SortKey::Login,
+        limit: 100,
+    };
+    json(&clients_json(core, conns, q))["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["protocol"].as_str().unwrap().starts_with("mqtt"))
+        .map(|r| {
+            (
+                r["login"].as_str().unwrap().to_string(),
+                r["protocol"].as_str().unwrap().to_string(),
+                r["subscriptions"].as_u64().unwrap(),
+                r["sent"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! The stats endpoint's tables as JSON, for the page and for scripts:
 //! `/topics` (the busiest topics, from the bounded table in `pubsub::top`),
-//! `/clients` (logged-in clients, the first N by a sort key), `/history`
+//! `/clients` (logged-in PSRT and connected MQTT clients, the first N by a
+//! sort key), `/history`
 //! (the charts' last two minutes) and the cluster links that `/status` adds
 //! under `psrtd.links`.
 //!
@@ -15,8 +16,9 @@ use serde_json::{Value, json};
 use super::head::{ClientQuery, SortKey, TopicQuery};
 use crate::server::conn::{ConnId, Transport};
 use crate::server::core::{Conns, Core};
+use crate::server::mqtt::phase::Phase as Mqtt;
 use crate::server::phase::{Conn, Phase};
-use crate::server::psrt::state::{Phase as Psrt, Session};
+use crate::server::psrt::state::Phase as Psrt;
 use crate::server::pubsub::top::SLOTS;
 use crate::server::stats::SERIES;
 
@@ -69,16 +71,23 @@ pub(crate) fn topics_json(core: &Core, q: TopicQuery) -> String {
     .to_string()
 }
 
-/// A logged-in client: its control connection, session and data socket.
+/// A logged-in client: a PSRT session (its control connection and data
+/// socket) or a connected MQTT client (one connection, its session).
 struct Client<'a> {
-    control: &'a Conn,
-    session: &'a Session,
-    data: Option<&'a Conn>,
+    /// The control connection, or the MQTT connection.
+    conn: &'a Conn,
+    login: &'a str,
+    subscriptions: usize,
+    sent: u64,
+    dropped: u64,
+    /// Where its messages queue: the data socket, or the MQTT connection.
+    outbox: Option<&'a Conn>,
+    mqtt: bool,
 }
 
 impl Client<'_> {
     fn queued(&self) -> usize {
-        self.data.map_or(0, |d| d.tx.len())
+        self.outbox.map_or(0, |d| d.tx.len())
     }
 
     /// The numeric sort key: the first row has the smallest. `since` is
@@ -87,45 +96,64 @@ impl Client<'_> {
         let largest_first = |v: u64| u64::MAX - v;
         match sort {
             SortKey::Queued => largest_first(self.queued() as u64),
-            SortKey::Sent => largest_first(self.session.sent),
-            SortKey::Dropped => largest_first(self.session.dropped),
-            SortKey::Subscriptions => largest_first(self.session.masks.len() as u64),
+            SortKey::Sent => largest_first(self.sent),
+            SortKey::Dropped => largest_first(self.dropped),
+            SortKey::Subscriptions => largest_first(self.subscriptions as u64),
             SortKey::Since | SortKey::Login => self.age_order(started),
         }
     }
 
     /// Login time in ns since the server started (ties: oldest first).
     fn age_order(&self, started: Instant) -> u64 {
-        self.control
+        self.conn
             .phase_since
             .saturating_duration_since(started)
             .as_nanos() as u64
     }
 
     fn protocol(&self) -> &'static str {
-        match (&self.control.stream, self.control.peer.is_unix()) {
-            (_, true) => "psrt (unix)",
-            (Transport::Tls(_), _) => "psrt+tls",
-            _ => "psrt",
+        let tls = matches!(self.conn.stream, Transport::Tls(_));
+        match (self.mqtt, tls, self.conn.peer.is_unix()) {
+            (true, true, _) => "mqtt+tls",
+            (true, false, _) => "mqtt",
+            (false, _, true) => "psrt (unix)",
+            (false, true, _) => "psrt+tls",
+            (false, false, _) => "psrt",
         }
     }
 }
 
-/// The logged-in client whose control connection is `id`.
-fn client(conns: &Conns, id: ConnId) -> Option<Client<'_>> {
-    let control = conns.get(id)?;
-    let Phase::Psrt(Psrt::Control(session)) = &control.phase else {
-        return None;
-    };
-    let data = session
-        .data
-        .and_then(|d| conns.get(d))
-        .filter(|d| matches!(d.phase, Phase::Psrt(Psrt::Data(_))));
-    Some(Client {
-        control,
-        session,
-        data,
-    })
+/// The logged-in client on connection `id` (a PSRT control connection or
+/// a connected MQTT client).
+fn client<'a>(core: &'a Core, conns: &'a Conns, id: ConnId) -> Option<Client<'a>> {
+    let conn = conns.get(id)?;
+    match &conn.phase {
+        Phase::Psrt(Psrt::Control(session)) => Some(Client {
+            conn,
+            login: &session.login,
+            subscriptions: session.masks.len(),
+            sent: session.sent,
+            dropped: session.dropped,
+            outbox: session
+                .data
+                .and_then(|d| conns.get(d))
+                .filter(|d| matches!(d.phase, Phase::Psrt(Psrt::Data(_)))),
+            mqtt: false,
+        }),
+        Phase::Mqtt(Mqtt::Connected(link)) => {
+            let session = core.mqtt.slab.get(link.session)?;
+            Some(Client {
+                conn,
+                login: &session.login,
+                subscriptions: session.filters.len(),
+                sent: session.sent,
+                dropped: session.dropped,
+                outbox: Some(conn),
+                mqtt: true,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// `/clients`: the first `limit` clients by `sort`, and how many there are.
@@ -137,15 +165,15 @@ pub(crate) fn clients_json(core: &Core, conns: &Conns, q: ClientQuery) -> String
     let ids: Vec<ConnId> = if q.sort == SortKey::Login {
         let mut keys: Vec<(&str, u64, ConnId)> = conns
             .iter()
-            .filter_map(|(id, _)| client(conns, id).map(|c| (c, id)))
-            .map(|(c, id)| (&*c.session.login, c.age_order(core.started), id))
+            .filter_map(|(id, _)| client(core, conns, id).map(|c| (c, id)))
+            .map(|(c, id)| (c.login, c.age_order(core.started), id))
             .collect();
         keys.sort_unstable();
         keys.into_iter().map(|k| k.2).collect()
     } else {
         let mut keys: Vec<(u64, u64, ConnId)> = conns
             .iter()
-            .filter_map(|(id, _)| client(conns, id).map(|c| (c, id)))
+            .filter_map(|(id, _)| client(core, conns, id).map(|c| (c, id)))
             .map(|(c, id)| (c.key(q.sort, core.started), c.age_order(core.started), id))
             .collect();
         keys.sort_unstable();
@@ -155,21 +183,21 @@ pub(crate) fn clients_json(core: &Core, conns: &Conns, q: ClientQuery) -> String
     let all = ids
         .into_iter()
         .take(q.limit as usize)
-        .filter_map(|id| client(conns, id).map(|c| (id, c)));
+        .filter_map(|id| client(core, conns, id).map(|c| (id, c)));
     let rows: Vec<Value> = all
         .map(|(id, c)| {
             json!({
                 "id": id,
-                "login": c.session.login,
-                "address": c.control.peer.to_string(),
+                "login": c.login,
+                "address": c.conn.peer.to_string(),
                 "protocol": c.protocol(),
-                "subscriptions": c.session.masks.len(),
-                "data_socket": c.data.is_some(),
+                "subscriptions": c.subscriptions,
+                "data_socket": c.outbox.is_some(),
                 "queued_bytes": c.queued(),
-                "queued_messages": c.data.map_or(0, |d| d.tx.messages()),
-                "sent": c.session.sent,
-                "dropped": c.session.dropped,
-                "since": unix_us_at(core, now_us, c.control.phase_since),
+                "queued_messages": c.outbox.map_or(0, |d| d.tx.messages()),
+                "sent": c.sent,
+                "dropped": c.dropped,
+                "since": unix_us_at(core, now_us, c.conn.phase_since),
             })
         })
         .collect();

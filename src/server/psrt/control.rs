@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use psrt_protocol::mqtt::QoS;
 use psrt_protocol::{
     ReplBody, Reply, Request, Topics, canonical_mask, decode_repl_body, decode_request,
     normalize_topic,
@@ -75,6 +76,7 @@ pub(crate) fn on_request(
                 message,
                 raw: data.get(..len),
                 shared: shared.filter(|(_, l)| *l == len).map(|(b, _)| b),
+                qos: QoS::AtLeastOnce,
             };
             match pipeline::publish(cx, Origin::Client(&acl), msg) {
                 Ok(()) => Reply::Ok,
@@ -221,6 +223,7 @@ fn on_repl_body(cx: &mut Cx, id: ConnId, topic: &str, body: &ReplBody<'_>) {
         message: body.message,
         raw: None,
         shared: None,
+        qos: QoS::AtLeastOnce,
     };
     // The topic was validated in the first phase: this cannot be refused.
     let _ = pipeline::publish(cx, Origin::Replica, msg);

@@ -2,6 +2,14 @@
 //! for), and the login, whose password goes through the one auth pipeline
 //! (`auth::login`): granted at once (anonymous, trusted Unix socket, cached),
 //! denied, or pending on the bcrypt worker.
+//!
+//! TLS: ciphertext that came in the same read as the plain greeting is
+//! handed to rustls with the switch; from then on the transport reads
+//! plaintext, so input in the `TlsHandshake` phase means the handshake is
+//! over (the client's login may ride in its last flight): the greeting
+//! completes and the bytes go to the next phase. Handshakes in progress are
+//! capped (`server.max_tls_handshakes`); the phase itself is what is
+//! counted, so every way out of it (done here, or any close) ends the count.
 
 use psrt_protocol::{
     CommMode, Decoded, Greeting, Login, StreamKind, decode_greeting, decode_login,
@@ -11,9 +19,9 @@ use psrt_protocol::{
 use super::session::start_session;
 use super::state::Phase as Psrt;
 use crate::server::auth::ANONYMOUS;
-use crate::server::auth::login::{self, Verdict};
+use crate::server::auth::login::Verdict;
 use crate::server::auth::worker::{Ticket, Verified};
-use crate::server::conn::{CloseReason, ConnId, Transport};
+use crate::server::conn::{CloseReason, ConnId};
 use crate::server::core::Cx;
 use crate::server::phase::{Phase, Step, frame};
 
@@ -33,13 +41,20 @@ pub(crate) fn on_greeting(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, 
                 let Some(config) = cx.core.auth.tls.clone() else {
                     return Err(CloseReason::TlsUnavailable);
                 };
+                let core = &mut *cx.core;
+                if !core.admission.start_tls(core.config.max_tls_handshakes) {
+                    core.stats.tls_handshake_refusals += 1;
+                    return Err(CloseReason::Limit("max_tls_handshakes"));
+                }
+                // Counted from here: any close of this phase ends the count.
+                conn.set_phase(Phase::Psrt(Psrt::TlsHandshake(kind)), now);
                 let session = rustls::ServerConnection::new(config)
                     .map_err(|e| CloseReason::Tls(e.to_string()))?;
                 conn.stream
-                    .start_tls(session.into(), &[])
+                    .start_tls(session.into(), &data[len..])
                     .map_err(|e| CloseReason::Tls(e.to_string()))?;
-                conn.set_phase(Phase::Psrt(Psrt::TlsHandshake(kind)), now);
-                return Ok(Step::Used(len));
+                check_tls_handshake(cx, id);
+                return Ok(Step::Used(data.len()));
             }
             CommMode::Plain if !cx.core.config.allow_no_tls => {
                 return Err(CloseReason::PlainForbidden);
@@ -65,19 +80,25 @@ fn greeting_done(cx: &mut Cx, id: ConnId, kind: StreamKind) {
     cx.core.schedule_flush(id, conn);
 }
 
-/// Ciphertext that arrived together with a TLS greeting.
-pub(crate) fn on_tls_early(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, CloseReason> {
-    let Transport::Tls(tls) = &mut cx.conns[id].stream else {
-        return Err(CloseReason::Tls("not a TLS connection".into()));
-    };
-    tls.feed(data)
-        .map_err(|e| CloseReason::Tls(e.to_string()))?;
+/// Input in the `TlsHandshake` phase. The transport decrypts, so these are
+/// the first plaintext bytes: the handshake is over (it finished in the
+/// same read, e.g. the client's Finished and its login in one flight). The
+/// greeting completes and nothing is consumed: the bytes are the next
+/// phase's (login or data hello). rustls takes no early data, so plaintext
+/// while still handshaking cannot happen; it would be a close.
+pub(crate) fn on_tls_input(cx: &mut Cx, id: ConnId, _data: &[u8]) -> Result<Step, CloseReason> {
+    if cx.conns[id].stream.is_handshaking() {
+        return Err(CloseReason::Tls(
+            "application data before the handshake ended".into(),
+        ));
+    }
     check_tls_handshake(cx, id);
-    Ok(Step::Used(data.len()))
+    Ok(Step::Used(0))
 }
 
 /// After TLS input: once the handshake is done, the greeting reply goes out
-/// (encrypted); handshake records waiting for the socket are flushed.
+/// (encrypted) and the handshake stops counting against the cap; handshake
+/// records waiting for the socket are flushed.
 pub(crate) fn check_tls_handshake(cx: &mut Cx, id: ConnId) {
     let Some(conn) = cx.conns.get_mut(id) else {
         return;
@@ -87,6 +108,7 @@ pub(crate) fn check_tls_handshake(cx: &mut Cx, id: ConnId) {
     }
     if let Phase::Psrt(Psrt::TlsHandshake(kind)) = conn.phase {
         if !conn.stream.is_handshaking() {
+            cx.core.admission.tls_ended();
             greeting_done(cx, id, kind);
         }
     }
@@ -143,16 +165,7 @@ fn login_step(cx: &mut Cx, id: ConnId, login: &str, password: &str) -> Result<()
         conn: id,
         serial: cx.conns[id].serial,
     };
-    let core = &mut *cx.core;
-    match login::check(
-        &core.auth,
-        &core.cache,
-        &mut core.worker,
-        core.now,
-        ticket,
-        login,
-        password,
-    ) {
+    match cx.core.check_password(ticket, login, password) {
         Verdict::Granted(hash) => start_session(cx, id, login, Some(hash), false),
         Verdict::Denied(why) => Err(CloseReason::LoginFailed(why)),
         Verdict::Busy => Err(CloseReason::Limit(
@@ -168,10 +181,9 @@ fn login_step(cx: &mut Cx, id: ConnId, login: &str, password: &str) -> Result<()
 
 /// A bcrypt verification for a login came back from the worker.
 pub(crate) fn on_verified(cx: &mut Cx, id: ConnId, v: Verified) -> Result<(), CloseReason> {
-    let core = &mut *cx.core;
     let login: Box<str> = v.login.as_str().into();
     let ip = cx.conns[id].ip();
-    let result = match login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v) {
+    let result = match cx.core.finish_password(v) {
         Verdict::Granted(hash) => start_session(cx, id, &login, Some(hash), false).map(|()| {
             // Requests the client pipelined after its login frame.
             let conn = &mut cx.conns[id];

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `state` | the phases and their data: `Session`, `DataLink` |
 //! | `masks` | a session's set of subscribed masks |
-//! | `handshake` | greeting, TLS switch, login through the auth pipeline |
+//! | `handshake` | greeting, TLS switch (and its cap), login through the auth pipeline |
 //! | `session` | starting and ending a session; binding a data socket |
 //! | `control` | requests of a logged-in client |
 
@@ -17,6 +17,8 @@ pub(crate) mod reload;
 pub(crate) mod session;
 pub(crate) mod state;
 
+#[cfg(test)]
+mod admission_tests;
 #[cfg(test)]
 mod auth_tests;
 #[cfg(test)]

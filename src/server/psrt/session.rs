@@ -1,7 +1,9 @@
 //! PSRT sessions: starting one after a login (ACL entry, connection limits,
 //! a fresh token), binding a data socket to it by token (a newer socket with
 //! the same token replaces the older), and tearing it down when its control
-//! socket closes (subscriptions, token, counts, and its data socket).
+//! socket closes (subscriptions, token, counts, and its data socket). A
+//! login or a bound data socket ends the connection's pre-login count
+//! (`server.max_handshakes_per_ip`); a closed TLS handshake frees its slot.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +63,7 @@ pub(crate) fn start_session(
     let now = core.now;
     let conn = &mut cx.conns[id];
     debug!("{}: logged in as {login}", conn.peer);
+    core.handshake_over(conn);
     if let Some(ip) = conn.ip() {
         core.throttle.success(ip, login);
     }
@@ -121,6 +124,7 @@ pub(crate) fn on_data_hello(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step
         now,
     );
     conn.last_write = now;
+    cx.core.handshake_over(conn);
     debug!("{}: data socket bound", conn.peer);
     cx.core.schedule_flush(id, conn);
     Ok(Step::Used(len))
@@ -128,10 +132,12 @@ pub(crate) fn on_data_hello(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step
 
 /// A PSRT connection left its phase for `Closing`: a control socket's
 /// session ends (subscriptions, token, counts; its data socket is closed),
-/// a data socket unlinks itself from its session.
+/// a data socket unlinks itself from its session, a TLS handshake frees its
+/// slot.
 pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, old: Psrt) {
     match old {
         Psrt::Control(session) => end_session(cx, id, *session),
+        Psrt::TlsHandshake(_) => cx.core.admission.tls_ended(),
         Psrt::Data(link) => {
             if let Some(Phase::Psrt(Psrt::Control(session))) =
                 cx.conns.get_mut(link.owner).map(|c| &mut c.phase)

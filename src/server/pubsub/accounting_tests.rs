@@ -68,7 +68,7 @@ fn latency_warn_names_the_oldest_message_over_the_limit() {
     let now_us = h.core.tx_pool.stamp_us;
     assert_eq!(outbox::before_write(&mut h.cx(), data, now_us), Some(1100));
     assert_eq!(
-        outbox::OldestTopic(&h.conns[data].tx).to_string(),
+        outbox::OldestTopic(&h.conns[data].tx, false).to_string(),
         "\"plant/boiler\""
     );
     h.take_output(data);
@@ -78,7 +78,10 @@ fn latency_warn_names_the_oldest_message_over_the_limit() {
         None,
         "nothing queued"
     );
-    assert_eq!(outbox::OldestTopic(&h.conns[data].tx).to_string(), "?");
+    assert_eq!(
+        outbox::OldestTopic(&h.conns[data].tx, false).to_string(),
+        "?"
+    );
 }
 
 #[test]
@@ -130,5 +133,66 @@ fn each_client_counts_what_was_written_to_it_and_what_it_lost() {
     assert_eq!(
         h.core.stats.dropped_messages, 5,
         "the global counter agrees"
+    );
+}
+
+/// An MQTT subscriber: its deliveries' latencies go to
+/// `mqtt_sent_latency` (not `c_sent_latency`, whose average is over PSRT
+/// deliveries), its session counts what it got, the latency warning reads
+/// the topic from the MQTT PUBLISH, and `/clients` lists it.
+#[test]
+fn mqtt_deliveries_are_measured_and_listed() {
+    use psrt_protocol::mqtt::{Connect, Filters, Packet, Protocol, QoS, encode_packet};
+
+    use crate::server::http::table_tests::mqtt_rows;
+    use crate::server::phase::ListenerKind;
+
+    let encode = |p: &Packet<'_>| {
+        let mut v = Vec::new();
+        encode_packet(p, &mut v);
+        v
+    };
+    let mut h = Harness::new();
+    let m = h.add(ListenerKind::Mqtt.first_phase());
+    h.feed(
+        m,
+        &encode(&Packet::Connect(Connect {
+            protocol: Protocol::V311,
+            clean_session: true,
+            keep_alive: 60,
+            client_id: "dash-m",
+            will: None,
+            username: None,
+            password: None,
+        })),
+    );
+    let mut raw = Vec::new();
+    Filters::encode_subscribe(&[("plant/#", QoS::AtMostOnce)], &mut raw);
+    h.feed(
+        m,
+        &encode(&Packet::Subscribe {
+            packet_id: 1,
+            filters: Filters::new(&raw, true).unwrap(),
+        }),
+    );
+    h.take_output(m); // CONNACK, SUBACK
+    let (publisher, _) = h.client();
+    h.feed(publisher, &publish("plant/boiler", b"21.5"));
+    h.feed(publisher, &publish("plant/boiler", b"21.6"));
+    h.advance(Duration::from_micros(300));
+    h.core.config.latency_warn_us = 100;
+    let now_us = h.core.tx_pool.stamp_us;
+    assert_eq!(outbox::before_write(&mut h.cx(), m, now_us), Some(300));
+    assert_eq!(
+        outbox::OldestTopic(&h.conns[m].tx, true).to_string(),
+        "\"plant/boiler\""
+    );
+    h.take_output(m);
+    let s = &h.core.stats;
+    assert_eq!((s.mqtt_sent_messages, s.mqtt_sent_latency), (2, 600));
+    assert_eq!((s.c_sent_messages, s.c_sent_latency), (0, 0));
+    assert_eq!(
+        mqtt_rows(&h.core, &h.conns),
+        [("_".to_string(), "mqtt".to_string(), 1, 2)]
     );
 }

@@ -8,20 +8,24 @@
 //! `SharedBuf` that every queue shares (or are the very buffer the frame was
 //! read into). Delivery only queues; the loop's flush writes. A queue with
 //! no room is a slow consumer (`outbox`).
+//!
+//! MQTT sessions are in the same matcher under ids with the top bit set
+//! (`mqtt::state::MQTT_SUB`): one bit test per subscriber sends them to
+//! `mqtt::outbound`, which builds the MQTT PUBLISH once per message; the
+//! PSRT path is otherwise unchanged.
 
 use std::rc::Rc;
 
+use psrt_protocol::mqtt::QoS;
 use psrt_protocol::{encode_push_header, push_frame_len};
 
-use super::outbox;
+use super::outbox::{self, SHARE_MIN};
 use crate::server::conn::SharedBuf;
 use crate::server::core::Cx;
+use crate::server::mqtt::outbound::{Fanout, Sink};
+use crate::server::mqtt::state::MQTT_SUB;
 use crate::server::phase::Phase;
 use crate::server::psrt::state::Phase as Psrt;
-
-/// Frames at least this long are built once and shared between subscribers
-/// instead of being copied into each queue.
-pub(crate) const SHARE_MIN: usize = 8 * 1024;
 
 /// A message ready for delivery (topic normalised).
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +40,8 @@ pub(crate) struct Frame<'a> {
     pub raw: Option<&'a [u8]>,
     /// The buffer `raw` lives in, if queues may share it.
     pub shared: Option<&'a SharedBuf>,
+    /// The highest QoS for MQTT subscribers.
+    pub qos: QoS,
 }
 
 impl Frame<'_> {
@@ -73,7 +79,22 @@ pub(crate) fn deliver(cx: &mut Cx, frame: &Frame<'_>) -> u64 {
         &mut core.flush_list,
         &mut core.effects,
     );
+    let (sessions, stats, config) = (&mut core.mqtt, &mut core.stats, &core.config);
+    let mut mqtt = Fanout::new(frame.topic, frame.message, frame.qos, seq);
     matcher.for_each_match(frame.topic, |client| {
+        if client & MQTT_SUB != 0 {
+            let mut sink = Sink {
+                conns: &mut *conns,
+                tx_pool: &mut *tx_pool,
+                flush_list: &mut *flush_list,
+                effects: &mut *effects,
+                stats: &mut *stats,
+                config,
+                now,
+            };
+            mqtt.offer(sessions, client & !MQTT_SUB, &mut sink);
+            return;
+        }
         let Some(Phase::Psrt(Psrt::Control(session))) = conns.get_mut(client).map(|c| &mut c.phase)
         else {
             return;

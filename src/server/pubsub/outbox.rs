@@ -30,10 +30,24 @@ use std::time::{Duration, Instant};
 use psrt_protocol::PUSH_HEADER_LEN;
 
 use crate::server::conn::{CloseReason, ConnId, SendQueue, TxPool};
-use crate::server::core::{Conns, Cx, Effect};
+use crate::server::core::{Cx, Effect};
+use crate::server::mqtt::phase::Phase as Mqtt;
 use crate::server::phase::{Conn, Phase};
 use crate::server::psrt::state::Phase as Psrt;
 use crate::server::stats::Stats;
+
+/// Frames at least this long are built once and shared between subscribers
+/// instead of being copied into each queue.
+pub(crate) const SHARE_MIN: usize = 8 * 1024;
+
+/// A connection whose queue is an outbox: a PSRT data socket or a
+/// connected MQTT client.
+pub(crate) fn is_outbox(phase: &Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Psrt(Psrt::Data(_)) | Phase::Mqtt(Mqtt::Connected(_))
+    )
+}
 
 /// Whether a frame of `frame_len` bytes fits under the byte limit.
 pub(crate) fn has_room(tx: &SendQueue, frame_len: usize, max_bytes: usize) -> bool {
@@ -54,12 +68,12 @@ pub(crate) fn slow_consumer(id: ConnId, tx: &SendQueue) -> Effect {
 /// After a flush attempt: a data socket still holding more than
 /// `max_messages` messages is a slow consumer.
 pub(crate) fn after_flush(conn: &Conn, max_messages: usize) -> Option<CloseReason> {
-    (matches!(conn.phase, Phase::Psrt(Psrt::Data(_))) && conn.tx.messages() > max_messages).then(
-        || CloseReason::SlowConsumer {
+    (is_outbox(&conn.phase) && conn.tx.messages() > max_messages).then(|| {
+        CloseReason::SlowConsumer {
             bytes: conn.tx.len(),
             messages: conn.tx.messages(),
-        },
-    )
+        }
+    })
 }
 
 /// Pending output that has not moved for the timeout.
@@ -78,7 +92,7 @@ pub(crate) fn enforce_cap(cx: &mut Cx) -> usize {
     let mut queues: Vec<(usize, ConnId)> = cx
         .conns
         .iter()
-        .filter(|(_, c)| matches!(c.phase, Phase::Psrt(Psrt::Data(_))) && !c.tx.is_empty())
+        .filter(|(_, c)| is_outbox(&c.phase) && !c.tx.is_empty())
         .map(|(id, c)| (c.tx.len(), id))
         .collect();
     queues.sort_unstable_by(|a, b| b.cmp(a));
@@ -91,7 +105,7 @@ pub(crate) fn enforce_cap(cx: &mut Cx) -> usize {
         let messages = conn.tx.messages();
         // Dropped now, so the next candidate is judged on the new total.
         let lost = drop_queue(&mut cx.core.stats, conn, &mut cx.core.tx_pool);
-        credit(cx.conns, id, 0, lost);
+        credit(cx, id, 0, lost);
         cx.core
             .close_later(id, CloseReason::QueueCap { bytes, messages });
         dropped += 1;
@@ -103,7 +117,7 @@ pub(crate) fn enforce_cap(cx: &mut Cx) -> usize {
 /// dropped, never as sent. Returns how many.
 pub(crate) fn drop_queue(stats: &mut Stats, conn: &mut Conn, pool: &mut TxPool) -> u64 {
     let mut dropped = 0;
-    if matches!(conn.phase, Phase::Psrt(Psrt::Data(_)) | Phase::Closing(_)) {
+    if is_outbox(&conn.phase) || matches!(conn.phase, Phase::Closing(_)) {
         dropped = conn.tx.messages() as u64;
         stats.dropped_messages += dropped;
     }
@@ -111,26 +125,43 @@ pub(crate) fn drop_queue(stats: &mut Stats, conn: &mut Conn, pool: &mut TxPool) 
     dropped
 }
 
-/// Adds to the totals of the session that owns data socket `id` (the
-/// clients table): messages a write completed, or a dropped queue's.
-pub(crate) fn credit(conns: &mut Conns, id: ConnId, sent: u64, dropped: u64) {
-    let Some(Phase::Psrt(Psrt::Data(link))) = conns.get(id).map(|c| &c.phase) else {
-        return;
-    };
-    let owner = link.owner;
-    if let Some(Phase::Psrt(Psrt::Control(session))) = conns.get_mut(owner).map(|c| &mut c.phase) {
-        session.sent += sent;
-        session.dropped += dropped;
+/// Adds to the totals of the session that owns outbox `id` (the clients
+/// table): messages a write completed, or a dropped queue's.
+pub(crate) fn credit(cx: &mut Cx, id: ConnId, sent: u64, dropped: u64) {
+    match cx.conns.get(id).map(|c| &c.phase) {
+        Some(Phase::Psrt(Psrt::Data(link))) => {
+            let owner = link.owner;
+            if let Some(Phase::Psrt(Psrt::Control(session))) =
+                cx.conns.get_mut(owner).map(|c| &mut c.phase)
+            {
+                session.sent += sent;
+                session.dropped += dropped;
+            }
+        }
+        Some(Phase::Mqtt(Mqtt::Connected(link))) => {
+            if let Some(session) = cx.core.mqtt.slab.get_mut(link.session) {
+                session.sent += sent;
+                session.dropped += dropped;
+            }
+        }
+        _ => {}
     }
 }
 
 /// Moves what the flushes completed into the counters: messages written
-/// whole to data sockets, their bytes, and their latencies.
-pub(crate) fn count_written(stats: &mut Stats, pool: &mut TxPool) {
+/// whole to data sockets (or, `mqtt`, to an MQTT client), their bytes,
+/// and their latencies.
+pub(crate) fn count_written(stats: &mut Stats, pool: &mut TxPool, mqtt: bool) {
     let w = pool.take_written();
-    stats.c_sent_messages += w.messages;
-    stats.c_sent_bytes += w.bytes;
-    stats.c_sent_latency += w.latency_us;
+    if mqtt {
+        stats.mqtt_sent_messages += w.messages;
+        stats.mqtt_sent_bytes += w.bytes;
+        stats.mqtt_sent_latency += w.latency_us;
+    } else {
+        stats.c_sent_messages += w.messages;
+        stats.c_sent_bytes += w.bytes;
+        stats.c_sent_latency += w.latency_us;
+    }
 }
 
 /// Before a write to a connection with counted messages queued, at `now_us`
@@ -155,9 +186,18 @@ pub(crate) fn before_write(cx: &mut Cx, id: ConnId, now_us: u32) -> Option<u32> 
             },
             None => ("?", &conn.peer),
         },
+        Phase::Mqtt(Mqtt::Connected(link)) => (
+            cx.core
+                .mqtt
+                .slab
+                .get(link.session)
+                .map_or("?", |s| &*s.login),
+            &conn.peer,
+        ),
         _ => ("?", &conn.peer),
     };
-    let topic = OldestTopic(&conn.tx);
+    let mqtt = matches!(conn.phase, Phase::Mqtt(_));
+    let topic = OldestTopic(&conn.tx, mqtt);
     cx.core.ratelog.warn(
         "latency",
         cx.core.now,
@@ -166,9 +206,10 @@ pub(crate) fn before_write(cx: &mut Cx, id: ConnId, now_us: u32) -> Option<u32> 
     Some(latency)
 }
 
-/// The topic of a queue's oldest message, read from its frame only when a
-/// log line is written (`?` once its writing has begun).
-pub(crate) struct OldestTopic<'a>(pub(crate) &'a SendQueue);
+/// The topic of a queue's oldest message, read from its frame (a PSRT
+/// pushed frame, or an MQTT PUBLISH if `.1`) only when a log line is
+/// written (`?` once its writing has begun).
+pub(crate) struct OldestTopic<'a>(pub(crate) &'a SendQueue, pub(crate) bool);
 
 impl fmt::Display for OldestTopic<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -176,10 +217,29 @@ impl fmt::Display for OldestTopic<'_> {
         let Some(head) = self.0.oldest_head(PUSH_HEADER_LEN + SHOWN + 1) else {
             return f.write_str("?");
         };
-        let topic = head.get(PUSH_HEADER_LEN..).unwrap_or_default();
-        let end = topic.iter().position(|&b| b == 0).unwrap_or(topic.len());
-        write!(f, "{:?}", String::from_utf8_lossy(&topic[..end]))
+        let topic = if self.1 {
+            mqtt_topic(&head)
+        } else {
+            let topic = head.get(PUSH_HEADER_LEN..).unwrap_or_default();
+            &topic[..topic.iter().position(|&b| b == 0).unwrap_or(topic.len())]
+        };
+        write!(f, "{:?}", String::from_utf8_lossy(topic))
     }
+}
+
+/// The topic bytes at the start of an MQTT PUBLISH (fixed header,
+/// remaining length, u16 topic length, topic), cut to what `head` holds.
+fn mqtt_topic(head: &[u8]) -> &[u8] {
+    // The remaining length: 1 to 4 bytes, the last without the top bit.
+    let Some(len_bytes) = head.iter().skip(1).take(4).position(|&b| b & 0x80 == 0) else {
+        return &[];
+    };
+    let at = 2 + len_bytes;
+    let Some(&[hi, lo]) = head.get(at..at + 2) else {
+        return &[];
+    };
+    let n = usize::from(u16::from_be_bytes([hi, lo]));
+    head.get(at + 2..).map_or(&[], |t| &t[..n.min(t.len())])
 }
 
 /// Counts a close: each dropped data socket once, as a slow consumer or as a

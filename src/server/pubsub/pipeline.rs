@@ -1,13 +1,15 @@
 //! The one publish pipeline. Every message that enters the server — a PSRT
-//! PUBLISH, a UDP datagram, the body of a replicated publish — goes through
-//! [`publish`]: validate and normalise the topic, check the ACL, count (and
-//! count its topic in the busiest-topics table), deliver to every matching
-//! subscriber once, and queue it for the cluster (unless it came from the
-//! cluster: no echo).
+//! PUBLISH, an MQTT PUBLISH or last will, a UDP datagram, the body of a
+//! replicated publish — goes through [`publish`]: validate and normalise
+//! the topic (MQTT topics are taken as sent: only depth and wildcards are
+//! checked), check the ACL, count (and count its topic in the
+//! busiest-topics table), deliver to every matching subscriber once, and
+//! queue it for the cluster (unless it came from the cluster: no echo).
 
 use std::borrow::Cow;
 
-use psrt_protocol::{Limits, Reply, normalize_topic, validate_publish_topic};
+use psrt_protocol::mqtt::QoS;
+use psrt_protocol::{Limits, Reply, normalize_topic, topic_depth, validate_publish_topic};
 
 use super::deliver::{Frame, deliver};
 use crate::server::auth::AclEntry;
@@ -30,6 +32,9 @@ pub(crate) struct Message<'a> {
     pub raw: Option<&'a [u8]>,
     /// The buffer `raw` lives in, when send queues may share it.
     pub shared: Option<&'a SharedBuf>,
+    /// The highest QoS MQTT subscribers get it at (PSRT TCP publishes and
+    /// replicas are acknowledged: 1; UDP datagrams: 0).
+    pub qos: QoS,
 }
 
 /// Who publishes.
@@ -42,6 +47,8 @@ pub(crate) enum Origin<'a> {
     /// Another cluster node (the replicator right was checked when it
     /// announced the topic). Not replicated again.
     Replica,
+    /// An MQTT client (a PUBLISH or its last will) with these permissions.
+    Mqtt(&'a AclEntry),
 }
 
 /// Why a publish was refused.
@@ -73,12 +80,25 @@ pub(crate) fn validate<'t>(topic: &'t str, limits: &Limits) -> Result<Cow<'t, st
     Ok(normalized)
 }
 
+/// An MQTT topic name, as sent: no normalisation (`/a` and `a//b` are
+/// topics of their own), only the depth limit and no wildcards.
+pub(crate) fn validate_mqtt<'t>(topic: &'t str, limits: &Limits) -> Result<Cow<'t, str>, Refusal> {
+    if topic_depth(topic) > limits.max_topic_depth {
+        return Err(Refusal::BadTopic);
+    }
+    validate_publish_topic(topic).map_err(|_| Refusal::Wildcard)?;
+    Ok(Cow::Borrowed(topic))
+}
+
 /// Publishes `msg`: validated, checked, counted, delivered, replicated.
 pub(crate) fn publish(cx: &mut Cx, origin: Origin<'_>, msg: Message<'_>) -> Result<(), Refusal> {
-    let topic = validate(msg.topic, &cx.core.config.limits)?;
+    let topic = match origin {
+        Origin::Mqtt(_) => validate_mqtt(msg.topic, &cx.core.config.limits)?,
+        _ => validate(msg.topic, &cx.core.config.limits)?,
+    };
     let stats = &mut cx.core.stats;
     match origin {
-        Origin::Client(acl) | Origin::Udp(acl) if !acl.can_publish(&topic) => {
+        Origin::Client(acl) | Origin::Udp(acl) | Origin::Mqtt(acl) if !acl.can_publish(&topic) => {
             stats.access_denied += 1;
             return Err(Refusal::Denied);
         }
@@ -87,6 +107,10 @@ pub(crate) fn publish(cx: &mut Cx, origin: Origin<'_>, msg: Message<'_>) -> Resu
             stats.c_pub_bytes += (msg.topic.len() + 1 + msg.message.len()) as u64;
         }
         Origin::Udp(_) => stats.udp_messages += 1,
+        Origin::Mqtt(_) => {
+            stats.mqtt_pub_messages += 1;
+            stats.mqtt_pub_bytes += msg.message.len() as u64;
+        }
         Origin::Replica => {}
     }
     let bytes = (topic.len() + 1 + msg.message.len()) as u64;
@@ -99,6 +123,7 @@ pub(crate) fn publish(cx: &mut Cx, origin: Origin<'_>, msg: Message<'_>) -> Resu
         message: msg.message,
         raw: msg.raw.filter(|_| same),
         shared: msg.shared.filter(|_| same),
+        qos: msg.qos,
     };
     deliver(cx, &frame);
     if !matches!(origin, Origin::Replica) {
@@ -126,5 +151,12 @@ mod tests {
         assert_eq!(validate("a/b/c/d/e", &shallow), Err(Refusal::BadTopic));
         assert_eq!(Refusal::Wildcard.reply(), Reply::Error);
         assert_eq!(Refusal::Denied.reply(), Reply::AccessDenied);
+        // MQTT topics are taken as sent.
+        assert!(matches!(
+            validate_mqtt("/a//b", &limits),
+            Ok(Cow::Borrowed("/a//b"))
+        ));
+        assert_eq!(validate_mqtt("a/+", &limits), Err(Refusal::Wildcard));
+        assert_eq!(validate_mqtt("a/b/c/d/e", &shallow), Err(Refusal::BadTopic));
     }
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use psrt_protocol::{StreamKind, encode_push_header, push_frame_len};
 
-use super::deliver::SHARE_MIN;
 use super::outbox;
+use super::outbox::SHARE_MIN;
 use super::pipeline::{self, Message, Origin, Refusal};
 use crate::server::auth::{Acl, AclEntry, AuthDb};
 use crate::server::config::Config;
@@ -59,6 +59,7 @@ fn message<'a>(priority: u8, topic: &'a str, payload: &'a [u8]) -> Message<'a> {
         message: payload,
         raw: None,
         shared: None,
+        qos: psrt_protocol::mqtt::QoS::AtLeastOnce,
     }
 }
 

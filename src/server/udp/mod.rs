@@ -38,7 +38,7 @@ use psrt_protocol::{
     Reply, UdpAuth, UdpBody, decode_datagram, decode_udp_body, encode_udp_ack, open_udp_block,
 };
 
-use crate::server::auth::login::{self, Verdict};
+use crate::server::auth::login::Verdict;
 use crate::server::auth::worker::{Ticket, Verified};
 use crate::server::auth::{ANONYMOUS, Keys};
 use crate::server::core::Cx;
@@ -213,16 +213,7 @@ impl Udp {
             }
         }
         let ticket = Ticket::Datagram(self.parked.next_id());
-        let core = &mut *cx.core;
-        match login::check(
-            &core.auth,
-            &core.cache,
-            &mut core.worker,
-            core.now,
-            ticket,
-            login,
-            password,
-        ) {
+        match cx.core.check_password(ticket, login, password) {
             Verdict::Granted(_) => self.publish(cx, socket, src, login, body),
             Verdict::Denied(why) => drop_datagram(cx, src, &why),
             Verdict::Busy => drop_datagram(cx, src, "too many password checks pending"),
@@ -258,8 +249,7 @@ impl Udp {
     /// order (now cached, each is handled like a later datagram), or dropped.
     pub(crate) fn on_verified(&mut self, cx: &mut Cx, id: u64, v: Verified) {
         let pair = cx.core.cache.pair(&v.login, &v.password);
-        let core = &mut *cx.core;
-        let verdict = login::finish(&core.auth, &mut core.cache, &mut core.worker, core.now, v);
+        let verdict = cx.core.finish_password(v);
         if verdict == Verdict::Pending {
             return; // checked again against a reloaded hash: still waiting
         }
@@ -340,6 +330,7 @@ fn publish_body(cx: &mut Cx, login: &str, body: &UdpBody<'_>) -> Reply {
         message: publish.data,
         raw: None,
         shared: None,
+        qos: psrt_protocol::mqtt::QoS::AtMostOnce,
     };
     match pipeline::publish(cx, Origin::Udp(&acl), msg) {
         Ok(()) => Reply::Ok,

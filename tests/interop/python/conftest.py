@@ -87,6 +87,8 @@ auth:
   password_file: passwd
   acl: acl.yml
   key_file: keys.yml
+mqtt:
+  bind: 127.0.0.1:0
 """
 
 
@@ -116,6 +118,8 @@ auth:
   allow_anonymous: true
   password_file: passwd
   acl: acl.yml
+mqtt:
+  bind_tls: 127.0.0.1:0
 """
 
 
@@ -148,6 +152,11 @@ class Server:
         m = re.search(r"listening on .*\budp:127\.0\.0\.1:(\d+)", self.log_text())
         self.udp_port = int(m.group(1)) if m else None
         self.udp_addr = f"127.0.0.1:{self.udp_port}" if m else None
+        # The MQTT listener, if the config has one (the same log line).
+        m = re.search(r"listening on .*\bmqtt\+tcp:127\.0\.0\.1:(\d+)", self.log_text())
+        self.mqtt_port = int(m.group(1)) if m else None
+        m = re.search(r"listening on .*\bmqtts\+tcp:127\.0\.0\.1:(\d+)", self.log_text())
+        self.mqtts_port = int(m.group(1)) if m else None
 
     def _wait_port(self, within):
         deadline = time.monotonic() + within
