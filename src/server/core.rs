@@ -165,7 +165,8 @@ impl Core {
         if self.rates.roll(&self.stats, self.now) {
             self.topics.roll(self.now);
             let gauges = [
-                (self.sessions + self.mqtt.connected) as f64,
+                // PSRT sessions and connected MQTT clients.
+                self.sessions as f64,
                 self.matcher.len() as f64,
                 self.tx_pool.queued_total as f64,
             ];
