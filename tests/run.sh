@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # Order matters: later stages may use what earlier ones built.
-ALL_STAGES=(fmt clippy test release-build deb integration interop-python interop-rust fuzz)
+ALL_STAGES=(fmt clippy test release-build deb integration page interop-python interop-rust fuzz)
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 FAIL_FAST="${FAIL_FAST:-0}"
@@ -42,6 +42,10 @@ stages:
             nothing into the system (only \`file\` if readelf is missing too)
   integration     the integration tests (tests/*.rs) again, with the
                   child-process tests running the release psrtd
+  page      the stats page in headless Chromium (Debian chromium, installed
+            if missing) while psrt-cli clients publish and subscribe: asserts
+            on the rendered text (busiest topic, a client's login, non-zero
+            rates) and saves target/page/stats.png (and a phone-sized one)
   interop-python  the published Python client (psrt 0.0.19, pytest) against
                   the release psrtd: tests/interop/python, in .venv; with
                   the MQTT listener against paho-mqtt (PyPI) and Debian's
@@ -273,6 +277,120 @@ stage_integration() {
     local bin
     bin="$(release_psrtd)"
     PSRTD_BIN="$bin" cargo test --workspace --test '*'
+}
+
+# Installs Debian's chromium (and a font) if no chromium is on PATH.
+ensure_chromium() {
+    if have chromium; then
+        return 0
+    fi
+    if can_apt; then
+        log "installing chromium (the page stage renders the stats page in it)"
+        apt_install chromium fonts-dejavu-core
+        return 0
+    fi
+    log "the page stage needs Debian's chromium (apt-get install chromium), and this user cannot install it"
+    return 1
+}
+
+# Runs headless Chromium on URL with a fresh profile in DIR, letting the
+# page's scripts run for 9 s of virtual time (fetches pause that clock, so
+# every refresh completes), then: chrome ARGS... (e.g. --dump-dom).
+chrome() {
+    local dir="$1" url="$2"
+    shift 2
+    rm -rf "$dir" && mkdir -p "$dir"
+    timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu --no-first-run \
+        --user-data-dir="$dir" --virtual-time-budget=9000 --hide-scrollbars "$@" "$url" \
+        2>>"$dir.log"
+}
+
+# The stats page as an operator sees it: a release psrtd on tests/page
+# (anonymous may read the stats; two users with passwords), a subscriber
+# (plant-monitor) and a publisher (boiler-sensor) made of psrt-cli, and the
+# page rendered by headless Chromium with its scripts run. Asserts on the
+# rendered DOM: the busy topic in the topics table, the subscriber's login
+# in the clients table, non-zero message rates. Saves screenshots in
+# target/page/ (desktop and phone widths) for a human to look at.
+stage_page() {
+    local bin cli dir out rc=0
+    bin="$(release_psrtd)"
+    cargo build --release --bin psrt-cli
+    cli="${CARGO_TARGET_DIR:-$ROOT/target}/release/psrt-cli"
+    ensure_chromium
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/psrt-page.XXXXXX")"
+    out="$ROOT/target/page"
+    mkdir -p "$out"
+    PSRTD_PID=""
+    PAGE_PIDS=()
+    # shellcheck disable=SC2064 # expand the dir now; the pids when it runs
+    trap "kill \${PAGE_PIDS[*]:-} \${PSRTD_PID:-} 2>/dev/null || true; rm -rf '$dir'" EXIT
+    cp tests/page/* "$dir/"
+    start_psrtd "$bin" "$dir"
+    local stats
+    # The stats address from the same line: "stats:http://127.0.0.1:PORT/".
+    stats="$(sed -n 's/.*stats:http:\/\/\(127\.0\.0\.1:[0-9][0-9]*\)\/.*/\1/p' "$dir/psrtd.log" | head -n 1)"
+    [[ -n $stats ]] || { log "psrtd reported no stats listener"; return 1; }
+    log "psrtd on 127.0.0.1:$PSRTD_PORT, stats http://$stats/ (log: $dir/psrtd.log)"
+    "$cli" "127.0.0.1:$PSRTD_PORT" -u plant-monitor -p monitor-pw -t 'plant/#' >/dev/null &
+    PAGE_PIDS+=($!)
+    # Publishers: one connection per message (psrt-cli publishes once), for
+    # at most 60 s; the boiler's topic is the busy one. A failed publish is
+    # not fatal here: the assertions on the page tell.
+    (
+        end=$((SECONDS + 60))
+        while ((SECONDS < end)); do
+            for topic in plant/boiler/temp plant/boiler/temp plant/boiler/temp plant/pump/state; do
+                "$cli" "127.0.0.1:$PSRTD_PORT" -u boiler-sensor -p boiler-pw -t "$topic" -m 21.5 \
+                    >/dev/null 2>&1 || sleep 0.1
+            done
+        done
+    ) &
+    PAGE_PIDS+=($!)
+    sleep 5
+    chrome "$dir/chrome" "http://$stats/" --dump-dom >"$dir/dom.html" || rc=$?
+    chrome "$dir/chrome" "http://$stats/" --window-size=1600,1000 --screenshot="$out/stats.png" >/dev/null || rc=$?
+    chrome "$dir/chrome" "http://$stats/" --window-size=420,1400 --screenshot="$out/stats-phone.png" >/dev/null || rc=$?
+    cp "$dir/dom.html" "$out/stats-dom.html"
+    kill "${PAGE_PIDS[@]}" 2>/dev/null || true
+    wait "${PAGE_PIDS[@]}" 2>/dev/null || true
+    PAGE_PIDS=()
+    local stopped=0
+    stop_psrtd "$dir" || stopped=1
+    if [[ $rc -ne 0 ]]; then
+        log "chromium failed (exit $rc); its log:"
+        cat "$dir/chrome.log" >&2 || true
+        return 1
+    fi
+    page_asserts "$dir/dom.html" || return 1
+    log "screenshots: $out/stats.png, $out/stats-phone.png"
+    return "$stopped"
+}
+
+# The rendered DOM of the stats page shows what the page stage made happen.
+page_asserts() {
+    local dom="$1" failed=0 value key
+    check() { # DESCRIPTION PATTERN
+        if grep -Eq "$2" "$dom"; then
+            log "  ok: $1"
+        else
+            log "  MISSING: $1 (/$2/ in target/page/stats-dom.html)"
+            failed=1
+        fi
+    }
+    check "the page is online" 'id="state" class="pill online"'
+    check "the busy topic in the topics table" '<tbody id="topics"><tr><td class="name"[^>]*><span[^>]*></span>plant/boiler/temp</td>'
+    check "the subscriber's login in the clients table" '<td class="name">plant-monitor</td>'
+    for key in published delivered; do
+        value="$(grep -o "id=\"kpi-$key\" data-value=\"[^\"]*\"" "$dom" | sed 's/.*data-value="//; s/"//')"
+        if awk -v v="$value" 'BEGIN { exit !(v + 0 > 0) }'; then
+            log "  ok: $key rate $value/s"
+        else
+            log "  MISSING: a non-zero $key rate (got '$value')"
+            failed=1
+        fi
+    done
+    return "$failed"
 }
 
 # tests/interop/python: pytest starts psrtd itself (conftest.py: temp config,

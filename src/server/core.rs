@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use psrt_protocol::Token as ClientToken;
-use ring::rand::SystemRandom;
+use ring::rand::{SecureRandom, SystemRandom};
 use slab::Slab;
 
 use super::admission::Admission;
@@ -26,8 +26,9 @@ use super::link::Cluster;
 use super::mqtt::state::Sessions;
 use super::phase::Conn;
 use super::pubsub::Matcher;
+use super::pubsub::top::TopTopics;
 use super::ratelog::RateLog;
-use super::stats::Stats;
+use super::stats::{History, Rates, Stats};
 use super::timers::Timers;
 
 /// Every connection, by slab key.
@@ -53,6 +54,12 @@ pub(crate) struct Core {
     /// Session token → the control connection that owns it.
     pub(crate) tokens: HashMap<ClientToken, ConnId>,
     pub(crate) stats: Stats,
+    /// The counters' rates over the last second.
+    pub(crate) rates: Rates,
+    /// The last two minutes of rates and gauges, for the page's charts.
+    pub(crate) history: History,
+    /// The busiest topics.
+    pub(crate) topics: TopTopics,
     pub(crate) timers: Timers,
     pub(crate) flush_list: Vec<ConnId>,
     /// Connections with a reply queued: flushed before `flush_list`.
@@ -100,6 +107,12 @@ impl Core {
         rx_pool.partial_budget = config.max_partial_bytes;
         let cache = LoginCache::new()
             .map_err(|_| std::io::Error::other("no system random source for the login cache"))?;
+        let rng = SystemRandom::new();
+        let mut seed = [0u8; 16];
+        rng.fill(&mut seed)
+            .map_err(|_| std::io::Error::other("no system random source for the topics table"))?;
+        let (k0, k1) = seed.split_at(8);
+        let seed = [k0, k1].map(|k| u64::from_le_bytes(k.try_into().unwrap_or_default()));
         Ok(Self {
             config,
             matcher: Matcher::new(),
@@ -110,6 +123,9 @@ impl Core {
             reload_running: false,
             tokens: HashMap::new(),
             stats: Stats::default(),
+            rates: Rates::new(&Stats::default(), now),
+            history: History::default(),
+            topics: TopTopics::new(seed, now),
             timers: Timers::default(),
             flush_list: Vec::new(),
             reply_list: Vec::new(),
@@ -132,8 +148,37 @@ impl Core {
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_default(),
-            rng: SystemRandom::new(),
+            rng,
         })
+    }
+
+    /// Sets the loop's notion of now (once per loop turn; tests move it):
+    /// also the stamp counted messages queued from now on carry.
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.tx_pool.stamp_us = self.clock_us(now);
+    }
+
+    /// Once a second (the loop asks every turn): the counters' and the
+    /// busiest topics' rates over the last interval, and the charts' point.
+    pub(crate) fn sample(&mut self) {
+        if self.rates.roll(&self.stats, self.now) {
+            self.topics.roll(self.now);
+            let gauges = [
+                // PSRT sessions and connected MQTT clients.
+                self.sessions as f64,
+                self.matcher.len() as f64,
+                self.tx_pool.queued_total as f64,
+            ];
+            self.history.push(&self.rates, gauges);
+        }
+    }
+
+    /// `t` in µs since the server started, wrapping every 71 minutes (send
+    /// queue latency stamps).
+    pub(crate) fn clock_us(&self, t: Instant) -> u32 {
+        // Truncation is the wrap.
+        t.saturating_duration_since(self.started).as_micros() as u32
     }
 
     /// Puts a connection on the flush list (once).

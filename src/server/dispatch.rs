@@ -240,9 +240,16 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
         CloseReason::Limit(_) => core.stats.limit_refusals += 1,
         other => outbox::count_close(&mut core.stats, other),
     }
-    if !reason.keeps_output() {
-        outbox::drop_queue(&mut core.stats, conn, &mut core.tx_pool);
+    let dropped = if reason.keeps_output() {
+        0
+    } else {
+        outbox::drop_queue(&mut core.stats, conn, &mut core.tx_pool)
+    };
+    if dropped > 0 {
+        outbox::credit(cx, id, 0, dropped);
     }
+    let core = &mut *cx.core;
+    let conn = &mut cx.conns[id];
     let link_reason = is_link.then(|| reason.clone());
     // DISCONNECT, shutdown and a revoked login publish no last will.
     let will = !matches!(

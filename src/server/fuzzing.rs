@@ -2,4 +2,6 @@
 //! and hidden from the docs (as rustls does): the stats endpoint's request
 //! head parser. The PSRT decoders are fuzzed in `psrt-protocol` directly.
 
-pub use super::http::head::{Auth, Head, MAX_HEAD, Route, decode_base64, parse_head};
+pub use super::http::head::{
+    Auth, ClientQuery, Head, MAX_HEAD, Route, SortKey, TopicQuery, decode_base64, parse_head,
+};

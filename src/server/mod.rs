@@ -8,9 +8,9 @@
 //! |---|---|---|
 //! | base | [`config`] | `config.yml` (reference format) and the embedded default |
 //! | base | `conn` | one socket, generic over its phase: transport (plain/TLS), input buffer, send queue, deadlines' inputs, close reasons |
-//! | base | `stats`, `timers`, `ratelog`, `sys`, `notify`, `listener`, `admission` | the counter table; the deadline heap; rate-limited warnings; OS knobs; systemd notifications; listening sockets (backlog: `somaxconn`); connections before login per address and TLS handshakes in progress |
+//! | base | `stats`, `timers`, `ratelog`, `sys`, `notify`, `listener`, `admission` | the counter table, its rates and their history; the deadline heap; rate-limited warnings; OS knobs; systemd notifications; listening sockets (backlog: `somaxconn`); connections before login per address and TLS handshakes in progress |
 //! | state | `auth` | passwords (and the decoy hash for unknown users), ACL, UDP keys, TLS identity, the bcrypt workers (logins queued before UDP checks), the login cache (verified and recently failed), the one auth pipeline (`auth::login`), the login throttle |
-//! | state | `pubsub::matcher`, `link::nodes`, `link::phase`, `http::head`, `http::phase`, `psrt::state`, `mqtt::phase`, `mqtt::state` | the subscription tree; cluster nodes and their queues; each protocol's phase types |
+//! | state | `pubsub::matcher`, `pubsub::top`, `link::nodes`, `link::phase`, `http::head`, `http::phase`, `psrt::state`, `mqtt::phase`, `mqtt::state` | the subscription tree; the busiest topics; cluster nodes and their queues; each protocol's phase types |
 //! | state | `phase` | the server's `Phase`: `Psrt(..)`, `Http(..)`, `Link(..)`, `Mqtt(..)`, `Closing`; input wanted and deadlines per phase |
 //! | state | `core` | `Core` (shared state), `Cx` (a handler's narrow context), `Effect` |
 //! | handlers | `psrt`, `http`, `link`, `udp`, `mqtt` | the protocols: each a folder of handlers taking `Cx` |

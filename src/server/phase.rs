@@ -149,8 +149,10 @@ mod tests {
             "Phase: {}",
             size_of::<super::Phase>()
         );
+        // 216: 200, plus the messages sent and dropped of the stats page's
+        // clients table (16 bytes; the Conn did not grow for them).
         let session = size_of::<crate::server::psrt::state::Session>();
-        assert!(session <= 200, "Session: {session}");
+        assert!(session <= 216, "Session: {session}");
     }
 
     #[test]

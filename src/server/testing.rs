@@ -73,7 +73,8 @@ impl Harness {
 
     /// Moves the clock.
     pub(crate) fn advance(&mut self, by: Duration) {
-        self.core.now += by;
+        let now = self.core.now + by;
+        self.core.set_now(now);
     }
 
     /// Bytes arrive on a connection and are handled as the loop would.
@@ -106,13 +107,18 @@ impl Harness {
     /// What is queued for a connection, written out through the send
     /// queue's write path (and counted as the loop's flush counts it).
     pub(crate) fn take_output(&mut self, id: ConnId) -> Vec<u8> {
+        let now_us = self.core.tx_pool.stamp_us;
+        outbox::before_write(&mut self.cx(), id, now_us);
         let conn = &mut self.conns[id];
+        let messages = conn.tx.messages();
         let mut out = Vec::new();
         conn.tx
             .write_to(&mut out, &mut self.core.tx_pool)
             .expect("a Vec takes everything");
-        let mqtt = matches!(conn.phase, Phase::Mqtt(_));
+        let mqtt = matches!(self.conns[id].phase, Phase::Mqtt(_));
         outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool, mqtt);
+        let done = messages - self.conns[id].tx.messages();
+        outbox::credit(&mut self.cx(), id, done as u64, 0);
         out
     }
 

@@ -7,6 +7,13 @@
 //! sockets the queue also counts whole messages, for the `data_queue` limit,
 //! and its bytes count in the server-wide total: owned bytes as they are
 //! queued and written, a shared frame once however many queues hold it.
+//!
+//! Each counted message keeps, next to its end offset, the loop-turn time it
+//! was queued at (µs since the server started, wrapping every 71 minutes):
+//! when it is written whole, the write time minus that stamp is its
+//! delivery latency, summed for `c_sent_latency`. No clock is read here; the
+//! loop sets [`TxPool::stamp_us`] once per turn and [`TxPool::write_us`]
+//! before each write.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
@@ -36,10 +43,34 @@ pub(crate) struct TxPool {
     pub queued_total: usize,
     /// Shared frames held by counted queues: address → (length, holders).
     shared: HashMap<usize, (usize, u32)>,
-    /// Counted queues: messages written whole, and their bytes, since the
-    /// last [`TxPool::take_written`].
-    written_messages: u64,
-    written_bytes: u64,
+    /// Counted queues: messages written whole, their bytes and the sum of
+    /// their latencies (µs), since the last [`TxPool::take_written`].
+    written: Written,
+    /// The current loop turn's time (µs since start, wrapping): stamped on
+    /// each counted message as it is queued.
+    pub stamp_us: u32,
+    /// The time of the write being made (µs since start, wrapping).
+    pub write_us: u32,
+}
+
+/// What counted queues wrote whole since the last [`TxPool::take_written`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Messages.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The sum of their latencies, queued → written, in µs.
+    pub latency_us: u64,
+}
+
+/// A counted message in a queue: where it ends in the stream, its length,
+/// and when it was queued (µs since start, wrapping). 16 bytes.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    end: u64,
+    len: u32,
+    queued_us: u32,
 }
 
 impl TxPool {
@@ -56,13 +87,10 @@ impl TxPool {
         }
     }
 
-    /// Messages written whole by counted queues, and their bytes, since the
-    /// last call.
-    pub(crate) fn take_written(&mut self) -> (u64, u64) {
-        let taken = (self.written_messages, self.written_bytes);
-        self.written_messages = 0;
-        self.written_bytes = 0;
-        taken
+    /// Messages written whole by counted queues, their bytes and latencies,
+    /// since the last call.
+    pub(crate) fn take_written(&mut self) -> Written {
+        std::mem::take(&mut self.written)
     }
 
     /// A counted queue took a handle on a shared frame: its bytes count
@@ -124,8 +152,8 @@ pub(crate) struct SendQueue {
     head: usize,
     /// Unwritten bytes.
     bytes: usize,
-    /// Stream offsets at which counted messages end.
-    ends: VecDeque<(u64, u32)>,
+    /// Counted messages not yet written whole, oldest first.
+    ends: VecDeque<End>,
     /// Bytes appended since the connection began.
     appended: u64,
     /// Bytes written since the connection began.
@@ -166,6 +194,37 @@ impl SendQueue {
         self.ends.len()
     }
 
+    /// When the oldest counted message not yet written whole was queued
+    /// (µs since start, wrapping).
+    pub(crate) fn oldest_stamp(&self) -> Option<u32> {
+        self.ends.front().map(|e| e.queued_us)
+    }
+
+    /// Up to `max` bytes from the start of the oldest counted message not
+    /// yet written whole, unless its writing has begun (its first bytes are
+    /// gone then). For log lines, not for the hot path.
+    pub(crate) fn oldest_head(&self, max: usize) -> Option<Vec<u8>> {
+        let e = self.ends.front()?;
+        let start = e.end - u64::from(e.len);
+        let mut skip = usize::try_from(start.checked_sub(self.written)?).ok()?;
+        let mut out = Vec::with_capacity(max.min(e.len as usize));
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let bytes = chunk.bytes();
+            let bytes = if i == 0 { &bytes[self.head..] } else { bytes };
+            if skip >= bytes.len() {
+                skip -= bytes.len();
+                continue;
+            }
+            let take = (bytes.len() - skip).min(max - out.len());
+            out.extend_from_slice(&bytes[skip..skip + take]);
+            skip = 0;
+            if out.len() == max {
+                break;
+            }
+        }
+        Some(out)
+    }
+
     /// Appends `len` bytes produced by `fill`, which must push exactly `len`
     /// bytes. Counts one message if `count`.
     pub(crate) fn push_with(
@@ -193,7 +252,7 @@ impl SendQueue {
             if self.in_total {
                 pool.queued_total += pushed;
             }
-            self.account(pushed, count);
+            self.account(pushed, count, pool.stamp_us);
         }
     }
 
@@ -216,15 +275,18 @@ impl SendQueue {
             pool.hold_shared(&frame);
         }
         self.chunks.push_back(Chunk::Shared(frame, len));
-        self.account(len, count);
+        self.account(len, count, pool.stamp_us);
     }
 
-    fn account(&mut self, len: usize, count: bool) {
+    fn account(&mut self, len: usize, count: bool, queued_us: u32) {
         self.bytes += len;
         self.appended += len as u64;
         if count {
-            self.ends
-                .push_back((self.appended, u32::try_from(len).unwrap_or(u32::MAX)));
+            self.ends.push_back(End {
+                end: self.appended,
+                len: u32::try_from(len).unwrap_or(u32::MAX),
+                queued_us,
+            });
         }
     }
 
@@ -284,14 +346,21 @@ impl SendQueue {
                 _ => {}
             }
         }
-        while let Some(&(end, len)) = self.ends.front() {
+        while let Some(&End {
+            end,
+            len,
+            queued_us,
+        }) = self.ends.front()
+        {
             if end > self.written {
                 break;
             }
             self.ends.pop_front();
             if self.in_total {
-                pool.written_messages += 1;
-                pool.written_bytes += u64::from(len);
+                let w = &mut pool.written;
+                w.messages += 1;
+                w.bytes += u64::from(len);
+                w.latency_us += u64::from(pool.write_us.wrapping_sub(queued_us));
             }
         }
     }
@@ -488,5 +557,35 @@ mod tests {
         assert!(q.is_empty());
         assert_eq!(q.messages(), 0);
         assert_eq!(pool.free.len(), 1, "only the standard chunk is pooled");
+    }
+
+    #[test]
+    fn written_messages_carry_their_latency_and_counts() {
+        let mut pool = TxPool::default();
+        let mut q = SendQueue::default();
+        q.count_in_total(&mut pool);
+        pool.stamp_us = u32::MAX - 9; // the µs clock wraps between the two
+        q.push_slice(b"abcd", true, &mut pool);
+        pool.stamp_us = 5;
+        q.push_slice(b"efgh", true, &mut pool);
+        q.push_slice(b"beacon", false, &mut pool);
+        assert_eq!(q.oldest_stamp(), Some(u32::MAX - 9));
+        assert_eq!(q.oldest_head(3).as_deref(), Some(&b"abc"[..]));
+        pool.write_us = 100;
+        let mut w = Trickle {
+            out: vec![],
+            per_call: 6,
+            budget: 6,
+            calls: 0,
+        };
+        assert_eq!(q.write_to(&mut w, &mut pool).unwrap(), Flushed::Blocked);
+        let first = pool.take_written();
+        assert_eq!((first.messages, first.bytes, first.latency_us), (1, 4, 110));
+        assert_eq!(q.oldest_head(4), None, "its first bytes are written");
+        w.budget = usize::MAX;
+        pool.write_us = 1005;
+        q.write_to(&mut w, &mut pool).unwrap();
+        assert_eq!(pool.take_written().latency_us, 1000);
+        assert_eq!(pool.take_written(), Written::default(), "taken once");
     }
 }

@@ -7,7 +7,7 @@
 //! and the slab. What the bytes mean is asked of `dispatch`.
 
 use std::io::{self, Read};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::{Interest, Token};
@@ -346,7 +346,6 @@ impl Server {
     /// `write`/`writev` (TLS records after it); then the outbox's message
     /// limit, and a closing connection's removal once it is empty.
     fn flush_one(&mut self, id: ConnId) {
-        let now = self.core.now;
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -354,42 +353,10 @@ impl Server {
             return;
         }
         conn.in_flush_list = false;
-        if conn.writable && conn.has_output() {
-            let paused = !wants_input(conn);
-            let before = conn.tx.len();
-            let written = conn
-                .tx
-                .write_to(&mut conn.stream, &mut self.core.tx_pool)
-                .and_then(|flushed| match flushed {
-                    // Plaintext all taken: TLS ciphertext may still wait.
-                    Flushed::Drained if !conn.stream.flush_pending()? => Ok(Flushed::Blocked),
-                    other => Ok(other),
-                });
-            match written {
-                Ok(flushed) => {
-                    let mqtt = matches!(conn.phase, Phase::Mqtt(_));
-                    outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool, mqtt);
-                    if conn.tx.len() < before {
-                        conn.last_write = now;
-                    }
-                    if flushed == Flushed::Blocked {
-                        conn.writable = false;
-                    }
-                    // Blocked: the write-stall deadline. Drained: a data
-                    // socket's next beacon, earlier than the stall deadline
-                    // armed while its queue was not empty.
-                    self.core.rearm(id, conn);
-                    if paused && wants_input(conn) {
-                        self.core.schedule_input(id, conn);
-                    }
-                }
-                Err(e) => {
-                    let mut cx = self.cx();
-                    dispatch::close(&mut cx, id, CloseReason::Io(e.kind()));
-                    return dispatch::apply_effects(&mut cx);
-                }
-            }
+        if conn.writable && conn.has_output() && !self.write_one(id) {
+            return;
         }
+        let conn = &mut self.conns[id];
         if let Some(reason) = outbox::after_flush(conn, self.core.config.data_queue) {
             let mut cx = self.cx();
             dispatch::close(&mut cx, id, reason);
@@ -411,6 +378,59 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Writes what `id` has queued (it is writable and has output). False
+    /// if the write failed and the connection was closed.
+    fn write_one(&mut self, id: ConnId) -> bool {
+        let now = self.core.now;
+        let messages = self.conns[id].tx.messages();
+        if messages > 0 {
+            // Counted messages: their latency ends at this write (one clock
+            // read per write, not per message).
+            let now_us = self.core.clock_us(Instant::now());
+            outbox::before_write(&mut self.cx(), id, now_us);
+        }
+        let conn = &mut self.conns[id];
+        let paused = !wants_input(conn);
+        let before = conn.tx.len();
+        let written = conn
+            .tx
+            .write_to(&mut conn.stream, &mut self.core.tx_pool)
+            .and_then(|flushed| match flushed {
+                // Plaintext all taken: TLS ciphertext may still wait.
+                Flushed::Drained if !conn.stream.flush_pending()? => Ok(Flushed::Blocked),
+                other => Ok(other),
+            });
+        let flushed = match written {
+            Ok(flushed) => flushed,
+            Err(e) => {
+                let mut cx = self.cx();
+                dispatch::close(&mut cx, id, CloseReason::Io(e.kind()));
+                dispatch::apply_effects(&mut cx);
+                return false;
+            }
+        };
+        let mqtt = matches!(conn.phase, Phase::Mqtt(_));
+        outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool, mqtt);
+        let done = messages - conn.tx.messages();
+        if conn.tx.len() < before {
+            conn.last_write = now;
+        }
+        if flushed == Flushed::Blocked {
+            conn.writable = false;
+        }
+        // Blocked: the write-stall deadline. Drained: a data socket's next
+        // beacon, earlier than the stall deadline armed while its queue was
+        // not empty.
+        self.core.rearm(id, conn);
+        if paused && wants_input(conn) {
+            self.core.schedule_input(id, conn);
+        }
+        if done > 0 {
+            outbox::credit(&mut self.cx(), id, done as u64, 0);
+        }
+        true
     }
 
     /// After the flush pass: all data queues together within

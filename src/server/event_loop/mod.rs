@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! poll (timeout = next deadline, 0 if a connection is still due input)
+//!   → once a second: counter and topic rates for the stats endpoint
 //!   → dispatch each event by token (accept, read + decode, writable, wake-ups, signals)
 //!   → resume connections whose input budget ran out
 //!   → flush: one write/writev per connection that has output
@@ -308,7 +309,8 @@ impl Server {
                 Err(e) if e.kind() == stdio::ErrorKind::Interrupted => continue,
                 other => other?,
             }
-            self.core.now = Instant::now();
+            self.core.set_now(Instant::now());
+            self.core.sample();
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.on_wake(),

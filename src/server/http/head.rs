@@ -17,6 +17,120 @@ pub enum Route {
     Metrics,
     /// Liveness.
     Health,
+    /// JSON: the busiest topics (`?sort=messages|rate&limit=N`).
+    Topics(TopicQuery),
+    /// JSON: connected clients (`?sort=KEY&limit=N`).
+    Clients(ClientQuery),
+    /// JSON: the last two minutes of rates and gauges (the page's charts).
+    History,
+}
+
+/// Rows returned by `/topics` without `limit`.
+pub(crate) const TOPICS_LIMIT: u32 = 20;
+/// Rows returned by `/clients` without `limit`.
+pub(crate) const CLIENTS_LIMIT: u32 = 100;
+/// Most rows one `/clients` request returns.
+pub(crate) const CLIENTS_MAX: u32 = 10_000;
+
+/// What `/topics` returns: the first `limit` tracked topics by messages
+/// (the default) or by their current rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicQuery {
+    /// Order by messages per second now rather than by messages.
+    pub by_rate: bool,
+    /// Rows.
+    pub limit: u32,
+}
+
+/// What `/clients` returns: the first `limit` clients by `sort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientQuery {
+    /// The order.
+    pub sort: SortKey,
+    /// Rows, at most [`CLIENTS_MAX`].
+    pub limit: u32,
+}
+
+/// Orders of `/clients`: the largest first, except `login` (A to Z) and
+/// `since` (oldest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Bytes queued for the client's data socket (the default).
+    Queued,
+    /// Messages written to it.
+    Sent,
+    /// Messages dropped with its queues.
+    Dropped,
+    /// Subscriptions.
+    Subscriptions,
+    /// Connected longest.
+    Since,
+    /// Login name.
+    Login,
+}
+
+impl SortKey {
+    /// The query-string word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Dropped => "dropped",
+            Self::Subscriptions => "subscriptions",
+            Self::Since => "since",
+            Self::Login => "login",
+        }
+    }
+
+    fn parse(word: Option<&str>) -> Option<Self> {
+        let Some(word) = word else {
+            return Some(Self::Queued);
+        };
+        [
+            Self::Queued,
+            Self::Sent,
+            Self::Dropped,
+            Self::Subscriptions,
+            Self::Since,
+            Self::Login,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == word)
+    }
+}
+
+/// `sort` and `limit` of a query string (other keys are ignored).
+fn parse_query(query: &str) -> Result<(Option<&str>, Option<u32>), &'static str> {
+    let (mut sort, mut limit) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sort" => sort = Some(value),
+            "limit" => limit = Some(value.parse().map_err(|_| "limit is not a number\n")?),
+            _ => {}
+        }
+    }
+    Ok((sort, limit))
+}
+
+/// The route of a table path with its query string.
+fn table_route(path: &str, query: &str) -> Result<Route, &'static str> {
+    let (sort, limit) = parse_query(query)?;
+    if path == "/topics" {
+        let by_rate = match sort {
+            None | Some("messages") => false,
+            Some("rate") => true,
+            Some(_) => return Err("unknown sort key\n"),
+        };
+        return Ok(Route::Topics(TopicQuery {
+            by_rate,
+            limit: limit.unwrap_or(TOPICS_LIMIT),
+        }));
+    }
+    Ok(Route::Clients(ClientQuery {
+        sort: SortKey::parse(sort).ok_or("unknown sort key\n")?,
+        limit: limit.unwrap_or(CLIENTS_LIMIT).min(CLIENTS_MAX),
+    }))
 }
 
 /// Decodes standard base64 (with or without padding).
@@ -118,12 +232,18 @@ pub fn parse_head(data: &[u8]) -> Head {
     if req.method != Some("GET") {
         return Head::Reject("405 Method Not Allowed", "");
     }
-    let path = req.path.unwrap_or("/");
-    let route = match path.split('?').next().unwrap_or("/") {
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let route = match path {
         "/" | "/index.html" => Route::Page,
         "/status" => Route::Status,
         "/metrics" => Route::Metrics,
         "/health" => Route::Health,
+        "/history" => Route::History,
+        "/topics" | "/clients" => match table_route(path, query) {
+            Ok(route) => route,
+            Err(message) => return Head::Reject("400 Bad Request", message),
+        },
         _ => return Head::Reject("404 Not Found", ""),
     };
     let auth = match req
@@ -174,6 +294,62 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn table_routes_and_their_queries() {
+        let route = |head: &[u8]| match parse_head(head) {
+            Head::Get { route, .. } => Ok(route),
+            Head::Reject(status, body) => Err((status, body)),
+            Head::Incomplete => Err(("incomplete", "")),
+        };
+        assert_eq!(route(b"GET /history HTTP/1.1\r\n\r\n"), Ok(Route::History));
+        assert_eq!(
+            route(b"GET /topics HTTP/1.1\r\n\r\n"),
+            Ok(Route::Topics(TopicQuery {
+                by_rate: false,
+                limit: TOPICS_LIMIT
+            }))
+        );
+        assert_eq!(
+            route(b"GET /topics?limit=5&x=1&sort=rate HTTP/1.1\r\n\r\n"),
+            Ok(Route::Topics(TopicQuery {
+                by_rate: true,
+                limit: 5
+            }))
+        );
+        assert_eq!(
+            route(b"GET /topics?sort=login HTTP/1.1\r\n\r\n"),
+            Err(("400 Bad Request", "unknown sort key\n"))
+        );
+        assert_eq!(
+            route(b"GET /clients HTTP/1.1\r\n\r\n"),
+            Ok(Route::Clients(ClientQuery {
+                sort: SortKey::Queued,
+                limit: CLIENTS_LIMIT
+            }))
+        );
+        assert_eq!(
+            route(b"GET /clients?sort=login&limit=99999999 HTTP/1.1\r\n\r\n"),
+            Ok(Route::Clients(ClientQuery {
+                sort: SortKey::Login,
+                limit: CLIENTS_MAX
+            }))
+        );
+        for key in ["sent", "dropped", "subscriptions", "since", "queued"] {
+            let head = format!("GET /clients?sort={key} HTTP/1.1\r\n\r\n");
+            assert!(
+                matches!(route(head.as_bytes()), Ok(Route::Clients(q)) if q.sort.as_str() == key)
+            );
+        }
+        assert_eq!(
+            route(b"GET /clients?sort=x HTTP/1.1\r\n\r\n"),
+            Err(("400 Bad Request", "unknown sort key\n"))
+        );
+        assert_eq!(
+            route(b"GET /topics?limit=-1 HTTP/1.1\r\n\r\n"),
+            Err(("400 Bad Request", "limit is not a number\n"))
+        );
     }
 
     #[test]

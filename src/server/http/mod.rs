@@ -4,7 +4,10 @@
 //! | path | what | auth |
 //! |---|---|---|
 //! | `/` | the stats page (HTML) | admin |
-//! | `/status` | counters as JSON (the reference's fields) | admin |
+//! | `/status` | counters as JSON (the reference's fields; rates, latency and links under `psrtd`) | admin |
+//! | `/topics` | the busiest topics as JSON (`?sort=messages|rate&limit=N`) | admin |
+//! | `/clients` | logged-in clients as JSON (`?sort=KEY&limit=N`) | admin |
+//! | `/history` | the last two minutes of rates and gauges as JSON (the page's charts) | admin |
 //! | `/metrics` | Prometheus text format | admin, or none from loopback |
 //! | `/health` | `ok` | none |
 //!
@@ -18,6 +21,9 @@
 pub(crate) mod head;
 pub(crate) mod phase;
 mod render;
+#[cfg(test)]
+pub(crate) mod table_tests;
+mod tables;
 #[cfg(test)]
 mod tests;
 
@@ -48,6 +54,15 @@ impl Response {
             content_type: "text/plain; charset=utf-8",
             extra_header: "",
             body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn json(body: String) -> Self {
+        Self {
+            status: "200 OK",
+            content_type: "application/json",
+            extra_header: "",
+            body: body.into_bytes(),
         }
     }
 }
@@ -156,18 +171,16 @@ fn answer(cx: &mut Cx, id: ConnId, route: Route) -> Result<Step, CloseReason> {
             extra_header: "",
             body: render::PAGE.as_bytes().to_vec(),
         },
-        Route::Status => Response {
-            status: "200 OK",
-            content_type: "application/json",
-            extra_header: "",
-            body: render::status_json(cx.core, cx.conns).into_bytes(),
-        },
+        Route::Status => Response::json(render::status_json(cx.core, cx.conns)),
         Route::Metrics => Response {
             status: "200 OK",
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             extra_header: "",
             body: render::metrics_text(cx.core, cx.conns).into_bytes(),
         },
+        Route::Topics(query) => Response::json(tables::topics_json(cx.core, query)),
+        Route::Clients(query) => Response::json(tables::clients_json(cx.core, cx.conns, query)),
+        Route::History => Response::json(tables::history_json(cx.core)),
     };
     respond(cx, id, response)
 }

@@ -1,23 +1,24 @@
 //! The stats endpoint's bodies: the page, `/status` (the reference's JSON
 //! fields plus psrtd's own) and `/metrics` (Prometheus text format), all
-//! driven by the one counter table in `stats.rs`.
+//! driven by the one counter table in `stats.rs`. The topic and client
+//! tables are in `tables.rs`.
 
 use std::fmt::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::tables::{links, unix_us};
 use crate::server::core::{Conns, Core};
 use crate::server::link::nodes::{Node, NodeStatus};
-use crate::server::stats::Group;
+use crate::server::stats::{COUNTERS, Group};
 
 /// The stats page.
 pub(crate) const PAGE: &str = include_str!("stats.html");
 
-/// `/status`: the reference's JSON fields, plus psrtd's own under `"psrtd"`.
-/// (`c_sent_latency` is not measured by psrtd and left out.)
+/// `/status`: the reference's JSON fields, plus psrtd's own under `"psrtd"`:
+/// its counters, every counter's rate per second over the last interval
+/// (the server's clock), the average delivery latency over it, and the
+/// cluster links.
 pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
-    let time_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
+    let time_us = unix_us();
     let mut reference = serde_json::Map::new();
     let mut own = serde_json::Map::new();
     for (counter, value) in core.stats.values() {
@@ -27,6 +28,11 @@ pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
         };
         group.insert(counter.name.into(), value.into());
     }
+    let rates: serde_json::Map<_, _> = COUNTERS
+        .iter()
+        .zip(&core.rates.per_sec)
+        .map(|(c, r)| (c.name.to_string(), round(*r).into()))
+        .collect();
     serde_json::json!({
         "time": time_us,
         "uptime": core.started.elapsed().as_secs(),
@@ -48,9 +54,19 @@ pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
             },
             "queued_bytes": core.tx_pool.queued_total,
             "counters": own,
+            "rate_interval": round(core.rates.interval),
+            "rates": rates,
+            "latency_avg_us": round(core.rates.latency_avg_us),
+            "topics_tracked": core.topics.len(),
+            "links": links(core),
         },
     })
     .to_string()
+}
+
+/// Rounded to 0.01 (rates, averages).
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 /// `null` without a cluster, else node → status.

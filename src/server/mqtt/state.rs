@@ -80,6 +80,10 @@ pub(crate) struct Session {
     pub held_bytes: usize,
     /// Inbound QoS 2 packet ids delivered and waiting for PUBREL.
     pub qos2_in: Vec<u16>,
+    /// Messages written whole to this client (the stats page's clients).
+    pub sent: u64,
+    /// Messages thrown away with its connection's queue.
+    pub dropped: u64,
 }
 
 impl Session {
@@ -102,6 +106,8 @@ impl Session {
             queue: VecDeque::new(),
             held_bytes: 0,
             qos2_in: Vec::new(),
+            sent: 0,
+            dropped: 0,
         }
     }
 

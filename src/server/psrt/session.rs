@@ -80,6 +80,8 @@ pub(crate) fn start_session(
             delivered_seq: 0,
             repl_topic: None,
             clock: InputClock::new(now),
+            sent: 0,
+            dropped: 0,
         }))),
         now,
     );

@@ -100,6 +100,11 @@ pub(crate) struct Session {
     pub repl_topic: Option<Box<str>>,
     /// Request timing (idle and partial-frame deadlines).
     pub clock: InputClock,
+    /// Messages written whole to this client's data sockets.
+    pub sent: u64,
+    /// Messages thrown away unwritten with its data sockets' queues (slow
+    /// consumer, queue cap).
+    pub dropped: u64,
 }
 
 /// A data socket's link to its session.

@@ -2,9 +2,9 @@
 //! PUBLISH, an MQTT PUBLISH or last will, a UDP datagram, the body of a
 //! replicated publish — goes through [`publish`]: validate and normalise
 //! the topic (MQTT topics are taken as sent: only depth and wildcards are
-//! checked), check the ACL, count,
-//! deliver to every matching subscriber once, and queue it for the cluster
-//! (unless it came from the cluster: no echo).
+//! checked), check the ACL, count (and count its topic in the
+//! busiest-topics table), deliver to every matching subscriber once, and
+//! queue it for the cluster (unless it came from the cluster: no echo).
 
 use std::borrow::Cow;
 
@@ -113,6 +113,8 @@ pub(crate) fn publish(cx: &mut Cx, origin: Origin<'_>, msg: Message<'_>) -> Resu
         }
         Origin::Replica => {}
     }
+    let bytes = (topic.len() + 1 + msg.message.len()) as u64;
+    cx.core.topics.record(&topic, bytes, cx.core.now);
     // Normalisation only removes bytes: same length means same bytes.
     let same = topic.len() == msg.topic.len();
     let frame = Frame {
