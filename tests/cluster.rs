@@ -1,7 +1,9 @@
 //! Cluster replication between two real servers: messages published on one
 //! node reach subscribers of the other through PUBLISH_REPL; nodes without
 //! subscribers answer E0 and get no body; a node that is down at first gets
-//! the queued messages once it is up; replicated messages are not sent back.
+//! the queued messages once it is up; replicated messages are not sent back;
+//! a pipelined burst arrives whole and in order; a node that restarts gets
+//! what was published while it was down, once.
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use common::{Raw, Session, Setup, TestServer, http_get, wait_until};
 use psrt::server::config::BindAddr;
+use psrt_protocol::{Request, encode_request};
 
 /// ACL of a receiving node: `repl` may replicate; anonymous may pub/sub.
 const NODE_ACL: &str =
@@ -222,4 +225,121 @@ fn replication_over_tls() {
     let big = vec![0xA5u8; 300_000];
     assert_eq!(publisher.publish("secure/t", &big), 0x01);
     assert_eq!(sub.recv(), ("secure/t".to_string(), big));
+}
+
+/// A receiving node on a fixed address, with room for long bursts.
+fn node_at(addr: std::net::SocketAddr) -> TestServer {
+    TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .user("repl", "s3cret")
+            .tweak(move |c| {
+                c.bind = vec![BindAddr::Tcp(addr.to_string())];
+                c.data_queue = 100_000;
+                c.data_queue_bytes = 64 << 20;
+            }),
+    )
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Publishes `range` on `topic` in one write (pipelined) and checks every
+/// reply is `01`.
+fn publish_burst(addr: std::net::SocketAddr, topic: &str, range: std::ops::Range<u32>) {
+    let (mut publisher, _) = Raw::anonymous(addr);
+    let mut frames = Vec::new();
+    for i in range.clone() {
+        let message = i.to_le_bytes();
+        encode_request(
+            &Request::Publish {
+                priority: 0x7f,
+                topic,
+                message: &message,
+            },
+            &mut frames,
+        );
+    }
+    publisher.send(&frames);
+    let replies = publisher.read_exact(range.len());
+    assert!(replies.iter().all(|&r| r == 0x01));
+}
+
+/// Receives `range` in order on a thread of its own.
+fn receive_in_order(
+    mut sub: Session,
+    range: std::ops::Range<u32>,
+) -> std::thread::JoinHandle<Session> {
+    std::thread::spawn(move || {
+        for i in range {
+            let (_, message) = sub.recv();
+            assert_eq!(message, i.to_le_bytes(), "in publish order, none missing");
+        }
+        sub
+    })
+}
+
+/// 5000 pipelined publishes on A all reach B's subscriber, in order (a
+/// stop-and-wait link with a message-bounded queue delivered 1024).
+#[test]
+fn a_pipelined_burst_arrives_whole_and_in_order() {
+    let b_addr = free_addr();
+    let b = node_at(b_addr);
+    let a = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .cluster(&node_entry(b.addr, "repl", "s3cret")),
+    );
+    let mut sub = Session::anonymous(b.addr);
+    sub.sub(&["burst/#"]);
+    assert!(wait_until(Duration::from_secs(5), || status(&a).contains("\"online\"")));
+    let rx = receive_in_order(sub, 0..5000);
+    publish_burst(a.addr, "burst/t", 0..5000);
+    let mut sub = rx.join().unwrap();
+    sub.data.expect_silence(Duration::from_millis(200));
+    let dropped = format!("psrtd_cluster_dropped_total{{node=\"{}\"}}", b.addr);
+    assert_eq!(metric(&a, &dropped), Some(0));
+    let replicated = format!("psrtd_cluster_replicated_total{{node=\"{}\"}}", b.addr);
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        &a,
+        &replicated
+    ) == Some(5000)));
+}
+
+/// B stops and starts again on the same address: what A published while B
+/// was down waits in A's queue and arrives, in order, exactly once.
+#[test]
+fn a_node_restart_loses_nothing_below_the_bound() {
+    let b_addr = free_addr();
+    let b = node_at(b_addr);
+    let a = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .cluster(&node_entry(b_addr, "repl", "s3cret")),
+    );
+    let mut sub = Session::anonymous(b.addr);
+    sub.sub(&["r/#"]);
+    assert!(wait_until(Duration::from_secs(5), || status(&a).contains("\"online\"")));
+    let rx = receive_in_order(sub, 0..1000);
+    publish_burst(a.addr, "r/t", 0..1000);
+    drop(rx.join().unwrap());
+    b.stop();
+    assert!(wait_until(Duration::from_secs(5), || status(&a)
+        .contains("\"offline\"")));
+    publish_burst(a.addr, "r/t", 1000..4000);
+    let queued = format!("psrtd_cluster_queued_messages{{node=\"{b_addr}\"}}");
+    assert_eq!(metric(&a, &queued), Some(3000));
+    assert!(
+        wait_until(Duration::from_secs(10), || TcpListener::bind(b_addr)
+            .is_ok()),
+        "B's address is free again"
+    );
+    let b = node_at(b_addr);
+    let mut sub = Session::anonymous(b.addr);
+    sub.sub(&["r/#"]);
+    let mut sub = receive_in_order(sub, 1000..4000).join().unwrap();
+    sub.data.expect_silence(Duration::from_millis(300));
+    assert_eq!(metric(&a, &queued), Some(0));
 }

@@ -47,6 +47,7 @@ mod error;
 mod greeting;
 mod login;
 pub mod mqtt;
+mod repl;
 mod request;
 mod topic;
 mod udp;
@@ -70,6 +71,7 @@ pub use login::{
     ANONYMOUS_LOGIN_FRAME, Login, MAX_LOGIN_FRAME_LEN, TOKEN_LEN, Token, decode_login,
     decode_token, encode_login,
 };
+pub use repl::{REPL_SEQ_HEADER_LEN, encode_repl_seq_head};
 pub use request::{
     REPL_BODY_HEADER_LEN, ReplBody, Request, Topics, decode_repl_body, decode_reply,
     decode_request, encode_repl_body, encode_repl_body_header, encode_reply, encode_request,

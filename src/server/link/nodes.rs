@@ -5,13 +5,18 @@
 //! Every message published locally (TCP or UDP, after the ACL) is queued to
 //! every node; a replicated message (received with PUBLISH_REPL) is never
 //! forwarded again, so the nodes must form a full mesh. Each node has one
-//! outgoing link on the event loop (see `mod.rs` in this folder) that logs in as a user with
-//! `replicator: true` on the other node and sends `PUBLISH_REPL` requests one
-//! at a time (the protocol's two-phase exchange cannot be pipelined). The
-//! queue is bounded like a data socket's (`data_queue` messages,
-//! `data_queue_bytes` bytes); when it is full new messages are dropped and
-//! counted. A link that fails is retried with a growing delay (1 s to 30 s);
-//! the message that was in flight is sent again (at least once).
+//! outgoing link on the event loop (see `mod.rs` in this folder) that logs in
+//! as a user with `replicator: true` on the other node. A psrtd node takes
+//! the pipelined extension (`PUBLISH_REPL_SEQ`, many messages in flight); a
+//! reference node gets the two-phase `PUBLISH_REPL`, one at a time.
+//!
+//! The queue holds every message the node has not acknowledged, in publish
+//! order, bounded in bytes (`queue_bytes` in the node's `cluster.yml` entry,
+//! default 64 MiB, payload + topic). While a link is down messages wait; when
+//! the bound is reached the oldest message not in flight is dropped, counted
+//! and logged once per episode. A link that fails is retried with a growing
+//! delay (1 s to 30 s, with jitter); unacknowledged messages are sent again
+//! (the receiving psrtd drops sequence numbers it already delivered).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -33,6 +38,10 @@ use crate::server::conn::SharedBuf;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Default bound of a node's queue (`queue_bytes`).
+pub(crate) const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
+/// Origins whose last sequence number a receiving node remembers.
+const MAX_ORIGINS: usize = 1024;
 
 /// One entry of `cluster.yml` (the reference client's `Config`).
 #[derive(Debug, Deserialize)]
@@ -61,6 +70,9 @@ struct NodeFile {
     #[serde(default)]
     #[allow(dead_code)]
     need_data_stream: Option<bool>,
+    /// psrtd: the bound of this node's queue in bytes (not a reference key).
+    #[serde(default)]
+    queue_bytes: Option<usize>,
 }
 
 /// Where a node listens.
@@ -85,6 +97,8 @@ pub struct NodeConfig {
     pub password: String,
     /// TLS client settings and the name the certificate must have.
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    /// The queue's bound in bytes.
+    pub queue_bytes: usize,
 }
 
 impl fmt::Debug for NodeConfig {
@@ -93,6 +107,7 @@ impl fmt::Debug for NodeConfig {
             .field("path", &self.path)
             .field("user", &self.user)
             .field("tls", &self.tls.is_some())
+            .field("queue_bytes", &self.queue_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +184,7 @@ pub fn load_nodes(file: &Path) -> Result<Vec<NodeConfig>, ConfigError> {
             user: entry.user,
             password: entry.password,
             tls,
+            queue_bytes: entry.queue_bytes.unwrap_or(DEFAULT_QUEUE_BYTES),
         });
     }
     Ok(nodes)
@@ -185,6 +201,26 @@ pub(crate) struct Replica {
     pub message: SharedBuf,
     /// Publish time, ns since the epoch (kept end to end for latency).
     pub timestamp_ns: u64,
+    /// Sequence number for this node (set when queued).
+    pub seq: u64,
+}
+
+impl Replica {
+    /// What it counts against the queue's bound.
+    pub(crate) fn size(&self) -> usize {
+        self.message.len() + self.topic.len()
+    }
+}
+
+/// What a node's link speaks, learnt at the first login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// Not known yet: REPL_HELLO is tried.
+    Unknown,
+    /// psrtd: PUBLISH_REPL_SEQ, pipelined.
+    Pipelined,
+    /// The reference: two-phase PUBLISH_REPL, one at a time.
+    Reference,
 }
 
 /// A node's link state, as shown by the stats endpoint.
@@ -214,10 +250,31 @@ impl NodeStatus {
 pub(crate) struct Node {
     /// Its configuration.
     pub config: NodeConfig,
-    /// Messages not yet acknowledged by the node (the front may be in flight).
+    /// Messages not yet acknowledged by the node; the first `in_flight`
+    /// were sent on the current link.
     pub queue: VecDeque<Replica>,
-    /// Bytes of the queued payloads.
+    /// Bytes of the queued payloads and topics.
     pub queued_bytes: usize,
+    /// Messages at the front of the queue sent and not yet answered.
+    pub in_flight: usize,
+    /// Bytes of those.
+    pub in_flight_bytes: usize,
+    /// A keep-alive NOP is waiting for its `01` (it was sent with nothing
+    /// in flight, so its reply comes first).
+    pub nop_pending: bool,
+    /// When the node last answered anything (the link deadline).
+    pub last_answer: Option<Instant>,
+    /// When the request whose reply measures the round trip was sent.
+    pub ping_at: Option<Instant>,
+    /// What the link speaks.
+    pub dialect: Dialect,
+    /// The next message's sequence number.
+    next_seq: u64,
+    /// Dropping because the queue is full (logged once per episode).
+    pub dropping: bool,
+    /// Links made (logins) after the first.
+    pub reconnects: u64,
+    logins: u64,
     /// The link connection, while one exists.
     pub link: Option<ConnId>,
     /// What the stats page shows.
@@ -232,6 +289,8 @@ pub(crate) struct Node {
     pub not_required: u64,
     /// Messages dropped because the queue was full or the node refused them.
     pub dropped: u64,
+    /// Round-trip time of the last answered request.
+    pub rtt: Duration,
 }
 
 impl Node {
@@ -240,6 +299,17 @@ impl Node {
             config,
             queue: VecDeque::new(),
             queued_bytes: 0,
+            in_flight: 0,
+            in_flight_bytes: 0,
+            nop_pending: false,
+            last_answer: None,
+            ping_at: None,
+            dialect: Dialect::Unknown,
+            next_seq: 1,
+            dropping: false,
+            reconnects: 0,
+            logins: 0,
+            rtt: Duration::ZERO,
             link: None,
             status: NodeStatus::Connecting,
             retry_at: Some(now),
@@ -250,38 +320,87 @@ impl Node {
         }
     }
 
-    /// Queues a message unless the queue is full; false if dropped.
-    pub(crate) fn push(&mut self, replica: Replica, max_messages: usize, max_bytes: usize) -> bool {
-        let size = replica.message.len() + replica.topic.len();
-        if self.queue.len() >= max_messages || self.queued_bytes + size > max_bytes {
-            self.dropped += 1;
-            return false;
-        }
+    /// Queues a message; if the queue's bound is passed, the oldest messages
+    /// not in flight are dropped (the new one too if nothing else can go).
+    /// Returns how many were dropped.
+    pub(crate) fn push(&mut self, mut replica: Replica) -> u64 {
+        replica.seq = self.next_seq;
+        self.next_seq += 1;
+        let size = replica.size();
         self.queued_bytes += size;
         self.queue.push_back(replica);
-        true
+        let mut dropped = 0;
+        while self.queued_bytes > self.config.queue_bytes && self.queue.len() > self.in_flight {
+            if let Some(r) = self.queue.remove(self.in_flight) {
+                self.queued_bytes -= r.size();
+                dropped += 1;
+            }
+        }
+        self.dropped += dropped;
+        dropped
     }
 
     /// Removes the front message (acknowledged, not required, or refused).
     pub(crate) fn pop(&mut self) {
         if let Some(r) = self.queue.pop_front() {
-            self.queued_bytes -= r.message.len() + r.topic.len();
+            self.queued_bytes -= r.size();
+            if self.in_flight > 0 {
+                self.in_flight -= 1;
+                self.in_flight_bytes -= r.size();
+            }
         }
     }
 
-    /// The link is up and logged in.
-    pub(crate) fn online(&mut self) {
-        self.status = NodeStatus::Online;
-        self.backoff = FIRST_BACKOFF;
+    /// The queue is below half its bound again after dropping: the episode
+    /// is over (true once, for the log line).
+    pub(crate) fn drop_episode_over(&mut self) -> bool {
+        let over = self.dropping && self.queued_bytes <= self.config.queue_bytes / 2;
+        if over {
+            self.dropping = false;
+        }
+        over
     }
 
-    /// The link failed or could not be made: retry after the backoff.
+    /// The link is up and logged in.
+    pub(crate) fn online(&mut self, now: Instant) {
+        self.status = NodeStatus::Online;
+        self.backoff = FIRST_BACKOFF;
+        self.last_answer = Some(now);
+        if self.logins > 0 {
+            self.reconnects += 1;
+        }
+        self.logins += 1;
+    }
+
+    /// The link failed or could not be made: retry after the backoff, with
+    /// up to a quarter of it added at random so nodes do not retry in step.
     pub(crate) fn down(&mut self, now: Instant) {
         self.link = None;
         self.status = NodeStatus::Offline;
-        self.retry_at = Some(now + self.backoff);
+        self.in_flight = 0;
+        self.in_flight_bytes = 0;
+        self.nop_pending = false;
+        let jitter = self.backoff.mul_f64(jitter_fraction() * 0.25);
+        self.retry_at = Some(now + self.backoff + jitter);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
+
+    /// The node closed the link right after REPL_HELLO: a reference node.
+    /// It is tried again at once with the reference exchange.
+    pub(crate) fn speaks_reference(&mut self, now: Instant) {
+        self.down(now);
+        self.dialect = Dialect::Reference;
+        self.backoff = FIRST_BACKOFF;
+        self.retry_at = Some(now);
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes.
+fn jitter_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// All nodes.
@@ -289,6 +408,10 @@ impl Node {
 pub(crate) struct Cluster {
     /// The neighbours, in `cluster.yml` order.
     pub nodes: Vec<Node>,
+    /// This process's id as an origin (sent in REPL_HELLO).
+    pub origin: u64,
+    /// Receiving side: the last sequence number delivered per origin.
+    seen: std::collections::HashMap<u64, u64>,
 }
 
 impl Cluster {
@@ -296,7 +419,25 @@ impl Cluster {
     pub(crate) fn new(configs: Vec<NodeConfig>, now: Instant) -> Self {
         Self {
             nodes: configs.into_iter().map(|c| Node::new(c, now)).collect(),
+            origin: ((jitter_fraction() * (1u64 << 53) as f64) as u64) << 11
+                | u64::from(std::process::id() & 0x7ff),
+            seen: Default::default(),
         }
+    }
+
+    /// Receiving side: true if `seq` from `origin` was not delivered yet
+    /// (and remembers it). Sequence numbers only grow on one link, so a
+    /// number not above the last one is a resend after a reconnect.
+    pub(crate) fn first_time(&mut self, origin: u64, seq: u64) -> bool {
+        if self.seen.len() >= MAX_ORIGINS && !self.seen.contains_key(&origin) {
+            self.seen.clear();
+        }
+        let last = self.seen.entry(origin).or_insert(0);
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        true
     }
 
     /// The earliest pending retry, for the poll timeout.
@@ -372,6 +513,7 @@ mod tests {
             user: String::new(),
             password: String::new(),
             tls: None,
+            queue_bytes: 33,
         };
         let mut node = Node::new(config, now);
         let r = |n: usize| Replica {
@@ -379,24 +521,55 @@ mod tests {
             topic: "t".into(),
             message: vec![0u8; n].into(),
             timestamp_ns: 0,
+            seq: 0,
         };
-        assert!(node.push(r(10), 2, 100));
-        assert!(node.push(r(10), 2, 100));
-        assert!(!node.push(r(10), 2, 100), "message limit");
+        assert_eq!(node.push(r(10)), 0);
+        assert_eq!(node.push(r(10)), 0);
+        assert_eq!(node.push(r(10)), 0);
+        node.in_flight = 1;
+        node.in_flight_bytes = 11;
+        assert_eq!(
+            node.push(r(10)),
+            1,
+            "bound passed: the oldest not in flight goes"
+        );
+        let seqs: Vec<u64> = node.queue.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 3, 4]);
         node.pop();
-        assert!(!node.push(r(90), 2, 100), "byte limit");
-        assert_eq!(node.dropped, 2);
-        assert_eq!(node.queued_bytes, 11);
+        assert_eq!((node.in_flight, node.in_flight_bytes), (0, 0));
+        assert_eq!(
+            node.push(r(40)),
+            3,
+            "everything older goes, then the new one"
+        );
+        assert_eq!(
+            (node.queue.len(), node.queued_bytes, node.dropped),
+            (0, 0, 4)
+        );
+        let within = |t: Option<Instant>, d: Duration| {
+            t.is_some_and(|t| t >= now + d && t <= now + d + d / 4)
+        };
         node.down(now);
-        assert_eq!(node.retry_at, Some(now + FIRST_BACKOFF));
+        assert!(within(node.retry_at, FIRST_BACKOFF));
         node.down(now);
-        assert_eq!(node.retry_at, Some(now + FIRST_BACKOFF * 2));
+        assert!(within(node.retry_at, FIRST_BACKOFF * 2));
         for _ in 0..10 {
             node.down(now);
         }
-        assert_eq!(node.retry_at, Some(now + MAX_BACKOFF));
-        node.online();
+        assert!(within(node.retry_at, MAX_BACKOFF));
+        node.online(now);
         node.down(now);
-        assert_eq!(node.retry_at, Some(now + FIRST_BACKOFF));
+        assert!(within(node.retry_at, FIRST_BACKOFF));
+    }
+
+    #[test]
+    fn receiving_side_skips_resends() {
+        let mut c = Cluster::default();
+        assert!(c.first_time(7, 1));
+        assert!(c.first_time(7, 2));
+        assert!(!c.first_time(7, 2), "resent after a reconnect");
+        assert!(!c.first_time(7, 1));
+        assert!(c.first_time(8, 1), "another origin");
+        assert!(c.first_time(7, 3));
     }
 }
