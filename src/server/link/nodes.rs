@@ -468,7 +468,7 @@ mod tests {
         let file = write(
             &dir,
             "cluster.yml",
-            "- path: node2:2873\n  user: repl\n  password: \"123\"\n  timeout: 5\n- path: /run/psrtd/node3.sock\n  user: repl\n",
+            "- path: node2:2873\n  user: repl\n  password: \"123\"\n  timeout: 5\n- path: /run/psrtd/node3.sock\n  user: repl\n  queue_bytes: 1000\n",
         );
         let nodes = load_nodes(&file).unwrap();
         assert_eq!(nodes.len(), 2);
@@ -481,6 +481,8 @@ mod tests {
             nodes[1].addr,
             NodeAddr::Unix("/run/psrtd/node3.sock".into())
         );
+        assert_eq!(nodes[0].queue_bytes, DEFAULT_QUEUE_BYTES);
+        assert_eq!(nodes[1].queue_bytes, 1000, "psrtd's own key");
         assert!(
             !format!("{:?}", nodes[0]).contains("123"),
             "no password in Debug"

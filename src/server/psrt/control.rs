@@ -263,13 +263,6 @@ fn on_publish_repl_seq(
             return Ok(Reply::Ok);
         }
     }
-    let valid = match pipeline::validate(topic, &cx.core.config.limits) {
-        Ok(t) => t,
-        Err(r) => return Ok(r.reply()),
-    };
-    if !cx.core.matcher.has_match(&valid) {
-        return Ok(Reply::NotRequired);
-    }
     let msg = Message {
         priority,
         topic,
@@ -278,8 +271,9 @@ fn on_publish_repl_seq(
         shared: None,
         qos: QoS::AtLeastOnce,
     };
-    Ok(match pipeline::publish(cx, Origin::Replica, msg) {
-        Ok(()) => Reply::Ok,
+    Ok(match pipeline::publish_counted(cx, Origin::Replica, msg) {
+        Ok(0) => Reply::NotRequired,
+        Ok(_) => Reply::Ok,
         Err(r) => r.reply(),
     })
 }
