@@ -122,6 +122,14 @@ pub(crate) fn failed(core: &mut Core, node: usize, why: &str) {
     let Some(n) = core.cluster.nodes.get_mut(node) else {
         return;
     };
+    if n.try_next_addr(now) {
+        let path = n.config.path.clone();
+        core.warn(
+            "cluster",
+            format_args!("node {path}: {why}; trying its next address"),
+        );
+        return;
+    }
     n.down(now);
     let path = n.config.path.clone();
     core.warn(
@@ -162,6 +170,14 @@ pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, link: Link, reason: &CloseReaso
         return;
     };
     if n.link != Some(id) {
+        return;
+    }
+    if link.step == LinkStep::Connecting && n.try_next_addr(now) {
+        let path = n.config.path.clone();
+        cx.core.warn(
+            "cluster",
+            format_args!("node {path}: {reason}; trying its next address"),
+        );
         return;
     }
     if link.step == LinkStep::Hello && n.dialect == Dialect::Unknown {

@@ -268,6 +268,8 @@ pub(crate) struct Node {
     pub ping_at: Option<Instant>,
     /// What the link speaks.
     pub dialect: Dialect,
+    /// Resolved addresses not tried yet in this attempt.
+    pub addrs: VecDeque<std::net::SocketAddr>,
     /// The next message's sequence number.
     next_seq: u64,
     /// Dropping because the queue is full (logged once per episode).
@@ -305,6 +307,7 @@ impl Node {
             last_answer: None,
             ping_at: None,
             dialect: Dialect::Unknown,
+            addrs: VecDeque::new(),
             next_seq: 1,
             dropping: false,
             reconnects: 0,
@@ -372,11 +375,24 @@ impl Node {
         self.logins += 1;
     }
 
+    /// A connect failed: if another resolved address is left, it is tried
+    /// now (true); otherwise the caller marks the node down.
+    pub(crate) fn try_next_addr(&mut self, now: Instant) -> bool {
+        if self.addrs.is_empty() {
+            return false;
+        }
+        self.link = None;
+        self.status = NodeStatus::Connecting;
+        self.retry_at = Some(now);
+        true
+    }
+
     /// The link failed or could not be made: retry after the backoff, with
     /// up to a quarter of it added at random so nodes do not retry in step.
     pub(crate) fn down(&mut self, now: Instant) {
         self.link = None;
         self.status = NodeStatus::Offline;
+        self.addrs.clear();
         self.in_flight = 0;
         self.in_flight_bytes = 0;
         self.nop_pending = false;

@@ -480,3 +480,27 @@ fn a_streaming_link_pings_when_nothing_is_in_flight() {
     assert_eq!(h.core.cluster.nodes[0].sent, 1);
     assert_eq!(step(&h, id), LinkStep::Streaming);
 }
+
+#[test]
+fn a_failed_connect_tries_the_next_resolved_address_at_once() {
+    let (mut h, _) = linked();
+    let id = h.add(Phase::Link(Link {
+        node: 0,
+        step: LinkStep::Connecting,
+    }));
+    h.core.cluster.nodes[0].link = Some(id);
+    h.core.cluster.nodes[0].addrs = ["127.0.0.2:1".parse().unwrap()].into();
+    dispatch::close(&mut h.cx(), id, CloseReason::Link("refused".into()));
+    let n = &h.core.cluster.nodes[0];
+    assert_eq!((n.link, n.status), (None, NodeStatus::Connecting));
+    assert_eq!(n.retry_at, Some(h.core.now), "no backoff between addresses");
+    // The last address failed too: now the node is down, with the backoff.
+    h.core.cluster.nodes[0].addrs.clear();
+    let id = h.add(Phase::Link(Link {
+        node: 0,
+        step: LinkStep::Connecting,
+    }));
+    h.core.cluster.nodes[0].link = Some(id);
+    dispatch::close(&mut h.cx(), id, CloseReason::Link("refused".into()));
+    assert_down(&h);
+}
