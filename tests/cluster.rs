@@ -343,3 +343,23 @@ fn a_node_restart_loses_nothing_below_the_bound() {
     sub.data.expect_silence(Duration::from_millis(300));
     assert_eq!(metric(&a, &queued), Some(0));
 }
+
+/// Client failover: of several addresses the first that answers is used (a
+/// closed port is skipped); a server that refuses the login ends the try.
+#[test]
+fn the_client_connects_to_the_first_address_that_answers() {
+    use psrt::client::{Client, Config, Error};
+    let srv = receiving_node();
+    let closed = free_addr();
+    let client = Client::connect(&Config::new(&format!("{closed}, {}", srv.addr))).unwrap();
+    client.subscribe("fo/#").unwrap();
+    client.publish(0x7f, "fo/1", b"up").unwrap();
+    let m = client.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!((m.topic.as_str(), m.data.as_slice()), ("fo/1", &b"up"[..]));
+    client.bye().unwrap();
+    let refused =
+        Client::connect(&Config::new(&format!("{}, {closed}", srv.addr)).set_auth("repl", "wrong"));
+    assert!(matches!(refused, Err(Error::LoginFailed)), "{refused:?}");
+    let none = Client::connect(&Config::new(&format!("{closed},{closed}")));
+    assert!(matches!(none, Err(Error::Io(_))), "{none:?}");
+}
