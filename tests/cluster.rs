@@ -3,7 +3,9 @@
 //! subscribers answer E0 and get no body; a node that is down at first gets
 //! the queued messages once it is up; replicated messages are not sent back;
 //! a pipelined burst arrives whole and in order; a node that restarts gets
-//! what was published while it was down, once.
+//! what was published while it was down, once; three nodes in a full mesh;
+//! a reference node (no extension) gets the two-phase exchange; the client
+//! library fails over to the next address.
 
 mod common;
 
@@ -362,4 +364,138 @@ fn the_client_connects_to_the_first_address_that_answers() {
     assert!(matches!(refused, Err(Error::LoginFailed)), "{refused:?}");
     let none = Client::connect(&Config::new(&format!("{closed},{closed}")));
     assert!(matches!(none, Err(Error::Io(_))), "{none:?}");
+}
+
+/// Three nodes, each listing the other two (a full mesh): a burst of
+/// 20 000 pipelined publishes on A reaches subscribers on B and C whole and
+/// in order; a message published on B reaches A and C exactly once.
+#[test]
+fn three_nodes_in_a_full_mesh() {
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let nodes: Vec<TestServer> = (0..3)
+        .map(|i| {
+            let others: String = (0..3)
+                .filter(|&j| j != i)
+                .map(|j| node_entry(addrs[j], "repl", "s3cret"))
+                .collect();
+            let me = addrs[i];
+            TestServer::with(
+                Setup::default()
+                    .acl(NODE_ACL)
+                    .user("repl", "s3cret")
+                    .cluster(&others)
+                    .tweak(move |c| {
+                        c.bind = vec![BindAddr::Tcp(me.to_string())];
+                        c.data_queue = 100_000;
+                        c.data_queue_bytes = 64 << 20;
+                    }),
+            )
+        })
+        .collect();
+    for n in &nodes {
+        assert!(
+            wait_until(Duration::from_secs(10), || !status(n)
+                .contains("\"offline\"")
+                && !status(n).contains("\"connecting\"")),
+            "{}",
+            status(n)
+        );
+    }
+    let subscribe = |n: &TestServer| {
+        let mut s = Session::anonymous(n.addr);
+        s.sub(&["mesh/#"]);
+        s
+    };
+    let (on_b, on_c) = (subscribe(&nodes[1]), subscribe(&nodes[2]));
+    let rx_b = receive_in_order(on_b, 0..20_000);
+    let rx_c = receive_in_order(on_c, 0..20_000);
+    publish_burst(nodes[0].addr, "mesh/burst", 0..20_000);
+    let mut on_b = rx_b.join().unwrap();
+    let mut on_c = rx_c.join().unwrap();
+    let mut on_a = subscribe(&nodes[0]);
+    publish_burst(nodes[1].addr, "mesh/from-b", 7..8);
+    for s in [&mut on_a, &mut on_b, &mut on_c] {
+        assert_eq!(
+            s.recv(),
+            ("mesh/from-b".to_string(), 7u32.to_le_bytes().to_vec())
+        );
+    }
+    for s in [&mut on_a, &mut on_b, &mut on_c] {
+        s.data.expect_silence(Duration::from_millis(300));
+    }
+}
+
+/// A node that speaks only the reference protocol (no op 12): it closes
+/// the link at REPL_HELLO, and psrtd reconnects at once and replicates with
+/// the two-phase PUBLISH_REPL, in order.
+#[test]
+fn a_reference_node_gets_the_two_phase_exchange() {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let node_addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let log_in = |s: &mut std::net::TcpStream| {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut greeting = [0u8; 3];
+            s.read_exact(&mut greeting).unwrap();
+            s.write_all(&[0xEE, 0xAA, 0x01, 0x00]).unwrap();
+            let mut buf = Vec::new();
+            loop {
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).unwrap();
+                buf.push(b[0]);
+                if let Ok(psrt_protocol::Decoded::Frame { .. }) = psrt_protocol::decode_login(&buf)
+                {
+                    break;
+                }
+            }
+            s.write_all(&[7u8; 32]).unwrap();
+        };
+        let read = |s: &mut std::net::TcpStream, n: usize| {
+            let mut v = vec![0u8; n];
+            s.read_exact(&mut v).map(|_| v)
+        };
+        // First link: the unknown op closes it, as in the reference.
+        let (mut s, _) = listener.accept().unwrap();
+        log_in(&mut s);
+        let op = read(&mut s, 1).unwrap()[0];
+        tx.send(format!("op {op:#04x}")).unwrap();
+        drop(s);
+        let (mut s, _) = listener.accept().unwrap();
+        log_in(&mut s);
+        while let Ok(op) = read(&mut s, 1) {
+            match op[0] {
+                0x00 => s.write_all(&[0x01]).unwrap(),
+                0x11 => {
+                    let len = u32::from_le_bytes(read(&mut s, 4).unwrap().try_into().unwrap());
+                    let topic = String::from_utf8(read(&mut s, len as usize).unwrap()).unwrap();
+                    s.write_all(&[0x02]).unwrap();
+                    let head = read(&mut s, 13).unwrap();
+                    let len = u32::from_le_bytes(head[9..13].try_into().unwrap());
+                    let msg = read(&mut s, len as usize).unwrap();
+                    s.write_all(&[0x01]).unwrap();
+                    tx.send(format!("{topic} {}", String::from_utf8_lossy(&msg)))
+                        .unwrap();
+                }
+                other => panic!("op {other:#04x} on a reference link"),
+            }
+        }
+    });
+    let a = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .cluster(&node_entry(node_addr, "repl", "s3cret")),
+    );
+    let next = || rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(next(), "op 0x12", "psrtd tries its extension first");
+    assert!(wait_until(Duration::from_secs(5), || status(&a).contains("\"online\"")));
+    let (mut publisher, _) = Raw::anonymous(a.addr);
+    for m in ["one", "two", "three"] {
+        assert_eq!(publisher.publish("ref/t", m.as_bytes()), 0x01);
+    }
+    for m in ["one", "two", "three"] {
+        assert_eq!(next(), format!("ref/t {m}"));
+    }
 }
