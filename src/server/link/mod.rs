@@ -8,6 +8,8 @@
 //! greeting and the switch to TLS) is the loop's I/O (`event_loop::wake`).
 
 pub(crate) mod nodes;
+#[cfg(test)]
+mod nodes_tests;
 pub(crate) mod phase;
 #[cfg(test)]
 mod tests;
@@ -67,6 +69,18 @@ pub(crate) fn replicate(cx: &mut Cx, priority: u8, topic: &str, message: &[u8]) 
                 ),
             );
         }
+    }
+    let total = cx.core.config.cluster_queue_total;
+    for i in cx.core.cluster.enforce_total(total) {
+        let path = cx.core.cluster.nodes[i].config.path.clone();
+        cx.core.warn(
+            "cluster",
+            format_args!(
+                "node {path}: all replication queues together passed {total} bytes (cluster.queue_bytes_total): dropping its oldest messages"
+            ),
+        );
+    }
+    for i in 0..cx.core.cluster.nodes.len() {
         if let Some(id) = cx.core.cluster.nodes[i].link {
             pump(cx, id);
         }

@@ -35,9 +35,9 @@ use crate::server::conn::ConnId;
 use crate::server::conn::SharedBuf;
 
 /// First retry delay after a link fails; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest retry delay.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Default bound of a node's queue (`queue_bytes`).
 pub(crate) const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
 /// Origins whose last sequence number a receiving node remembers.
@@ -296,7 +296,7 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    fn new(config: NodeConfig, now: Instant) -> Self {
+    pub(crate) fn new(config: NodeConfig, now: Instant) -> Self {
         Self {
             config,
             queue: VecDeque::new(),
@@ -341,6 +341,19 @@ impl Node {
         }
         self.dropped += dropped;
         dropped
+    }
+
+    /// Drops the oldest message not in flight (the total bound); false if
+    /// every queued message is in flight.
+    pub(crate) fn drop_oldest(&mut self) -> bool {
+        match self.queue.remove(self.in_flight) {
+            Some(r) => {
+                self.queued_bytes -= r.size();
+                self.dropped += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes the front message (acknowledged, not required, or refused).
@@ -461,133 +474,37 @@ impl Cluster {
         self.nodes.iter().filter_map(|n| n.retry_at).min()
     }
 
+    /// Enforces the bound of all queues together: the oldest messages of
+    /// the node with the most bytes waiting go first. Returns the nodes that
+    /// started dropping (for the once-per-episode log line).
+    pub(crate) fn enforce_total(&mut self, total: usize) -> Vec<usize> {
+        let mut started = Vec::new();
+        let mut queued: usize = self.nodes.iter().map(|n| n.queued_bytes).sum();
+        while queued > total {
+            let Some((i, n)) = self
+                .nodes
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, n)| n.queue.len() > n.in_flight)
+                .max_by_key(|(_, n)| n.queued_bytes - n.in_flight_bytes)
+            else {
+                break;
+            };
+            let before = n.queued_bytes;
+            if !n.drop_oldest() {
+                break;
+            }
+            queued -= before - n.queued_bytes;
+            if !n.dropping {
+                n.dropping = true;
+                started.push(i);
+            }
+        }
+        started
+    }
+
     /// No node configured.
     pub(crate) fn is_empty(&self) -> bool {
         self.nodes.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    #[test]
-    fn reference_cluster_file_loads() {
-        let dir = std::env::temp_dir().join(format!("psrt-cluster-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = write(
-            &dir,
-            "cluster.yml",
-            "- path: node2:2873\n  user: repl\n  password: \"123\"\n  timeout: 5\n- path: /run/psrtd/node3.sock\n  user: repl\n  queue_bytes: 1000\n",
-        );
-        let nodes = load_nodes(&file).unwrap();
-        assert_eq!(nodes.len(), 2);
-        assert_eq!(nodes[0].addr, NodeAddr::Tcp("node2:2873".into()));
-        assert_eq!(
-            (nodes[0].user.as_str(), nodes[0].password.as_str()),
-            ("repl", "123")
-        );
-        assert_eq!(
-            nodes[1].addr,
-            NodeAddr::Unix("/run/psrtd/node3.sock".into())
-        );
-        assert_eq!(nodes[0].queue_bytes, DEFAULT_QUEUE_BYTES);
-        assert_eq!(nodes[1].queue_bytes, 1000, "psrtd's own key");
-        assert!(
-            !format!("{:?}", nodes[0]).contains("123"),
-            "no password in Debug"
-        );
-
-        for (text, needle) in [
-            ("- path: nowhere\n", "host:port"),
-            ("- path: n:1\n  colour: red\n", "unknown field `colour`"),
-            ("- path: n:1\n  tls: true\n", "needs tls_ca"),
-            (
-                "- path: n:1\n  tls: true\n  tls_ca: missing.pem\n",
-                "missing.pem",
-            ),
-            ("- path: x.sock\n  tls: true\n  tls_ca: ca.pem\n", "Unix"),
-            ("{ path: n }\n", "invalid type"),
-        ] {
-            let f = write(&dir, "bad.yml", text);
-            let e = load_nodes(&f).unwrap_err();
-            assert!(e.to_string().contains(needle), "{text:?} -> {e}");
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn queue_limits_and_backoff() {
-        let now = Instant::now();
-        let config = NodeConfig {
-            path: "n:1".into(),
-            addr: NodeAddr::Tcp("n:1".into()),
-            user: String::new(),
-            password: String::new(),
-            tls: None,
-            queue_bytes: 33,
-        };
-        let mut node = Node::new(config, now);
-        let r = |n: usize| Replica {
-            priority: 0x7f,
-            topic: "t".into(),
-            message: vec![0u8; n].into(),
-            timestamp_ns: 0,
-            seq: 0,
-        };
-        assert_eq!(node.push(r(10)), 0);
-        assert_eq!(node.push(r(10)), 0);
-        assert_eq!(node.push(r(10)), 0);
-        node.in_flight = 1;
-        node.in_flight_bytes = 11;
-        assert_eq!(
-            node.push(r(10)),
-            1,
-            "bound passed: the oldest not in flight goes"
-        );
-        let seqs: Vec<u64> = node.queue.iter().map(|r| r.seq).collect();
-        assert_eq!(seqs, [1, 3, 4]);
-        node.pop();
-        assert_eq!((node.in_flight, node.in_flight_bytes), (0, 0));
-        assert_eq!(
-            node.push(r(40)),
-            3,
-            "everything older goes, then the new one"
-        );
-        assert_eq!(
-            (node.queue.len(), node.queued_bytes, node.dropped),
-            (0, 0, 4)
-        );
-        let within = |t: Option<Instant>, d: Duration| {
-            t.is_some_and(|t| t >= now + d && t <= now + d + d / 4)
-        };
-        node.down(now);
-        assert!(within(node.retry_at, FIRST_BACKOFF));
-        node.down(now);
-        assert!(within(node.retry_at, FIRST_BACKOFF * 2));
-        for _ in 0..10 {
-            node.down(now);
-        }
-        assert!(within(node.retry_at, MAX_BACKOFF));
-        node.online(now);
-        node.down(now);
-        assert!(within(node.retry_at, FIRST_BACKOFF));
-    }
-
-    #[test]
-    fn receiving_side_skips_resends() {
-        let mut c = Cluster::default();
-        assert!(c.first_time(7, 1));
-        assert!(c.first_time(7, 2));
-        assert!(!c.first_time(7, 2), "resent after a reconnect");
-        assert!(!c.first_time(7, 1));
-        assert!(c.first_time(8, 1), "another origin");
-        assert!(c.first_time(7, 3));
     }
 }
