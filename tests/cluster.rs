@@ -12,6 +12,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use common::relay::Relay;
 use common::{Raw, Session, Setup, TestServer, http_get, wait_until};
 use psrt::server::config::BindAddr;
 use psrt_protocol::{Request, encode_request};
@@ -498,4 +499,44 @@ fn a_reference_node_gets_the_two_phase_exchange() {
     for m in ["one", "two", "three"] {
         assert_eq!(next(), format!("ref/t {m}"));
     }
+}
+
+/// The link goes silent (the relay stops forwarding): A's link deadline
+/// closes it, messages published meanwhile wait, and when the path is back
+/// they all arrive, in order, once.
+#[test]
+fn a_silent_link_is_detected_and_the_queue_arrives_when_it_is_back() {
+    let b = node_at(free_addr());
+    let relay = Relay::to(b.addr);
+    let a = TestServer::with(
+        Setup::default()
+            .acl(NODE_ACL)
+            .cluster(&node_entry(relay.addr, "repl", "s3cret"))
+            .tweak(|c| c.timeout = Duration::from_secs(1)),
+    );
+    let mut sub = Session::anonymous(b.addr);
+    sub.sub(&["cut/#"]);
+    assert!(wait_until(Duration::from_secs(5), || status(&a).contains("\"online\"")));
+    let rx = receive_in_order(sub, 0..3000);
+    publish_burst(a.addr, "cut/t", 0..1000);
+    std::thread::sleep(Duration::from_millis(300));
+    relay.set_cut(true);
+    publish_burst(a.addr, "cut/t", 1000..3000);
+    assert!(
+        wait_until(Duration::from_secs(5), || status(&a)
+            .contains("\"offline\"")),
+        "the deadline closes the silent link: {}",
+        status(&a)
+    );
+    relay.set_cut(false);
+    let mut sub = rx.join().unwrap();
+    sub.data.expect_silence(Duration::from_millis(300));
+    let reconnects = format!("psrtd_cluster_reconnects_total{{node=\"{}\"}}", relay.addr);
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        &a,
+        &reconnects
+    )
+    .is_some_and(|n| n >= 1)));
+    let dropped = format!("psrtd_cluster_dropped_total{{node=\"{}\"}}", relay.addr);
+    assert_eq!(metric(&a, &dropped), Some(0));
 }
