@@ -14,6 +14,8 @@
 //! BYE          FF
 //! ```
 
+#[cfg(test)]
+use crate::repl::{ReplBody, decode_repl_body, encode_repl_body};
 use crate::repl::{decode_publish_repl_seq, encode_repl_seq_head};
 use crate::wire::{LEN_BYTES, len_prefixed, put_len, split_nul, u64_at, utf8};
 use crate::{DecodeError, Decoded, Limits, Op, Reply};
@@ -247,61 +249,6 @@ pub fn encode_topics<'t>(
         out.extend_from_slice(topic.as_bytes());
         out.push(0);
     }
-}
-
-/// Second phase of PUBLISH_REPL: `PRIO TIMESTAMP(u64 LE ns) LEN MESSAGE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplBody<'a> {
-    /// Priority byte from the origin node.
-    pub priority: u8,
-    /// Publish time on the origin node, ns since the Unix epoch.
-    pub timestamp_ns: u64,
-    /// The message.
-    pub message: &'a [u8],
-}
-
-const REPL_HEADER: usize = 1 + 8;
-
-/// Decodes a PUBLISH_REPL body; `LEN <= max_pub_size`.
-pub fn decode_repl_body<'a>(
-    buf: &'a [u8],
-    limits: &Limits,
-) -> Result<Decoded<ReplBody<'a>>, DecodeError> {
-    let (Some(&priority), Some(timestamp_ns)) = (buf.first(), u64_at(buf, 1)) else {
-        return Ok(Decoded::Incomplete {
-            need: REPL_HEADER + LEN_BYTES - buf.len(),
-        });
-    };
-    let rest = buf.get(REPL_HEADER..).unwrap_or_default();
-    Ok(len_prefixed(rest, limits.max_pub_size)?
-        .map(|message| ReplBody {
-            priority,
-            timestamp_ns,
-            message,
-        })
-        .after_header(REPL_HEADER))
-}
-
-/// Length of a PUBLISH_REPL body's header (`PRIO TIMESTAMP LEN`).
-pub const REPL_BODY_HEADER_LEN: usize = REPL_HEADER + LEN_BYTES;
-
-/// Appends `PRIO TIMESTAMP LEN`: everything of a PUBLISH_REPL body but the
-/// message, for a writer that sends a large message from its own buffer.
-pub fn encode_repl_body_header(
-    priority: u8,
-    timestamp_ns: u64,
-    message_len: usize,
-    out: &mut Vec<u8>,
-) {
-    out.push(priority);
-    out.extend_from_slice(&timestamp_ns.to_le_bytes());
-    put_len(out, message_len);
-}
-
-/// Appends a PUBLISH_REPL body.
-pub fn encode_repl_body(body: &ReplBody<'_>, out: &mut Vec<u8>) {
-    encode_repl_body_header(body.priority, body.timestamp_ns, body.message.len(), out);
-    out.extend_from_slice(body.message);
 }
 
 /// Decodes a one-byte reply.
