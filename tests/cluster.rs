@@ -75,6 +75,20 @@ fn publishes_reach_the_other_node() {
     assert!(wait_until(Duration::from_secs(5), || metric(&a, &node) == Some(1)));
     let replicated = format!("psrtd_cluster_replicated_total{{node=\"{}\"}}", b.addr);
     assert_eq!(metric(&a, &replicated), Some(50));
+    let json: serde_json::Value = serde_json::from_str(&status(&a)).unwrap();
+    let node = &json["cluster_nodes"][b.addr.to_string()];
+    assert_eq!(
+        json["cluster"][b.addr.to_string()],
+        "online",
+        "the reference's shape"
+    );
+    assert_eq!(node["replicated"], 50, "{json}");
+    assert_eq!(
+        (node["queued_messages"].as_u64(), node["dropped"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let (_, page) = http_get(a.stats_addr.unwrap(), "/");
+    assert!(page.contains("cluster_nodes"), "the stats page shows them");
 }
 
 /// A node that is down when the first messages are published gets them once
