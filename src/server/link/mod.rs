@@ -337,7 +337,11 @@ pub(crate) fn on_input(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
             on_stream_reply(cx, id, node, reply)?;
             Ok(Step::Used(len))
         }
-        LinkStep::Hello | LinkStep::AwaitTopic | LinkStep::AwaitBody | LinkStep::AwaitNop => {
+        LinkStep::Hello
+        | LinkStep::AwaitTopic
+        | LinkStep::AwaitBody
+        | LinkStep::AwaitBodyNext
+        | LinkStep::AwaitNop => {
             let (reply, len) = match frame(decode_reply(data))? {
                 Ok(f) => f,
                 Err(step) => return Ok(step),
@@ -390,7 +394,26 @@ fn on_reply(
             cx.conns[id]
                 .tx
                 .push_shared(r.message, len, false, &mut cx.core.tx_pool);
-            set_step(cx, id, LinkStep::AwaitBody);
+            // The next message's topic goes right after the body: the node
+            // reads it as its next request once the body is handled, so the
+            // link waits one round trip per message, not two.
+            let n = &mut cx.core.cluster.nodes[node];
+            let Some((topic, size)) = n.queue.get(1).map(|r| (r.topic.clone(), r.size())) else {
+                set_step(cx, id, LinkStep::AwaitBody);
+                return Ok(());
+            };
+            n.in_flight = 2;
+            n.in_flight_bytes += size;
+            push(cx, id, 1 + 4 + topic.len(), |v| {
+                encode_request(&Request::PublishRepl { topic: &topic }, v);
+            });
+            set_step(cx, id, LinkStep::AwaitBodyNext);
+            return Ok(());
+        }
+        (LinkStep::AwaitBodyNext, Reply::Ok) => {
+            n.sent += 1;
+            n.pop();
+            set_step(cx, id, LinkStep::AwaitTopic);
             return Ok(());
         }
         (LinkStep::AwaitTopic, Reply::AccessDenied) => {

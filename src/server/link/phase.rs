@@ -7,6 +7,8 @@
 //! Reference node, one message at a time:
 //!                          Login → Idle ⇄ AwaitTopic → (E0) Idle
 //!                                           └ (02) AwaitBody → (01) Idle
+//!                                           └ (02, another queued) body + next
+//!                                             topic: AwaitBodyNext → (01) AwaitTopic
 //!                                 Idle → AwaitNop → Idle   (keep-alive)
 //! ```
 //!
@@ -43,6 +45,9 @@ pub(crate) enum LinkStep {
     AwaitTopic,
     /// Body sent; waiting for 01.
     AwaitBody,
+    /// Body sent and the next message's topic right after it; waiting for
+    /// the body's 01 (then the topic's answer, in `AwaitTopic`).
+    AwaitBodyNext,
     /// Keep-alive NOP sent; waiting for 01.
     AwaitNop,
 }

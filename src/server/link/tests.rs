@@ -210,7 +210,7 @@ fn replicated_message_goes_out_in_two_phases() {
 }
 
 #[test]
-fn requests_go_one_at_a_time() {
+fn a_reference_link_sends_the_next_topic_right_after_a_body() {
     let (mut h, id) = online();
     replicate(&mut h.cx(), 0x7f, "a", b"1");
     replicate(&mut h.cx(), 0x7f, "b", b"2");
@@ -221,10 +221,17 @@ fn requests_go_one_at_a_time() {
         "the second waits for the first's exchange"
     );
     h.feed(id, &[OK_WAITING]);
-    h.take_output(id);
-    // The node's 01 for the first body, then its 02 for the second topic.
+    let out = h.take_output(id);
+    assert!(
+        out.ends_with(&topic_request("b")),
+        "the next topic follows the body at once"
+    );
+    assert_eq!(step(&h, id), LinkStep::AwaitBodyNext);
+    // A drop of the oldest now must not take "b": it is in flight.
+    assert_eq!(h.core.cluster.nodes[0].in_flight, 2);
+    // The node's 01 for the first body, then its answer to the second topic.
     h.feed(id, &[OK]);
-    assert_eq!(h.take_output(id), topic_request("b"));
+    assert!(h.take_output(id).is_empty());
     assert_eq!(step(&h, id), LinkStep::AwaitTopic);
     h.feed(id, &[NOT_REQUIRED]);
     let n = &h.core.cluster.nodes[0];
