@@ -74,6 +74,13 @@ OPTIONS:
                                  publish + read of 10 B and 1 MB, plain vs
                                  --tls on one server (certificates made with
                                  openssl)
+                       repl      psrtd only: cluster replication. Node B
+                                 (plain) and node A (cluster.yml -> B) on
+                                 loopback; pbench publishes to A, its
+                                 subscriber reads from B (--sub-addr):
+                                 1 -> 1, 16 B, window 500, n N_1TO1, median
+                                 of 3, next to the same 1 -> 1 on B alone,
+                                 alternated in the same run
                        The binary size is always reported.
     --quick            smaller n and one run per workload instead of three
     --reps N           runs per headline workload (1to1, fanout, fanin,
@@ -105,7 +112,7 @@ EOF
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ORIG_ARGS=("$@")
 ALL_SERVERS=(psrtd redis nats mosquitto)
-ALL_WORKLOADS=(1to1 ack fanout fanin 1k 1m latency subs100k idle udp cpu syscalls mqtt tls)
+ALL_WORKLOADS=(1to1 ack fanout fanin 1k 1m latency subs100k idle udp cpu syscalls mqtt tls repl)
 SERVERS=("${ALL_SERVERS[@]}")
 WORKLOADS=("${ALL_WORKLOADS[@]}")
 QUICK=0
@@ -171,9 +178,11 @@ T_START=$(date +%s)
 SRV_PID=""
 STRACE_PID=""
 PB_PID=""
+REPL_PIDS=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    for p in $REPL_PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     if [ -n "$PB_PID" ] && kill -0 "$PB_PID" 2>/dev/null; then
         kill "$PB_PID" 2>/dev/null || true   # timeout passes it on to pbench
         wait "$PB_PID" 2>/dev/null || true
@@ -697,6 +706,43 @@ tls_runs() {
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
 }
 
+# Cluster replication: node B alone, node A replicating to B. pbench
+# publishes to A and reads from B; the baseline is the same 1 -> 1 on B
+# alone, alternated with the replicated runs.
+repl_runs() {
+    local d="$TMP/repl" pa pb_ a_pid b_pid
+    mkdir -p "$d/a" "$d/b"
+    pa=$(free_port 2877); pb_=$(free_port 2879)
+    printf "_:\n  sub: '#'\n  pub: '#'\n  replicator: true\n" >"$d/acl.yml"
+    for n in a b; do
+        cp "$d/acl.yml" "$d/$n/acl.yml"
+        local port=$pb_; [ $n = a ] && port=$pa
+        printf 'server:\n  data_queue: 4096\nproto:\n  bind: 127.0.0.1:%s\n  timeout: 60\nauth:\n  allow_anonymous: true\n  acl: acl.yml\n' "$port" >"$d/$n/config.yml"
+    done
+    printf -- '- path: 127.0.0.1:%s\n' "$pb_" >"$d/a/cluster.yml"
+    printf 'cluster:\n  config: cluster.yml\n' >>"$d/a/config.yml"
+    "$PSRTD" -C "$d/b/config.yml" >"$LOGDIR/psrtd-repl-b.log" 2>&1 &
+    b_pid=$!; REPL_PIDS="$b_pid"
+    for _ in $(seq 1 50); do tcp_listening "$pb_" && break; sleep 0.1; done
+    "$PSRTD" -C "$d/a/config.yml" >"$LOGDIR/psrtd-repl-a.log" 2>&1 &
+    a_pid=$!; REPL_PIDS="$b_pid $a_pid"
+    for _ in $(seq 1 50); do grep -q "replicating to node" "$LOGDIR/psrtd-repl-a.log" && break; sleep 0.1; done
+    local repl=() single=() saved=$SRV_PID
+    for _ in $(seq 1 "$REPS"); do
+        SRV_PID=$b_pid PB_PORT=$pb_ pb psrtd repl1 --pubs 1 --subs 1 --n "$N_1TO1" --size 16 --window 500 || true
+        [ -n "$LINE" ] && single+=("$LINE")
+        SRV_PID=$a_pid PB_PORT=$pa pb psrtd repl --pubs 1 --subs 1 --n "$N_1TO1" --size 16 --window 500 \
+            --sub-addr "127.0.0.1:$pb_" || true
+        [ -n "$LINE" ] && repl+=("$LINE")
+    done
+    SRV_PID=$saved
+    keep_median psrtd repl1 deliver_rate ${single[@]+"${single[@]}"}
+    keep_median psrtd repl deliver_rate ${repl[@]+"${repl[@]}"}
+    kill "$a_pid" "$b_pid" 2>/dev/null || true
+    wait "$a_pid" "$b_pid" 2>/dev/null || true
+    REPL_PIDS=""
+}
+
 # ---------------------------------------------------------------- run
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 write_configs
@@ -711,6 +757,10 @@ done
 if want tls && serving psrtd; then
     log "psrtd: tls (psrt-cli --benchmark, plain then TLS)"
     tls_runs
+fi
+if want repl && serving psrtd; then
+    log "psrtd: repl (node A replicating to node B, against B alone), x$REPS each"
+    repl_runs
 fi
 T_END=$(date +%s)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -857,6 +907,16 @@ if want tls && serving psrtd; then
         cell=${NOTE[psrtd.tls]:-"not measured (psrt-cli run failed)"}; met="—"
     fi
     row "TLS 1 → 1 as a share of plaintext (psrt-cli --benchmark publish + read, same server, same client)" "$cell" "n/a (pbench has no TLS)" "—" "≥ 50 % (16 B), ≥ 80 % (1 MB) (perf-anchors W9)" "$met"
+fi
+if want repl && serving psrtd; then
+    rv=$(value psrtd repl rate); sv=$(value psrtd repl1 rate)
+    if [ -n "$rv" ] && [ -n "$sv" ]; then
+        rl=${R[psrtd.repl]}
+        cell="$(fmt_rate "$rv") msg/s, p50 $({ grep -o ' p50=[0-9.]*[a-zµ]*' <<<"$rl" || true; } | cut -d= -f2) p99 $({ grep -o ' p99=[0-9.]*[a-zµ]*' <<<"$rl" || true; } | cut -d= -f2) (runs: ${R[psrtd.repl.runs]:-})"
+        row "cluster replication A → B, 1 → 1, 16 B, window 500 (publisher on A, subscriber on B; median of $REPS)" "$cell" "$(fmt_rate "$sv") msg/s (psrtd single node 1 → 1, same run)" "$(fmt_ratio "$rv" "$sv")" "≥ 0.50× single node" "$(yesno ge "$(calc "$rv / $sv")" 0.5)"
+    else
+        row "cluster replication A → B, 1 → 1, 16 B" "${NOTE[psrtd.repl]:-failed}" "—" "—" "≥ 0.50× single node" "—"
+    fi
 fi
 if want mqtt; then
     # psrtd's MQTT listener against mosquitto's 1to1 / fanout (same pbench

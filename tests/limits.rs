@@ -134,7 +134,7 @@ fn u32_max_lengths() {
 fn unknown_op_byte_closes() {
     let srv = TestServer::start();
     let mut healthy = Healthy::new(&srv);
-    for op in [0x04u8, 0x10, 0x12, 0x21, 0x7f, 0xfe] {
+    for op in [0x04u8, 0x10, 0x14, 0x21, 0x7f, 0xfe] {
         expect_close_after(&srv, &format!("op {op:02x}"), &[op]);
     }
     healthy.check();

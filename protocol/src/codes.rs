@@ -52,6 +52,12 @@ wire_enum!(
         Unsubscribe = 0x03,
         /// Cluster replication: `LEN TOPIC`, then (after OK_WAITING) the body.
         PublishRepl = 0x11,
+        /// psrtd extension: `ORIGIN(u64 LE)`; OK means the node takes
+        /// [`Op::PublishReplSeq`] (a reference node closes: unknown op).
+        ReplHello = 0x12,
+        /// psrtd extension, one frame per message, pipelined:
+        /// `PRIO TIMESTAMP(u64) SEQ(u64) LEN TOPIC 00 MESSAGE`.
+        PublishReplSeq = 0x13,
         /// End of session: OK, then the server closes both sockets.
         Bye = 0xFF,
     }

@@ -47,6 +47,7 @@ mod error;
 mod greeting;
 mod login;
 pub mod mqtt;
+mod repl;
 mod request;
 mod topic;
 mod udp;
@@ -70,10 +71,12 @@ pub use login::{
     ANONYMOUS_LOGIN_FRAME, Login, MAX_LOGIN_FRAME_LEN, TOKEN_LEN, Token, decode_login,
     decode_token, encode_login,
 };
+pub use repl::{
+    REPL_BODY_HEADER_LEN, REPL_SEQ_HEADER_LEN, ReplBody, decode_repl_body, encode_repl_body,
+    encode_repl_body_header, encode_repl_seq_head,
+};
 pub use request::{
-    REPL_BODY_HEADER_LEN, ReplBody, Request, Topics, decode_repl_body, decode_reply,
-    decode_request, encode_repl_body, encode_repl_body_header, encode_reply, encode_request,
-    encode_topics,
+    Request, Topics, decode_reply, decode_request, encode_reply, encode_request, encode_topics,
 };
 pub use topic::{
     TopicError, canonical_mask, mask_covers, mask_matches, normalize_topic, topic_depth,

@@ -8,9 +8,15 @@
 //! UNSUBSCRIBE  03 LEN TOPIC [00 TOPIC]... [00]           LEN <= max_topic_length
 //! PUBLISH_REPL 11 LEN TOPIC                               LEN <= max_topic_length
 //!   then, after a 02 reply: PRIO TIMESTAMP(u64 LE ns) LEN MESSAGE
+//! REPL_HELLO   12 ORIGIN(u64 LE)                          psrtd extension
+//! PUBLISH_REPL_SEQ 13 PRIO TIMESTAMP(u64 LE ns) SEQ(u64 LE) LEN TOPIC 00 MESSAGE
+//!                                                         psrtd extension, LEN <= max_pub_size
 //! BYE          FF
 //! ```
 
+#[cfg(test)]
+use crate::repl::{ReplBody, decode_repl_body, encode_repl_body};
+use crate::repl::{decode_publish_repl_seq, encode_repl_seq_head};
 use crate::wire::{LEN_BYTES, len_prefixed, put_len, split_nul, u64_at, utf8};
 use crate::{DecodeError, Decoded, Limits, Op, Reply};
 
@@ -36,6 +42,27 @@ pub enum Request<'a> {
     PublishRepl {
         /// The topic as sent by the replicating node.
         topic: &'a str,
+    },
+    /// psrtd extension: the replicating node's id for this process's life;
+    /// answered `01` by psrtd (a reference node closes on the unknown op).
+    ReplHello {
+        /// Random id of the origin node, for duplicate detection.
+        origin: u64,
+    },
+    /// psrtd extension: a whole replicated message in one frame, so many can
+    /// be in flight; answered `01` (delivered), `E0` (no subscriber), `FE`
+    /// (not a replicator) or `FF` (bad topic), one reply per frame in order.
+    PublishReplSeq {
+        /// Priority byte from the origin node.
+        priority: u8,
+        /// Publish time on the origin node, ns since the Unix epoch.
+        timestamp_ns: u64,
+        /// The origin's sequence number for this destination (increasing).
+        seq: u64,
+        /// The topic (normalised by the origin; validated again).
+        topic: &'a str,
+        /// The message.
+        message: &'a [u8],
     },
     /// End the session.
     Bye,
@@ -106,6 +133,16 @@ pub fn decode_request<'a>(
             },
             Decoded::Incomplete { need } => Decoded::Incomplete { need },
         },
+        Op::ReplHello => match u64_at(rest, 0) {
+            Some(origin) => Decoded::Frame {
+                frame: Request::ReplHello { origin },
+                len: 8,
+            },
+            None => Decoded::Incomplete {
+                need: 8 - rest.len(),
+            },
+        },
+        Op::PublishReplSeq => decode_publish_repl_seq(rest, limits)?,
     };
     Ok(decoded.after_header(1))
 }
@@ -176,6 +213,20 @@ pub fn encode_request(req: &Request<'_>, out: &mut Vec<u8>) {
             put_len(out, topic.len());
             out.extend_from_slice(topic.as_bytes());
         }
+        Request::ReplHello { origin } => {
+            out.push(Op::ReplHello.into());
+            out.extend_from_slice(&origin.to_le_bytes());
+        }
+        Request::PublishReplSeq {
+            priority,
+            timestamp_ns,
+            seq,
+            topic,
+            message,
+        } => {
+            encode_repl_seq_head(*priority, *timestamp_ns, *seq, topic, message.len(), out);
+            out.extend_from_slice(message);
+        }
     }
 }
 
@@ -198,61 +249,6 @@ pub fn encode_topics<'t>(
         out.extend_from_slice(topic.as_bytes());
         out.push(0);
     }
-}
-
-/// Second phase of PUBLISH_REPL: `PRIO TIMESTAMP(u64 LE ns) LEN MESSAGE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplBody<'a> {
-    /// Priority byte from the origin node.
-    pub priority: u8,
-    /// Publish time on the origin node, ns since the Unix epoch.
-    pub timestamp_ns: u64,
-    /// The message.
-    pub message: &'a [u8],
-}
-
-const REPL_HEADER: usize = 1 + 8;
-
-/// Decodes a PUBLISH_REPL body; `LEN <= max_pub_size`.
-pub fn decode_repl_body<'a>(
-    buf: &'a [u8],
-    limits: &Limits,
-) -> Result<Decoded<ReplBody<'a>>, DecodeError> {
-    let (Some(&priority), Some(timestamp_ns)) = (buf.first(), u64_at(buf, 1)) else {
-        return Ok(Decoded::Incomplete {
-            need: REPL_HEADER + LEN_BYTES - buf.len(),
-        });
-    };
-    let rest = buf.get(REPL_HEADER..).unwrap_or_default();
-    Ok(len_prefixed(rest, limits.max_pub_size)?
-        .map(|message| ReplBody {
-            priority,
-            timestamp_ns,
-            message,
-        })
-        .after_header(REPL_HEADER))
-}
-
-/// Length of a PUBLISH_REPL body's header (`PRIO TIMESTAMP LEN`).
-pub const REPL_BODY_HEADER_LEN: usize = REPL_HEADER + LEN_BYTES;
-
-/// Appends `PRIO TIMESTAMP LEN`: everything of a PUBLISH_REPL body but the
-/// message, for a writer that sends a large message from its own buffer.
-pub fn encode_repl_body_header(
-    priority: u8,
-    timestamp_ns: u64,
-    message_len: usize,
-    out: &mut Vec<u8>,
-) {
-    out.push(priority);
-    out.extend_from_slice(&timestamp_ns.to_le_bytes());
-    put_len(out, message_len);
-}
-
-/// Appends a PUBLISH_REPL body.
-pub fn encode_repl_body(body: &ReplBody<'_>, out: &mut Vec<u8>) {
-    encode_repl_body_header(body.priority, body.timestamp_ns, body.message.len(), out);
-    out.extend_from_slice(body.message);
 }
 
 /// Decodes a one-byte reply.
@@ -519,6 +515,16 @@ mod tests {
             Request::Subscribe(topics),
             Request::Unsubscribe(topics),
             Request::PublishRepl { topic: "r/t" },
+            Request::ReplHello {
+                origin: 0x0102_0304_0506_0708,
+            },
+            Request::PublishReplSeq {
+                priority: 0x7f,
+                timestamp_ns: 42,
+                seq: 7,
+                topic: "s/q",
+                message: b"\0body",
+            },
         ];
         // All requests back to back, as a pipelining client sends them.
         let mut stream = Vec::new();

@@ -121,7 +121,40 @@ impl Client {
     /// Errors: [`Error::LoginFailed`] if the server closes the socket instead
     /// of sending a token; [`Error::Server`] if it refuses the data socket;
     /// [`Error::Tls`] if TLS cannot be set up or the handshake fails.
+    ///
+    /// Failover: a path of several addresses separated by commas
+    /// (`node1:2873,node2:2873`) is tried in order; the first server that
+    /// answers is used. A connection or TLS failure moves on to the next
+    /// address; a server that answers and refuses (login, ACL) ends the
+    /// attempt with its error. The error of the last address is returned.
     pub fn connect(config: &Config) -> Result<Self, Error> {
+        let paths: Vec<&str> = config
+            .path()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        if paths.len() <= 1 {
+            return Self::connect_one(config);
+        }
+        let mut last = Error::Disconnected;
+        for path in paths {
+            let mut one = config.clone();
+            one.update_path(path);
+            match Self::connect_one(&one) {
+                Ok(client) => return Ok(client),
+                Err(e @ (Error::Io(_) | Error::Tls(_) | Error::Timeout | Error::Disconnected)) => {
+                    log::debug!("{path}: {e}; trying the next address");
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Connects to the one address of `config`.
+    fn connect_one(config: &Config) -> Result<Self, Error> {
         let tls = TlsSetup::from_config(config)?;
         let (control, token) = control::open(config, tls.as_ref())?;
         log::debug!(

@@ -16,7 +16,10 @@ pub(crate) const HELP: &str = "\
 psrt-cli: publish, subscribe, watch the busiest topics, or benchmark a PSRT server
 
 USAGE:
-    psrt-cli [OPTIONS] <HOST:PORT | /path/to/socket.sock>
+    psrt-cli [OPTIONS] <HOST:PORT | /path/to/socket.sock>...
+
+    Several addresses (repeated, or comma-separated: node1:2873,node2:2873)
+    are tried in order; the first server that answers is used.
 
 MODES (chosen by the options):
     publish      -t TOPIC -m MESSAGE     publish one message (priority 0x7F) and exit
@@ -187,7 +190,8 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Parsed, String> {
     }))
 }
 
-/// The one positional argument left after the options are taken.
+/// The positional arguments left after the options are taken: one or more
+/// server addresses, joined with commas.
 fn server_path(rest: Vec<OsString>) -> Result<String, String> {
     if let Some(option) = rest.iter().find(|a| {
         a.to_str()
@@ -195,14 +199,19 @@ fn server_path(rest: Vec<OsString>) -> Result<String, String> {
     }) {
         return Err(format!("unknown option {option:?} (see --help)"));
     }
-    let mut rest = rest.into_iter();
-    match (rest.next(), rest.next()) {
-        (None, _) => Err("missing the server address (HOST:PORT or a .sock path)".into()),
-        (Some(path), None) => path
-            .into_string()
-            .map_err(|path| format!("the server address {path:?} is not UTF-8")),
-        (Some(_), Some(extra)) => Err(format!("unexpected argument {extra:?}")),
+    if rest.is_empty() {
+        return Err("missing the server address (HOST:PORT or a .sock path)".into());
     }
+    // Several addresses (repeated, or comma-separated in one argument):
+    // the client library tries them in order.
+    let paths = rest
+        .into_iter()
+        .map(|path| {
+            path.into_string()
+                .map_err(|path| format!("the server address {path:?} is not UTF-8"))
+        })
+        .collect::<Result<Vec<String>, String>>()?;
+    Ok(paths.join(","))
 }
 
 fn arg_error(e: pico_args::Error) -> String {
@@ -333,7 +342,6 @@ mod tests {
             &["h:1", "--timeout", "1e300"],
             &["h:1", "--benchmark", "--benchmark-workers", "0"],
             &["h:1", "--benchmark", "--benchmark-iterations", "-5"],
-            &["h:1", "h:2", "-t", "a"],
             &["h:1", "-t"],
             &["h:1", "-t", "a", "--bogus"],
             &["h:1", "-t", "a", "--tls"],
@@ -342,5 +350,14 @@ mod tests {
         ] {
             assert!(parsed(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn several_addresses_are_joined_for_failover() {
+        let args = ["h:1", "h:2,h:3", "-t", "a"].map(OsString::from).to_vec();
+        let Ok(Parsed::Run(a)) = parse(args) else {
+            panic!("not parsed");
+        };
+        assert_eq!(a.path, "h:1,h:2,h:3");
     }
 }

@@ -1,11 +1,13 @@
 //! The auth workers: threads that run everything too slow for the event
 //! loop — bcrypt verification, the file reads (and the decoy hash) of a
-//! reload, DNS — and hand each result back through a channel and the loop's
-//! `mio::Waker`.
+//! reload — and hand each result back through a channel and the loop's
+//! `mio::Waker`. Name resolution for cluster links has a thread of its own
+//! (`psrtd-resolve`), so a slow resolver never delays a login and a flood of
+//! logins never delays a link.
 //!
 //! Two queues, so honest logins never wait behind a flood of datagrams:
 //! *interactive* jobs (PSRT logins and HTTP Basic credentials, a
-//! [`Ticket::Conn`]; reloads; name resolution) are always taken before
+//! [`Ticket::Conn`]; reloads) are always taken before
 //! *bulk* ones (plain-auth UDP datagrams, a [`Ticket::Datagram`]). Each
 //! queue has its own cap on verifications in flight (`auth::login`), so a
 //! full bulk queue never refuses a login either.
@@ -172,6 +174,8 @@ pub(crate) struct Worker {
     pub in_flight: usize,
     /// Bulk verifications (UDP datagrams) sent and not yet answered.
     pub in_flight_bulk: usize,
+    /// The resolver thread's queue (`None` in unit tests: jobs stay queued).
+    resolver: Option<Sender<Job>>,
 }
 
 /// Marks a thread gone when it ends (returns or panics).
@@ -209,10 +213,23 @@ impl Worker {
                 break;
             }
         }
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("psrtd-resolve".into())
+            .spawn(move || {
+                // Ends when the loop drops its handle (the sender).
+                while let Ok(job) = rx.recv() {
+                    if results.send(execute(job)).is_err() {
+                        return;
+                    }
+                    let _ = waker.wake();
+                }
+            })?;
         Ok(Self {
             shared,
             in_flight: 0,
             in_flight_bulk: 0,
+            resolver: Some(tx),
         })
     }
 
@@ -226,11 +243,18 @@ impl Worker {
             shared,
             in_flight: 0,
             in_flight_bulk: 0,
+            resolver: None,
         }
     }
 
     /// Queues a job. Fails only if every thread has died.
     pub(crate) fn submit(&mut self, job: Job) -> Result<(), Job> {
+        let job = match (job, &self.resolver) {
+            (job @ Job::Resolve { .. }, Some(resolver)) => {
+                return resolver.send(job).map_err(|e| e.0);
+            }
+            (job, _) => job,
+        };
         let counter = match &job {
             Job::Verify { ticket, .. } if ticket.is_bulk() => Some(&mut self.in_flight_bulk),
             Job::Verify { .. } => Some(&mut self.in_flight),
@@ -375,6 +399,29 @@ mod tests {
             got.extend(rx.try_iter());
         }
         got
+    }
+
+    /// A resolution is answered while the only auth thread is busy with a
+    /// slow bcrypt check.
+    #[test]
+    fn names_resolve_while_bcrypt_runs() {
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
+        let (tx, rx) = channel();
+        let mut w = Worker::spawn(tx, waker, 1).unwrap();
+        let hash = bcrypt::hash("pw", 12).unwrap();
+        w.submit(verify(conn(1), &hash, "pw")).unwrap();
+        w.submit(Job::Resolve {
+            node: 3,
+            spec: "127.0.0.1:2873".into(),
+        })
+        .unwrap();
+        let got = collect(&mut poll, &rx, 2);
+        assert!(
+            matches!(&got[0], LoopMsg::Resolved { node: 3, result: Ok(a) } if a.len() == 1),
+            "the resolution comes first"
+        );
+        assert!(matches!(&got[1], LoopMsg::Verified(v) if v.ok));
     }
 
     #[test]

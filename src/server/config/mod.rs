@@ -113,7 +113,12 @@ struct AuthSection {
 #[serde(deny_unknown_fields)]
 struct ClusterSection {
     config: Option<PathBuf>,
+    /// psrtd: the bound of all nodes' replication queues together, bytes.
+    queue_bytes_total: Option<usize>,
 }
+
+/// Default bound of all replication queues together (`cluster.queue_bytes_total`).
+pub const DEFAULT_CLUSTER_QUEUE_TOTAL: usize = 256 << 20;
 
 /// Where the ACL comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +223,8 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     /// `cluster.yml`: nodes to replicate to.
     pub cluster_file: Option<PathBuf>,
+    /// Bound of all nodes' replication queues together, in bytes.
+    pub cluster_queue_total: usize,
     /// Warn when a delivery takes longer than this (µs; 0 = off).
     pub latency_warn_us: u32,
     /// Reference keys accepted for compatibility that this build does not use.
@@ -283,6 +290,7 @@ impl Config {
             },
             pid_file: None,
             cluster_file: None,
+            cluster_queue_total: DEFAULT_CLUSTER_QUEUE_TOTAL,
             latency_warn_us: 0,
             ignored: Vec::new(),
             mqtt: Some(MqttConfig::default_with(
@@ -530,6 +538,10 @@ impl Config {
                 key_file: auth.key_file.map(resolve),
             },
             pid_file: server.pid_file,
+            cluster_queue_total: cluster
+                .as_ref()
+                .and_then(|c| c.queue_bytes_total)
+                .unwrap_or(DEFAULT_CLUSTER_QUEUE_TOTAL),
             cluster_file: cluster.and_then(|c| c.config).map(resolve),
             latency_warn_us: server.latency_warn.unwrap_or(0),
             ignored,

@@ -79,6 +79,11 @@ fn reference_config_loads() {
         c.cluster_file.as_deref(),
         Some(Path::new("/etc/psrtd/cluster.yml"))
     );
+    assert_eq!(
+        c.cluster_queue_total,
+        super::DEFAULT_CLUSTER_QUEUE_TOTAL,
+        "the reference file has no total: the default"
+    );
     assert_eq!(c.pid_file.as_deref(), Some(Path::new("/tmp/psrtd.pid")));
 }
 

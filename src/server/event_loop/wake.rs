@@ -1,5 +1,6 @@
 //! What wakes the loop besides sockets: answers from the auth worker
-//! (bcrypt results, a reload's new database, a node's resolved address),
+//! (bcrypt results, a reload's new database) and the resolver thread (a
+//! node's addresses, tried in turn),
 //! signals (SIGHUP reloads, SIGTERM/SIGINT stops), and the outgoing cluster
 //! links' I/O — starting connects when a node's retry time comes, and the
 //! outcome of a non-blocking connect (the plain greeting, then TLS).
@@ -131,8 +132,9 @@ impl Server {
         }
     }
 
-    /// Starts links whose retry time has come: a Unix socket connects now,
-    /// a host name is resolved in the worker first (DNS may block).
+    /// Starts links whose retry time has come: a Unix socket connects now;
+    /// a host name is resolved in the resolver thread first (DNS may
+    /// block), unless addresses of the last resolution are left to try.
     pub(super) fn cluster_tick(&mut self) {
         let now = self.core.now;
         for i in 0..self.core.cluster.nodes.len() {
@@ -146,6 +148,12 @@ impl Server {
                     let stream = UnixStream::connect(&path).map(Stream::Unix);
                     let peer = Peer::Unix(path.display().to_string().into());
                     self.link_connect(i, stream, peer);
+                }
+                NodeAddr::Tcp(_) if !node.addrs.is_empty() => {
+                    if let Some(addr) = node.addrs.pop_front() {
+                        let stream = TcpStream::connect(addr).map(Stream::Tcp);
+                        self.link_connect(i, stream, Peer::Tcp(addr));
+                    }
                 }
                 NodeAddr::Tcp(spec) => {
                     if self
@@ -161,10 +169,19 @@ impl Server {
         }
     }
 
-    /// The worker resolved a node's address.
+    /// The resolver answered: every address is tried in turn, the first now.
     fn on_resolved(&mut self, node: usize, result: io::Result<Vec<SocketAddr>>) {
         let addr = match result {
-            Ok(addrs) if !addrs.is_empty() => addrs[0],
+            Ok(addrs) if !addrs.is_empty() => {
+                let Some(n) = self.core.cluster.nodes.get_mut(node) else {
+                    return;
+                };
+                n.addrs = addrs.into();
+                let Some(first) = n.addrs.pop_front() else {
+                    return;
+                };
+                first
+            }
             Ok(_) => return link::failed(&mut self.core, node, "the name has no address"),
             Err(e) => return link::failed(&mut self.core, node, &format!("cannot resolve: {e}")),
         };

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::tables::{links, unix_us};
+use super::tables::unix_us;
 use crate::server::core::{Conns, Core};
 use crate::server::link::nodes::{Node, NodeStatus};
 use crate::server::stats::{COUNTERS, Group};
@@ -45,6 +45,7 @@ pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
             "client_count": core.sessions,
         },
         "cluster": cluster_status(core),
+        "cluster_nodes": cluster_figures(core),
         "psrtd": {
             "connections": conns.len(),
             "mqtt": {
@@ -58,7 +59,6 @@ pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
             "rates": rates,
             "latency_avg_us": round(core.rates.latency_avg_us),
             "topics_tracked": core.topics.len(),
-            "links": links(core),
         },
     })
     .to_string()
@@ -77,6 +77,32 @@ fn cluster_status(core: &Core) -> serde_json::Value {
     let mut nodes = serde_json::Map::new();
     for n in &core.cluster.nodes {
         nodes.insert(n.config.path.clone(), n.status.as_str().into());
+    }
+    serde_json::Value::Object(nodes)
+}
+
+/// psrtd's own per-node replication figures (`null` without a cluster).
+fn cluster_figures(core: &Core) -> serde_json::Value {
+    if core.cluster.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let mut nodes = serde_json::Map::new();
+    for n in &core.cluster.nodes {
+        nodes.insert(
+            n.config.path.clone(),
+            serde_json::json!({
+                "status": n.status.as_str(),
+                "queued_messages": n.queue.len(),
+                "queued_bytes": n.queued_bytes,
+                "queue_bound_bytes": n.config.queue_bytes,
+                "in_flight": n.in_flight,
+                "replicated": n.sent,
+                "not_required": n.not_required,
+                "dropped": n.dropped,
+                "reconnects": n.reconnects,
+                "rtt_us": u64::try_from(n.rtt.as_micros()).unwrap_or(u64::MAX),
+            }),
+        );
     }
     serde_json::Value::Object(nodes)
 }
@@ -144,7 +170,7 @@ fn cluster_metrics(core: &Core, out: &mut String) {
         return;
     }
     type Metric = (&'static str, &'static str, fn(&Node) -> u64);
-    let per_node: [Metric; 4] = [
+    let per_node: [Metric; 8] = [
         (
             "cluster_node_up",
             "1 when the link to the node is logged in.",
@@ -162,8 +188,28 @@ fn cluster_metrics(core: &Core, out: &mut String) {
         ),
         (
             "cluster_dropped_total",
-            "Messages dropped: queue full or refused.",
+            "Messages dropped: queue full (oldest first) or refused.",
             |n| n.dropped,
+        ),
+        (
+            "cluster_queued_messages",
+            "Messages waiting for the node (not yet acknowledged).",
+            |n| n.queue.len() as u64,
+        ),
+        (
+            "cluster_queued_bytes",
+            "Bytes (payload + topic) waiting for the node.",
+            |n| n.queued_bytes as u64,
+        ),
+        (
+            "cluster_reconnects_total",
+            "Links to the node made after the first.",
+            |n| n.reconnects,
+        ),
+        (
+            "cluster_rtt_microseconds",
+            "Round trip of the last keep-alive or hello on the link.",
+            |n| u64::try_from(n.rtt.as_micros()).unwrap_or(u64::MAX),
         ),
     ];
     for (name, help, value) in per_node {

@@ -210,25 +210,6 @@ pub(crate) fn clients_json(core: &Core, conns: &Conns, q: ClientQuery) -> String
     .to_string()
 }
 
-/// `/status`'s `psrtd.links`: each cluster node's link and queue.
-pub(crate) fn links(core: &Core) -> Value {
-    core.cluster
-        .nodes
-        .iter()
-        .map(|n| {
-            json!({
-                "node": n.config.path,
-                "status": n.status.as_str(),
-                "queued": n.queue.len(),
-                "queued_bytes": n.queued_bytes,
-                "sent": n.sent,
-                "not_required": n.not_required,
-                "dropped": n.dropped,
-            })
-        })
-        .collect()
-}
-
 /// `/history`: one column per series (and `time`), oldest first, one value
 /// per interval.
 pub(crate) fn history_json(core: &Core) -> String {

@@ -1,12 +1,15 @@
 //! Outgoing replication links: one connection per cluster node, made by this
 //! server and driven on the same event loop as the client connections. This
-//! file holds the link's protocol (greeting reply, login, the two-phase
-//! PUBLISH_REPL exchange, keep-alive) and the replication queueing;
+//! file holds the link's protocol (greeting reply, login, REPL_HELLO, the
+//! pipelined PUBLISH_REPL_SEQ stream to a psrtd node or the reference's
+//! two-phase PUBLISH_REPL exchange, keep-alive) and the replication queueing;
 //! `nodes.rs` holds `cluster.yml` and the per-node queues; connecting
 //! (name resolution in the worker, the non-blocking connect, the plain
 //! greeting and the switch to TLS) is the loop's I/O (`event_loop::wake`).
 
 pub(crate) mod nodes;
+#[cfg(test)]
+mod nodes_tests;
 pub(crate) mod phase;
 #[cfg(test)]
 mod tests;
@@ -15,17 +18,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::info;
 use psrt_protocol::{
-    Decoded, Login, REPL_BODY_HEADER_LEN, Reply, Request, StreamKind, decode_greeting_reply,
-    decode_reply, decode_token, encode_login, encode_repl_body_header, encode_request,
+    Decoded, Login, REPL_BODY_HEADER_LEN, REPL_SEQ_HEADER_LEN, Reply, Request, StreamKind,
+    decode_greeting_reply, decode_reply, decode_token, encode_login, encode_repl_body_header,
+    encode_repl_seq_head, encode_request,
 };
 
 pub(crate) use nodes::Cluster;
-use nodes::Replica;
+use nodes::{Dialect, Replica};
 use phase::{Link, LinkStep};
 
 use crate::server::conn::{CloseReason, ConnId};
 use crate::server::core::{Core, Cx};
 use crate::server::phase::{Phase, Step, frame};
+
+/// Messages a pipelined link keeps in flight at most.
+const WINDOW_MESSAGES: usize = 4096;
+/// Bytes (payload + topic) a pipelined link keeps in flight at most.
+const WINDOW_BYTES: usize = 4 << 20;
+/// A message this large goes into the send queue shared, not copied.
+const SHARE_FROM: usize = 8192;
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -33,7 +44,8 @@ fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Queues a locally published message to every node.
+/// Queues a locally published message to every node (dropping the oldest
+/// beyond a node's bound) and sends it on links that have room.
 pub(crate) fn replicate(cx: &mut Cx, priority: u8, topic: &str, message: &[u8]) {
     if cx.core.cluster.is_empty() {
         return;
@@ -43,20 +55,77 @@ pub(crate) fn replicate(cx: &mut Cx, priority: u8, topic: &str, message: &[u8]) 
         topic: topic.into(),
         message: std::rc::Rc::new(message.to_vec()),
         timestamp_ns: now_ns(),
+        seq: 0,
     };
-    let (max_messages, max_bytes) = (cx.core.config.data_queue, cx.core.config.data_queue_bytes);
     for i in 0..cx.core.cluster.nodes.len() {
         let node = &mut cx.core.cluster.nodes[i];
-        if node.push(replica.clone(), max_messages, max_bytes) {
-            if let Some(id) = node.link {
-                send_next(cx, id);
-            }
-        } else {
-            let path = node.config.path.clone();
+        if node.push(replica.clone()) > 0 && !node.dropping {
+            node.dropping = true;
+            let (path, bound) = (node.config.path.clone(), node.config.queue_bytes);
             cx.core.warn(
                 "cluster",
-                format_args!("node {path}: replication queue full, message dropped"),
+                format_args!(
+                    "node {path}: replication queue full ({bound} bytes): dropping the oldest messages until it is half empty"
+                ),
             );
+        }
+    }
+    let total = cx.core.config.cluster_queue_total;
+    for i in cx.core.cluster.enforce_total(total) {
+        let path = cx.core.cluster.nodes[i].config.path.clone();
+        cx.core.warn(
+            "cluster",
+            format_args!(
+                "node {path}: all replication queues together passed {total} bytes (cluster.queue_bytes_total): dropping its oldest messages"
+            ),
+        );
+    }
+    for i in 0..cx.core.cluster.nodes.len() {
+        if let Some(id) = cx.core.cluster.nodes[i].link {
+            pump(cx, id);
+        }
+    }
+}
+
+/// Sends what the link may send now: the next two-phase request on an idle
+/// reference link, or messages up to the window on a pipelined link.
+fn pump(cx: &mut Cx, id: ConnId) {
+    let Some(Phase::Link(Link { node, step })) = cx.conns.get(id).map(|c| &c.phase) else {
+        return;
+    };
+    match step {
+        LinkStep::Idle => send_next(cx, id),
+        LinkStep::Streaming => send_window(cx, id, *node),
+        _ => {}
+    }
+}
+
+/// Pipelined link: every queued message not yet sent, up to the window.
+fn send_window(cx: &mut Cx, id: ConnId, node: usize) {
+    loop {
+        let n = &mut cx.core.cluster.nodes[node];
+        if n.in_flight >= n.queue.len()
+            || n.in_flight >= WINDOW_MESSAGES
+            || n.in_flight_bytes >= WINDOW_BYTES
+        {
+            return;
+        }
+        let r = n.queue[n.in_flight].clone();
+        n.in_flight += 1;
+        n.in_flight_bytes += r.size();
+        let len = r.message.len();
+        let shared = len >= SHARE_FROM;
+        let head = 1 + REPL_SEQ_HEADER_LEN + r.topic.len() + 1;
+        push(cx, id, head + if shared { 0 } else { len }, |v| {
+            encode_repl_seq_head(r.priority, r.timestamp_ns, r.seq, &r.topic, len, v);
+            if !shared {
+                v.extend_from_slice(&r.message);
+            }
+        });
+        if shared {
+            cx.conns[id]
+                .tx
+                .push_shared(r.message, len, false, &mut cx.core.tx_pool);
         }
     }
 }
@@ -67,6 +136,14 @@ pub(crate) fn failed(core: &mut Core, node: usize, why: &str) {
     let Some(n) = core.cluster.nodes.get_mut(node) else {
         return;
     };
+    if n.try_next_addr(now) {
+        let path = n.config.path.clone();
+        core.warn(
+            "cluster",
+            format_args!("node {path}: {why}; trying its next address"),
+        );
+        return;
+    }
     n.down(now);
     let path = n.config.path.clone();
     core.warn(
@@ -109,6 +186,22 @@ pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, link: Link, reason: &CloseReaso
     if n.link != Some(id) {
         return;
     }
+    if link.step == LinkStep::Connecting && n.try_next_addr(now) {
+        let path = n.config.path.clone();
+        cx.core.warn(
+            "cluster",
+            format_args!("node {path}: {reason}; trying its next address"),
+        );
+        return;
+    }
+    if link.step == LinkStep::Hello && n.dialect == Dialect::Unknown {
+        n.speaks_reference(now);
+        let path = n.config.path.clone();
+        info!(
+            "node {path} closed the link at REPL_HELLO (a reference node): replicating with PUBLISH_REPL, one message at a time"
+        );
+        return;
+    }
     n.down(now);
     let hint = if link.step == LinkStep::Login {
         " (login refused? check user, password and the node's ACL)"
@@ -135,13 +228,13 @@ fn send_next(cx: &mut Cx, id: ConnId) {
         return;
     };
     let node = *node;
-    let Some(topic) = cx.core.cluster.nodes[node]
-        .queue
-        .front()
-        .map(|r| r.topic.clone())
-    else {
+    let n = &mut cx.core.cluster.nodes[node];
+    let Some((topic, size)) = n.queue.front().map(|r| (r.topic.clone(), r.size())) else {
         return;
     };
+    // In flight: dropping the oldest must not take it.
+    n.in_flight = 1;
+    n.in_flight_bytes = size;
     push(cx, id, 1 + 4 + topic.len(), |v| {
         encode_request(&Request::PublishRepl { topic: &topic }, v)
     });
@@ -150,12 +243,31 @@ fn send_next(cx: &mut Cx, id: ConnId) {
 
 /// The deadline of a link: an idle link sends a keep-alive NOP; any other
 /// step timed out.
+/// A pipelined link with requests in flight times out when the node has
+/// answered nothing for the timeout; one with nothing in flight pings.
 pub(crate) fn on_due(cx: &mut Cx, id: ConnId, link: Link) -> Option<CloseReason> {
-    if link.step != LinkStep::Idle {
-        return Some(CloseReason::Timeout("replication link"));
+    match link.step {
+        LinkStep::Idle => {
+            push(cx, id, 1, |v| encode_request(&Request::Nop, v));
+            set_step(cx, id, LinkStep::AwaitNop);
+        }
+        LinkStep::Streaming => {
+            let (now, timeout) = (cx.core.now, cx.core.config.timeout);
+            let n = &mut cx.core.cluster.nodes[link.node];
+            if n.in_flight > 0 || n.nop_pending {
+                let since = n.last_answer.unwrap_or(now);
+                if now.saturating_duration_since(since) >= timeout {
+                    return Some(CloseReason::Timeout("replication link"));
+                }
+            } else {
+                n.nop_pending = true;
+                n.ping_at = Some(now);
+                push(cx, id, 1, |v| encode_request(&Request::Nop, v));
+            }
+            set_step(cx, id, LinkStep::Streaming);
+        }
+        _ => return Some(CloseReason::Timeout("replication link")),
     }
-    push(cx, id, 1, |v| encode_request(&Request::Nop, v));
-    set_step(cx, id, LinkStep::AwaitNop);
     None
 }
 
@@ -197,17 +309,39 @@ pub(crate) fn on_input(cx: &mut Cx, id: ConnId, data: &[u8]) -> Result<Step, Clo
                 Decoded::Frame { len, .. } => len,
                 Decoded::Incomplete { need } => return Ok(Step::Need(need)),
             };
+            let now = cx.core.now;
+            let origin = cx.core.cluster.origin;
             let n = &mut cx.core.cluster.nodes[node];
-            n.online();
+            n.online(now);
             info!(
                 "replicating to node {} as {:?}",
                 n.config.path, n.config.user
             );
-            set_step(cx, id, LinkStep::Idle);
-            send_next(cx, id);
+            if n.dialect == Dialect::Reference {
+                set_step(cx, id, LinkStep::Idle);
+                send_next(cx, id);
+            } else {
+                n.ping_at = Some(now);
+                push(cx, id, 9, |v| {
+                    encode_request(&Request::ReplHello { origin }, v);
+                });
+                set_step(cx, id, LinkStep::Hello);
+            }
             Ok(Step::Used(len))
         }
-        LinkStep::AwaitTopic | LinkStep::AwaitBody | LinkStep::AwaitNop => {
+        LinkStep::Streaming => {
+            let (reply, len) = match frame(decode_reply(data))? {
+                Ok(f) => f,
+                Err(step) => return Ok(step),
+            };
+            on_stream_reply(cx, id, node, reply)?;
+            Ok(Step::Used(len))
+        }
+        LinkStep::Hello
+        | LinkStep::AwaitTopic
+        | LinkStep::AwaitBody
+        | LinkStep::AwaitBodyNext
+        | LinkStep::AwaitNop => {
             let (reply, len) = match frame(decode_reply(data))? {
                 Ok(f) => f,
                 Err(step) => return Ok(step),
@@ -229,7 +363,20 @@ fn on_reply(
     reply: Reply,
 ) -> Result<(), CloseReason> {
     let n = &mut cx.core.cluster.nodes[node];
+    n.last_answer = Some(cx.core.now);
     match (step, reply) {
+        (LinkStep::Hello, reply) => {
+            if let Some(at) = n.ping_at.take() {
+                n.rtt = cx.core.now.saturating_duration_since(at);
+            }
+            if reply == Reply::Ok {
+                n.dialect = Dialect::Pipelined;
+                set_step(cx, id, LinkStep::Streaming);
+                send_window(cx, id, node);
+                return Ok(());
+            }
+            n.dialect = Dialect::Reference;
+        }
         (LinkStep::AwaitTopic, Reply::NotRequired) => {
             n.not_required += 1;
             n.pop();
@@ -247,7 +394,26 @@ fn on_reply(
             cx.conns[id]
                 .tx
                 .push_shared(r.message, len, false, &mut cx.core.tx_pool);
-            set_step(cx, id, LinkStep::AwaitBody);
+            // The next message's topic goes right after the body: the node
+            // reads it as its next request once the body is handled, so the
+            // link waits one round trip per message, not two.
+            let n = &mut cx.core.cluster.nodes[node];
+            let Some((topic, size)) = n.queue.get(1).map(|r| (r.topic.clone(), r.size())) else {
+                set_step(cx, id, LinkStep::AwaitBody);
+                return Ok(());
+            };
+            n.in_flight = 2;
+            n.in_flight_bytes += size;
+            push(cx, id, 1 + 4 + topic.len(), |v| {
+                encode_request(&Request::PublishRepl { topic: &topic }, v);
+            });
+            set_step(cx, id, LinkStep::AwaitBodyNext);
+            return Ok(());
+        }
+        (LinkStep::AwaitBodyNext, Reply::Ok) => {
+            n.sent += 1;
+            n.pop();
+            set_step(cx, id, LinkStep::AwaitTopic);
             return Ok(());
         }
         (LinkStep::AwaitTopic, Reply::AccessDenied) => {
@@ -275,5 +441,62 @@ fn on_reply(
     }
     set_step(cx, id, LinkStep::Idle);
     send_next(cx, id);
+    Ok(())
+}
+
+/// One reply on a pipelined link: it answers the keep-alive if one is
+/// pending (sent with nothing in flight), else the oldest message in flight.
+fn on_stream_reply(cx: &mut Cx, id: ConnId, node: usize, reply: Reply) -> Result<(), CloseReason> {
+    let now = cx.core.now;
+    let n = &mut cx.core.cluster.nodes[node];
+    n.last_answer = Some(now);
+    if n.nop_pending {
+        n.nop_pending = false;
+        if let Some(at) = n.ping_at.take() {
+            n.rtt = now.saturating_duration_since(at);
+        }
+        return match reply {
+            Reply::Ok => Ok(()),
+            other => Err(CloseReason::Link(format!(
+                "unexpected reply {:#04x} to a keep-alive",
+                u8::from(other)
+            ))),
+        };
+    }
+    if n.in_flight == 0 {
+        return Err(CloseReason::Link("a reply nobody asked for".into()));
+    }
+    match reply {
+        Reply::Ok => n.sent += 1,
+        Reply::NotRequired => n.not_required += 1,
+        Reply::AccessDenied | Reply::Error => {
+            n.dropped += 1;
+            let (path, user) = (n.config.path.clone(), n.config.user.clone());
+            let why = if reply == Reply::Error {
+                "refused the topic".to_string()
+            } else {
+                format!("{user:?} is not a replicator there (ACL replicator: true)")
+            };
+            cx.core.warn(
+                "cluster",
+                format_args!("node {path}: {why}; message dropped"),
+            );
+        }
+        other => {
+            return Err(CloseReason::Link(format!(
+                "unexpected reply {:#04x} to PUBLISH_REPL_SEQ",
+                u8::from(other)
+            )));
+        }
+    }
+    let n = &mut cx.core.cluster.nodes[node];
+    n.pop();
+    if n.drop_episode_over() {
+        let (path, dropped) = (n.config.path.clone(), n.dropped);
+        info!(
+            "node {path}: replication queue below half its bound again ({dropped} messages dropped in all)"
+        );
+    }
+    send_window(cx, id, node);
     Ok(())
 }

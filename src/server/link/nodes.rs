@@ -5,13 +5,18 @@
 //! Every message published locally (TCP or UDP, after the ACL) is queued to
 //! every node; a replicated message (received with PUBLISH_REPL) is never
 //! forwarded again, so the nodes must form a full mesh. Each node has one
-//! outgoing link on the event loop (see `mod.rs` in this folder) that logs in as a user with
-//! `replicator: true` on the other node and sends `PUBLISH_REPL` requests one
-//! at a time (the protocol's two-phase exchange cannot be pipelined). The
-//! queue is bounded like a data socket's (`data_queue` messages,
-//! `data_queue_bytes` bytes); when it is full new messages are dropped and
-//! counted. A link that fails is retried with a growing delay (1 s to 30 s);
-//! the message that was in flight is sent again (at least once).
+//! outgoing link on the event loop (see `mod.rs` in this folder) that logs in
+//! as a user with `replicator: true` on the other node. A psrtd node takes
+//! the pipelined extension (`PUBLISH_REPL_SEQ`, many messages in flight); a
+//! reference node gets the two-phase `PUBLISH_REPL`, one at a time.
+//!
+//! The queue holds every message the node has not acknowledged, in publish
+//! order, bounded in bytes (`queue_bytes` in the node's `cluster.yml` entry,
+//! default 64 MiB, payload + topic). While a link is down messages wait; when
+//! the bound is reached the oldest message not in flight is dropped, counted
+//! and logged once per episode. A link that fails is retried with a growing
+//! delay (1 s to 30 s, with jitter); unacknowledged messages are sent again
+//! (the receiving psrtd drops sequence numbers it already delivered).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -30,9 +35,13 @@ use crate::server::conn::ConnId;
 use crate::server::conn::SharedBuf;
 
 /// First retry delay after a link fails; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest retry delay.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Default bound of a node's queue (`queue_bytes`).
+pub(crate) const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
+/// Origins whose last sequence number a receiving node remembers.
+const MAX_ORIGINS: usize = 1024;
 
 /// One entry of `cluster.yml` (the reference client's `Config`).
 #[derive(Debug, Deserialize)]
@@ -61,6 +70,9 @@ struct NodeFile {
     #[serde(default)]
     #[allow(dead_code)]
     need_data_stream: Option<bool>,
+    /// psrtd: the bound of this node's queue in bytes (not a reference key).
+    #[serde(default)]
+    queue_bytes: Option<usize>,
 }
 
 /// Where a node listens.
@@ -85,6 +97,8 @@ pub struct NodeConfig {
     pub password: String,
     /// TLS client settings and the name the certificate must have.
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    /// The queue's bound in bytes.
+    pub queue_bytes: usize,
 }
 
 impl fmt::Debug for NodeConfig {
@@ -93,6 +107,7 @@ impl fmt::Debug for NodeConfig {
             .field("path", &self.path)
             .field("user", &self.user)
             .field("tls", &self.tls.is_some())
+            .field("queue_bytes", &self.queue_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +184,7 @@ pub fn load_nodes(file: &Path) -> Result<Vec<NodeConfig>, ConfigError> {
             user: entry.user,
             password: entry.password,
             tls,
+            queue_bytes: entry.queue_bytes.unwrap_or(DEFAULT_QUEUE_BYTES),
         });
     }
     Ok(nodes)
@@ -185,6 +201,26 @@ pub(crate) struct Replica {
     pub message: SharedBuf,
     /// Publish time, ns since the epoch (kept end to end for latency).
     pub timestamp_ns: u64,
+    /// Sequence number for this node (set when queued).
+    pub seq: u64,
+}
+
+impl Replica {
+    /// What it counts against the queue's bound.
+    pub(crate) fn size(&self) -> usize {
+        self.message.len() + self.topic.len()
+    }
+}
+
+/// What a node's link speaks, learnt at the first login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// Not known yet: REPL_HELLO is tried.
+    Unknown,
+    /// psrtd: PUBLISH_REPL_SEQ, pipelined.
+    Pipelined,
+    /// The reference: two-phase PUBLISH_REPL, one at a time.
+    Reference,
 }
 
 /// A node's link state, as shown by the stats endpoint.
@@ -214,10 +250,33 @@ impl NodeStatus {
 pub(crate) struct Node {
     /// Its configuration.
     pub config: NodeConfig,
-    /// Messages not yet acknowledged by the node (the front may be in flight).
+    /// Messages not yet acknowledged by the node; the first `in_flight`
+    /// were sent on the current link.
     pub queue: VecDeque<Replica>,
-    /// Bytes of the queued payloads.
+    /// Bytes of the queued payloads and topics.
     pub queued_bytes: usize,
+    /// Messages at the front of the queue sent and not yet answered.
+    pub in_flight: usize,
+    /// Bytes of those.
+    pub in_flight_bytes: usize,
+    /// A keep-alive NOP is waiting for its `01` (it was sent with nothing
+    /// in flight, so its reply comes first).
+    pub nop_pending: bool,
+    /// When the node last answered anything (the link deadline).
+    pub last_answer: Option<Instant>,
+    /// When the request whose reply measures the round trip was sent.
+    pub ping_at: Option<Instant>,
+    /// What the link speaks.
+    pub dialect: Dialect,
+    /// Resolved addresses not tried yet in this attempt.
+    pub addrs: VecDeque<std::net::SocketAddr>,
+    /// The next message's sequence number.
+    next_seq: u64,
+    /// Dropping because the queue is full (logged once per episode).
+    pub dropping: bool,
+    /// Links made (logins) after the first.
+    pub reconnects: u64,
+    logins: u64,
     /// The link connection, while one exists.
     pub link: Option<ConnId>,
     /// What the stats page shows.
@@ -232,14 +291,28 @@ pub(crate) struct Node {
     pub not_required: u64,
     /// Messages dropped because the queue was full or the node refused them.
     pub dropped: u64,
+    /// Round-trip time of the last answered request.
+    pub rtt: Duration,
 }
 
 impl Node {
-    fn new(config: NodeConfig, now: Instant) -> Self {
+    pub(crate) fn new(config: NodeConfig, now: Instant) -> Self {
         Self {
             config,
             queue: VecDeque::new(),
             queued_bytes: 0,
+            in_flight: 0,
+            in_flight_bytes: 0,
+            nop_pending: false,
+            last_answer: None,
+            ping_at: None,
+            dialect: Dialect::Unknown,
+            addrs: VecDeque::new(),
+            next_seq: 1,
+            dropping: false,
+            reconnects: 0,
+            logins: 0,
+            rtt: Duration::ZERO,
             link: None,
             status: NodeStatus::Connecting,
             retry_at: Some(now),
@@ -250,38 +323,113 @@ impl Node {
         }
     }
 
-    /// Queues a message unless the queue is full; false if dropped.
-    pub(crate) fn push(&mut self, replica: Replica, max_messages: usize, max_bytes: usize) -> bool {
-        let size = replica.message.len() + replica.topic.len();
-        if self.queue.len() >= max_messages || self.queued_bytes + size > max_bytes {
-            self.dropped += 1;
-            return false;
-        }
+    /// Queues a message; if the queue's bound is passed, the oldest messages
+    /// not in flight are dropped (the new one too if nothing else can go).
+    /// Returns how many were dropped.
+    pub(crate) fn push(&mut self, mut replica: Replica) -> u64 {
+        replica.seq = self.next_seq;
+        self.next_seq += 1;
+        let size = replica.size();
         self.queued_bytes += size;
         self.queue.push_back(replica);
-        true
+        let mut dropped = 0;
+        while self.queued_bytes > self.config.queue_bytes && self.queue.len() > self.in_flight {
+            if let Some(r) = self.queue.remove(self.in_flight) {
+                self.queued_bytes -= r.size();
+                dropped += 1;
+            }
+        }
+        self.dropped += dropped;
+        dropped
+    }
+
+    /// Drops the oldest message not in flight (the total bound); false if
+    /// every queued message is in flight.
+    pub(crate) fn drop_oldest(&mut self) -> bool {
+        match self.queue.remove(self.in_flight) {
+            Some(r) => {
+                self.queued_bytes -= r.size();
+                self.dropped += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes the front message (acknowledged, not required, or refused).
     pub(crate) fn pop(&mut self) {
         if let Some(r) = self.queue.pop_front() {
-            self.queued_bytes -= r.message.len() + r.topic.len();
+            self.queued_bytes -= r.size();
+            if self.in_flight > 0 {
+                self.in_flight -= 1;
+                self.in_flight_bytes -= r.size();
+            }
         }
     }
 
-    /// The link is up and logged in.
-    pub(crate) fn online(&mut self) {
-        self.status = NodeStatus::Online;
-        self.backoff = FIRST_BACKOFF;
+    /// The queue is below half its bound again after dropping: the episode
+    /// is over (true once, for the log line).
+    pub(crate) fn drop_episode_over(&mut self) -> bool {
+        let over = self.dropping && self.queued_bytes <= self.config.queue_bytes / 2;
+        if over {
+            self.dropping = false;
+        }
+        over
     }
 
-    /// The link failed or could not be made: retry after the backoff.
+    /// The link is up and logged in.
+    pub(crate) fn online(&mut self, now: Instant) {
+        self.status = NodeStatus::Online;
+        self.backoff = FIRST_BACKOFF;
+        self.last_answer = Some(now);
+        if self.logins > 0 {
+            self.reconnects += 1;
+        }
+        self.logins += 1;
+    }
+
+    /// A connect failed: if another resolved address is left, it is tried
+    /// now (true); otherwise the caller marks the node down.
+    pub(crate) fn try_next_addr(&mut self, now: Instant) -> bool {
+        if self.addrs.is_empty() {
+            return false;
+        }
+        self.link = None;
+        self.status = NodeStatus::Connecting;
+        self.retry_at = Some(now);
+        true
+    }
+
+    /// The link failed or could not be made: retry after the backoff, with
+    /// up to a quarter of it added at random so nodes do not retry in step.
     pub(crate) fn down(&mut self, now: Instant) {
         self.link = None;
         self.status = NodeStatus::Offline;
-        self.retry_at = Some(now + self.backoff);
+        self.addrs.clear();
+        self.in_flight = 0;
+        self.in_flight_bytes = 0;
+        self.nop_pending = false;
+        let jitter = self.backoff.mul_f64(jitter_fraction() * 0.25);
+        self.retry_at = Some(now + self.backoff + jitter);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
+
+    /// The node closed the link right after REPL_HELLO: a reference node.
+    /// It is tried again at once with the reference exchange.
+    pub(crate) fn speaks_reference(&mut self, now: Instant) {
+        self.down(now);
+        self.dialect = Dialect::Reference;
+        self.backoff = FIRST_BACKOFF;
+        self.retry_at = Some(now);
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes.
+fn jitter_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// All nodes.
@@ -289,6 +437,10 @@ impl Node {
 pub(crate) struct Cluster {
     /// The neighbours, in `cluster.yml` order.
     pub nodes: Vec<Node>,
+    /// This process's id as an origin (sent in REPL_HELLO).
+    pub origin: u64,
+    /// Receiving side: the last sequence number delivered per origin.
+    seen: std::collections::HashMap<u64, u64>,
 }
 
 impl Cluster {
@@ -296,7 +448,25 @@ impl Cluster {
     pub(crate) fn new(configs: Vec<NodeConfig>, now: Instant) -> Self {
         Self {
             nodes: configs.into_iter().map(|c| Node::new(c, now)).collect(),
+            origin: ((jitter_fraction() * (1u64 << 53) as f64) as u64) << 11
+                | u64::from(std::process::id() & 0x7ff),
+            seen: Default::default(),
         }
+    }
+
+    /// Receiving side: true if `seq` from `origin` was not delivered yet
+    /// (and remembers it). Sequence numbers only grow on one link, so a
+    /// number not above the last one is a resend after a reconnect.
+    pub(crate) fn first_time(&mut self, origin: u64, seq: u64) -> bool {
+        if self.seen.len() >= MAX_ORIGINS && !self.seen.contains_key(&origin) {
+            self.seen.clear();
+        }
+        let last = self.seen.entry(origin).or_insert(0);
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        true
     }
 
     /// The earliest pending retry, for the poll timeout.
@@ -304,99 +474,37 @@ impl Cluster {
         self.nodes.iter().filter_map(|n| n.retry_at).min()
     }
 
+    /// Enforces the bound of all queues together: the oldest messages of
+    /// the node with the most bytes waiting go first. Returns the nodes that
+    /// started dropping (for the once-per-episode log line).
+    pub(crate) fn enforce_total(&mut self, total: usize) -> Vec<usize> {
+        let mut started = Vec::new();
+        let mut queued: usize = self.nodes.iter().map(|n| n.queued_bytes).sum();
+        while queued > total {
+            let Some((i, n)) = self
+                .nodes
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, n)| n.queue.len() > n.in_flight)
+                .max_by_key(|(_, n)| n.queued_bytes - n.in_flight_bytes)
+            else {
+                break;
+            };
+            let before = n.queued_bytes;
+            if !n.drop_oldest() {
+                break;
+            }
+            queued -= before - n.queued_bytes;
+            if !n.dropping {
+                n.dropping = true;
+                started.push(i);
+            }
+        }
+        started
+    }
+
     /// No node configured.
     pub(crate) fn is_empty(&self) -> bool {
         self.nodes.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    #[test]
-    fn reference_cluster_file_loads() {
-        let dir = std::env::temp_dir().join(format!("psrt-cluster-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = write(
-            &dir,
-            "cluster.yml",
-            "- path: node2:2873\n  user: repl\n  password: \"123\"\n  timeout: 5\n- path: /run/psrtd/node3.sock\n  user: repl\n",
-        );
-        let nodes = load_nodes(&file).unwrap();
-        assert_eq!(nodes.len(), 2);
-        assert_eq!(nodes[0].addr, NodeAddr::Tcp("node2:2873".into()));
-        assert_eq!(
-            (nodes[0].user.as_str(), nodes[0].password.as_str()),
-            ("repl", "123")
-        );
-        assert_eq!(
-            nodes[1].addr,
-            NodeAddr::Unix("/run/psrtd/node3.sock".into())
-        );
-        assert!(
-            !format!("{:?}", nodes[0]).contains("123"),
-            "no password in Debug"
-        );
-
-        for (text, needle) in [
-            ("- path: nowhere\n", "host:port"),
-            ("- path: n:1\n  colour: red\n", "unknown field `colour`"),
-            ("- path: n:1\n  tls: true\n", "needs tls_ca"),
-            (
-                "- path: n:1\n  tls: true\n  tls_ca: missing.pem\n",
-                "missing.pem",
-            ),
-            ("- path: x.sock\n  tls: true\n  tls_ca: ca.pem\n", "Unix"),
-            ("{ path: n }\n", "invalid type"),
-        ] {
-            let f = write(&dir, "bad.yml", text);
-            let e = load_nodes(&f).unwrap_err();
-            assert!(e.to_string().contains(needle), "{text:?} -> {e}");
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn queue_limits_and_backoff() {
-        let now = Instant::now();
-        let config = NodeConfig {
-            path: "n:1".into(),
-            addr: NodeAddr::Tcp("n:1".into()),
-            user: String::new(),
-            password: String::new(),
-            tls: None,
-        };
-        let mut node = Node::new(config, now);
-        let r = |n: usize| Replica {
-            priority: 0x7f,
-            topic: "t".into(),
-            message: vec![0u8; n].into(),
-            timestamp_ns: 0,
-        };
-        assert!(node.push(r(10), 2, 100));
-        assert!(node.push(r(10), 2, 100));
-        assert!(!node.push(r(10), 2, 100), "message limit");
-        node.pop();
-        assert!(!node.push(r(90), 2, 100), "byte limit");
-        assert_eq!(node.dropped, 2);
-        assert_eq!(node.queued_bytes, 11);
-        node.down(now);
-        assert_eq!(node.retry_at, Some(now + FIRST_BACKOFF));
-        node.down(now);
-        assert_eq!(node.retry_at, Some(now + FIRST_BACKOFF * 2));
-        for _ in 0..10 {
-            node.down(now);
-        }
-        assert_eq!(node.retry_at, Some(now + MAX_BACKOFF));
-        node.online();
-        node.down(now);
-        assert_eq!(node.retry_at, Some(now + FIRST_BACKOFF));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use psrt_protocol::{Request, StreamKind, decode_repl_body, encode_request};
 
-use super::nodes::{NodeAddr, NodeConfig, NodeStatus};
+use super::nodes::{Dialect, NodeAddr, NodeConfig, NodeStatus};
 use super::phase::{Link, LinkStep};
 use super::{Cluster, replicate};
 use crate::server::conn::{CloseReason, ConnId};
@@ -30,6 +30,7 @@ fn node_config() -> NodeConfig {
         user: "repl".into(),
         password: "secret".into(),
         tls: None,
+        queue_bytes: 1 << 20,
     }
 }
 
@@ -47,9 +48,10 @@ fn linked() -> (Harness, ConnId) {
     (h, id)
 }
 
-/// A logged-in, idle link.
+/// A logged-in, idle link to a node known to be a reference node.
 fn online() -> (Harness, ConnId) {
     let (mut h, id) = linked();
+    h.core.cluster.nodes[0].dialect = Dialect::Reference;
     h.feed(id, &GREETING_REPLY);
     h.take_output(id);
     h.feed(id, &[7; 32]);
@@ -71,6 +73,50 @@ fn closing(h: &Harness, id: ConnId) -> Option<&CloseReason> {
     }
 }
 
+fn hello(h: &Harness) -> Vec<u8> {
+    let mut v = Vec::new();
+    let origin = h.core.cluster.origin;
+    encode_request(&Request::ReplHello { origin }, &mut v);
+    v
+}
+
+/// A logged-in link to a psrtd node, after REPL_HELLO: streaming.
+fn streaming() -> (Harness, ConnId) {
+    let (mut h, id) = linked();
+    h.feed(id, &GREETING_REPLY);
+    h.feed(id, &[7; 32]);
+    h.feed(id, &[OK]);
+    h.take_output(id);
+    assert_eq!(step(&h, id), LinkStep::Streaming);
+    (h, id)
+}
+
+/// The PUBLISH_REPL_SEQ frames in `out`: (seq, topic, message).
+fn seq_frames(out: &[u8]) -> Vec<(u64, String, Vec<u8>)> {
+    let limits = psrt_protocol::Limits::default();
+    let mut rest = out;
+    let mut frames = Vec::new();
+    while !rest.is_empty() {
+        let Ok(psrt_protocol::Decoded::Frame { frame, len }) =
+            psrt_protocol::decode_request(rest, &limits)
+        else {
+            panic!("not a frame: {rest:?}");
+        };
+        let Request::PublishReplSeq {
+            seq,
+            topic,
+            message,
+            ..
+        } = frame
+        else {
+            panic!("{frame:?}");
+        };
+        frames.push((seq, topic.to_string(), message.to_vec()));
+        rest = &rest[len..];
+    }
+    frames
+}
+
 fn topic_request(topic: &str) -> Vec<u8> {
     let mut v = Vec::new();
     encode_request(&Request::PublishRepl { topic }, &mut v);
@@ -83,7 +129,11 @@ fn assert_down(h: &Harness) {
     let n = &h.core.cluster.nodes[0];
     assert_eq!(n.link, None);
     assert_eq!(n.status, NodeStatus::Offline);
-    assert_eq!(n.retry_at, Some(h.core.now + Duration::from_secs(1)));
+    let (first, at) = (Duration::from_secs(1), n.retry_at.unwrap());
+    assert!(
+        at >= h.core.now + first && at <= h.core.now + first * 5 / 4,
+        "backoff with jitter"
+    );
 }
 
 #[test]
@@ -100,8 +150,12 @@ fn greeting_reply_then_token_brings_the_node_online() {
     h.feed(id, &[7; 20]);
     assert_eq!(step(&h, id), LinkStep::Login, "the token is 32 bytes");
     h.feed(id, &[7; 12]);
-    assert_eq!(step(&h, id), LinkStep::Idle);
+    assert_eq!(step(&h, id), LinkStep::Hello);
     assert_eq!(h.core.cluster.nodes[0].status, NodeStatus::Online);
+    assert_eq!(h.take_output(id), hello(&h));
+    h.feed(id, &[OK]);
+    assert_eq!(step(&h, id), LinkStep::Streaming);
+    assert_eq!(h.core.cluster.nodes[0].dialect, Dialect::Pipelined);
     assert!(h.take_output(id).is_empty(), "nothing queued to send");
     let timeout = h.core.config.timeout;
     assert_eq!(
@@ -156,7 +210,7 @@ fn replicated_message_goes_out_in_two_phases() {
 }
 
 #[test]
-fn requests_go_one_at_a_time() {
+fn a_reference_link_sends_the_next_topic_right_after_a_body() {
     let (mut h, id) = online();
     replicate(&mut h.cx(), 0x7f, "a", b"1");
     replicate(&mut h.cx(), 0x7f, "b", b"2");
@@ -167,10 +221,17 @@ fn requests_go_one_at_a_time() {
         "the second waits for the first's exchange"
     );
     h.feed(id, &[OK_WAITING]);
-    h.take_output(id);
-    // The node's 01 for the first body, then its 02 for the second topic.
+    let out = h.take_output(id);
+    assert!(
+        out.ends_with(&topic_request("b")),
+        "the next topic follows the body at once"
+    );
+    assert_eq!(step(&h, id), LinkStep::AwaitBodyNext);
+    // A drop of the oldest now must not take "b": it is in flight.
+    assert_eq!(h.core.cluster.nodes[0].in_flight, 2);
+    // The node's 01 for the first body, then its answer to the second topic.
     h.feed(id, &[OK]);
-    assert_eq!(h.take_output(id), topic_request("b"));
+    assert!(h.take_output(id).is_empty());
     assert_eq!(step(&h, id), LinkStep::AwaitTopic);
     h.feed(id, &[NOT_REQUIRED]);
     let n = &h.core.cluster.nodes[0];
@@ -203,19 +264,25 @@ fn not_required_and_access_denied_skip_the_body() {
 #[test]
 fn messages_queued_while_logging_in_go_out_after_the_token() {
     let (mut h, id) = linked();
-    h.core.config.data_queue = 2;
+    h.core.cluster.nodes[0].dialect = Dialect::Reference;
+    h.core.cluster.nodes[0].config.queue_bytes = 4;
     replicate(&mut h.cx(), 0x7f, "a", b"1");
     replicate(&mut h.cx(), 0x7f, "b", b"2");
     replicate(&mut h.cx(), 0x7f, "c", b"3");
     let n = &h.core.cluster.nodes[0];
-    assert_eq!((n.queue.len(), n.dropped), (2, 1), "the queue is bounded");
+    assert_eq!((n.queue.len(), n.dropped), (2, 1), "bounded in bytes");
+    assert!(n.dropping, "the episode is logged once");
     assert_eq!(step(&h, id), LinkStep::Greeting);
     assert!(h.take_output(id).is_empty());
     h.feed(id, &GREETING_REPLY);
     assert_eq!(h.take_output(id), login_frame("repl", "secret"));
     h.feed(id, &[7; 32]);
     assert_eq!(step(&h, id), LinkStep::AwaitTopic);
-    assert_eq!(h.take_output(id), topic_request("a"));
+    assert_eq!(
+        h.take_output(id),
+        topic_request("b"),
+        "the oldest was dropped"
+    );
 }
 
 #[test]
@@ -277,6 +344,7 @@ fn idle_deadline_sends_a_keepalive_nop() {
 fn a_step_past_its_deadline_closes_and_the_node_goes_down() {
     for stuck in [LinkStep::Greeting, LinkStep::Login, LinkStep::AwaitNop] {
         let (mut h, id) = linked();
+        h.core.cluster.nodes[0].dialect = Dialect::Reference;
         if stuck != LinkStep::Greeting {
             h.feed(id, &GREETING_REPLY);
         }
@@ -346,4 +414,100 @@ fn a_keepalive_gets_a_full_write_stall_timeout() {
     assert_eq!(h.conns[id].tx.len(), 1);
     assert_eq!(h.conns[id].last_write, h.core.now);
     assert_eq!(h.conns[id].stall_due(timeout), Some(h.core.now + timeout));
+}
+
+#[test]
+fn a_psrtd_node_gets_many_messages_in_flight_answered_in_order() {
+    let (mut h, id) = streaming();
+    for i in 0..5u8 {
+        replicate(&mut h.cx(), 0x7f, "t", &[i]);
+    }
+    let frames = seq_frames(&h.take_output(id));
+    let seqs: Vec<u64> = frames.iter().map(|f| f.0).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5], "all sent at once, without waiting");
+    assert_eq!(frames[4].2, vec![4]);
+    h.feed(id, &[OK, NOT_REQUIRED, OK]);
+    let n = &h.core.cluster.nodes[0];
+    assert_eq!(
+        (n.sent, n.not_required, n.in_flight, n.queue.len()),
+        (2, 1, 2, 2)
+    );
+    // A silent node: the link deadline closes it, the unanswered two are
+    // sent again (same sequence numbers) on the next link.
+    let timeout = h.core.config.timeout;
+    h.advance(timeout / 2);
+    dispatch::on_due(&mut h.cx(), id);
+    assert_eq!(step(&h, id), LinkStep::Streaming, "not yet");
+    h.advance(timeout / 2);
+    dispatch::on_due(&mut h.cx(), id);
+    assert_eq!(
+        closing(&h, id),
+        Some(&CloseReason::Timeout("replication link"))
+    );
+    assert_down(&h);
+    let n = &h.core.cluster.nodes[0];
+    assert_eq!((n.in_flight, n.queue.len()), (0, 2));
+    let id = h.add(Phase::Link(Link {
+        node: 0,
+        step: LinkStep::Greeting,
+    }));
+    h.core.cluster.nodes[0].link = Some(id);
+    h.feed(id, &GREETING_REPLY);
+    h.feed(id, &[7; 32]);
+    h.take_output(id);
+    h.feed(id, &[OK]);
+    let seqs: Vec<u64> = seq_frames(&h.take_output(id)).iter().map(|f| f.0).collect();
+    assert_eq!(seqs, [4, 5]);
+    assert_eq!(h.core.cluster.nodes[0].reconnects, 1);
+}
+
+#[test]
+fn a_reference_node_closing_at_the_hello_is_retried_at_once_without_it() {
+    let (mut h, id) = linked();
+    h.feed(id, &GREETING_REPLY);
+    h.feed(id, &[7; 32]);
+    assert_eq!(step(&h, id), LinkStep::Hello);
+    dispatch::close(&mut h.cx(), id, CloseReason::Link("closed by peer".into()));
+    let n = &h.core.cluster.nodes[0];
+    assert_eq!(n.dialect, Dialect::Reference);
+    assert_eq!(n.retry_at, Some(h.core.now), "no backoff");
+}
+
+#[test]
+fn a_streaming_link_pings_when_nothing_is_in_flight() {
+    let (mut h, id) = streaming();
+    h.advance(h.core.config.timeout / 2);
+    dispatch::on_due(&mut h.cx(), id);
+    assert_eq!(h.take_output(id), [0x00]);
+    replicate(&mut h.cx(), 0x7f, "t", b"m");
+    assert_eq!(seq_frames(&h.take_output(id)).len(), 1);
+    h.feed(id, &[OK]);
+    assert_eq!(h.core.cluster.nodes[0].sent, 0, "that was the NOP's reply");
+    h.feed(id, &[OK]);
+    assert_eq!(h.core.cluster.nodes[0].sent, 1);
+    assert_eq!(step(&h, id), LinkStep::Streaming);
+}
+
+#[test]
+fn a_failed_connect_tries_the_next_resolved_address_at_once() {
+    let (mut h, _) = linked();
+    let id = h.add(Phase::Link(Link {
+        node: 0,
+        step: LinkStep::Connecting,
+    }));
+    h.core.cluster.nodes[0].link = Some(id);
+    h.core.cluster.nodes[0].addrs = ["127.0.0.2:1".parse().unwrap()].into();
+    dispatch::close(&mut h.cx(), id, CloseReason::Link("refused".into()));
+    let n = &h.core.cluster.nodes[0];
+    assert_eq!((n.link, n.status), (None, NodeStatus::Connecting));
+    assert_eq!(n.retry_at, Some(h.core.now), "no backoff between addresses");
+    // The last address failed too: now the node is down, with the backoff.
+    h.core.cluster.nodes[0].addrs.clear();
+    let id = h.add(Phase::Link(Link {
+        node: 0,
+        step: LinkStep::Connecting,
+    }));
+    h.core.cluster.nodes[0].link = Some(id);
+    dispatch::close(&mut h.cx(), id, CloseReason::Link("refused".into()));
+    assert_down(&h);
 }

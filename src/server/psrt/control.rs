@@ -42,14 +42,14 @@ pub(crate) fn on_request(
     data: &[u8],
     shared: Option<&(SharedBuf, usize)>,
 ) -> Result<Step, CloseReason> {
-    if let Some(topic) = session(cx, id)?.repl_topic.take() {
+    if let Some(topic) = session(cx, id)?.repl.as_mut().and_then(|r| r.topic.take()) {
         return match frame(decode_repl_body(data, &cx.core.config.limits))? {
             Ok((body, len)) => {
                 on_repl_body(cx, id, &topic, &body);
                 Ok(Step::Used(len))
             }
             Err(step) => {
-                session(cx, id)?.repl_topic = Some(topic);
+                session(cx, id)?.repl.get_or_insert_default().topic = Some(topic);
                 Ok(step)
             }
         };
@@ -87,6 +87,17 @@ pub(crate) fn on_request(
         Request::Subscribe(topics) => on_topics(cx, id, topics, Change::Subscribe)?,
         Request::Unsubscribe(topics) => on_topics(cx, id, topics, Change::Unsubscribe)?,
         Request::PublishRepl { topic } => on_publish_repl(cx, id, topic)?,
+        Request::ReplHello { origin } => {
+            session(cx, id)?.repl.get_or_insert_default().origin = Some(origin);
+            Reply::Ok
+        }
+        Request::PublishReplSeq {
+            priority,
+            seq,
+            topic,
+            message,
+            ..
+        } => on_publish_repl_seq(cx, id, priority, seq, topic, message)?,
     };
     reply(cx, id, answer);
     Ok(Step::Used(len))
@@ -212,7 +223,7 @@ fn on_publish_repl(cx: &mut Cx, id: ConnId, topic: &str) -> Result<Reply, CloseR
     if !cx.core.matcher.has_match(&topic) {
         return Ok(Reply::NotRequired);
     }
-    session(cx, id)?.repl_topic = Some(topic.into());
+    session(cx, id)?.repl.get_or_insert_default().topic = Some(topic.into());
     Ok(Reply::OkWaiting)
 }
 
@@ -228,4 +239,41 @@ fn on_repl_body(cx: &mut Cx, id: ConnId, topic: &str, body: &ReplBody<'_>) {
     // The topic was validated in the first phase: this cannot be refused.
     let _ = pipeline::publish(cx, Origin::Replica, msg);
     reply(cx, id, Reply::Ok);
+}
+
+/// A whole replicated message (psrtd extension): a replicator only; a
+/// sequence number this origin already delivered is a resend after a
+/// reconnect and is acknowledged without delivering it again.
+fn on_publish_repl_seq(
+    cx: &mut Cx,
+    id: ConnId,
+    priority: u8,
+    seq: u64,
+    topic: &str,
+    message: &[u8],
+) -> Result<Reply, CloseReason> {
+    let s = session(cx, id)?;
+    if !s.acl.replicator {
+        cx.core.stats.access_denied += 1;
+        return Ok(Reply::AccessDenied);
+    }
+    let origin = s.repl.as_ref().and_then(|r| r.origin);
+    if let Some(origin) = origin {
+        if !cx.core.cluster.first_time(origin, seq) {
+            return Ok(Reply::Ok);
+        }
+    }
+    let msg = Message {
+        priority,
+        topic,
+        message,
+        raw: None,
+        shared: None,
+        qos: QoS::AtLeastOnce,
+    };
+    Ok(match pipeline::publish_counted(cx, Origin::Replica, msg) {
+        Ok(0) => Reply::NotRequired,
+        Ok(_) => Reply::Ok,
+        Err(r) => r.reply(),
+    })
 }

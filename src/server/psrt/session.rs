@@ -78,7 +78,7 @@ pub(crate) fn start_session(
             data: None,
             masks: Default::default(),
             delivered_seq: 0,
-            repl_topic: None,
+            repl: None,
             clock: InputClock::new(now),
             sent: 0,
             dropped: 0,

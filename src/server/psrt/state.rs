@@ -96,8 +96,8 @@ pub(crate) struct Session {
     pub masks: Masks,
     /// Sequence number of the last message delivered (once per client).
     pub delivered_seq: u64,
-    /// PUBLISH_REPL topic waiting for its body (after `OK_WAITING`).
-    pub repl_topic: Option<Box<str>>,
+    /// Replication state of a replicator's session (boxed: rare).
+    pub repl: Option<Box<ReplIn>>,
     /// Request timing (idle and partial-frame deadlines).
     pub clock: InputClock,
     /// Messages written whole to this client's data sockets.
@@ -105,6 +105,15 @@ pub(crate) struct Session {
     /// Messages thrown away unwritten with its data sockets' queues (slow
     /// consumer, queue cap).
     pub dropped: u64,
+}
+
+/// What a session receiving replication keeps.
+#[derive(Debug, Default)]
+pub(crate) struct ReplIn {
+    /// PUBLISH_REPL topic waiting for its body (after `OK_WAITING`).
+    pub topic: Option<Box<str>>,
+    /// The replicating node's id from REPL_HELLO (psrtd extension).
+    pub origin: Option<u64>,
 }
 
 /// A data socket's link to its session.

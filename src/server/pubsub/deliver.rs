@@ -62,7 +62,7 @@ impl Frame<'_> {
 }
 
 /// Queues `frame` to every subscriber, once per client. Returns how many
-/// queues took it.
+/// queues took it (an MQTT session counts as offered).
 pub(crate) fn deliver(cx: &mut Cx, frame: &Frame<'_>) -> u64 {
     let frame_len = push_frame_len(frame.topic.len(), frame.message.len());
     let core = &mut *cx.core;
@@ -93,6 +93,7 @@ pub(crate) fn deliver(cx: &mut Cx, frame: &Frame<'_>) -> u64 {
                 now,
             };
             mqtt.offer(sessions, client & !MQTT_SUB, &mut sink);
+            delivered += 1;
             return;
         }
         let Some(Phase::Psrt(Psrt::Control(session))) = conns.get_mut(client).map(|c| &mut c.phase)

@@ -92,6 +92,15 @@ pub(crate) fn validate_mqtt<'t>(topic: &'t str, limits: &Limits) -> Result<Cow<'
 
 /// Publishes `msg`: validated, checked, counted, delivered, replicated.
 pub(crate) fn publish(cx: &mut Cx, origin: Origin<'_>, msg: Message<'_>) -> Result<(), Refusal> {
+    publish_counted(cx, origin, msg).map(|_| ())
+}
+
+/// [`publish`], returning to how many subscribers the message was delivered.
+pub(crate) fn publish_counted(
+    cx: &mut Cx,
+    origin: Origin<'_>,
+    msg: Message<'_>,
+) -> Result<u64, Refusal> {
     let topic = match origin {
         Origin::Mqtt(_) => validate_mqtt(msg.topic, &cx.core.config.limits)?,
         _ => validate(msg.topic, &cx.core.config.limits)?,
@@ -125,11 +134,11 @@ pub(crate) fn publish(cx: &mut Cx, origin: Origin<'_>, msg: Message<'_>) -> Resu
         shared: msg.shared.filter(|_| same),
         qos: msg.qos,
     };
-    deliver(cx, &frame);
+    let delivered = deliver(cx, &frame);
     if !matches!(origin, Origin::Replica) {
         link::replicate(cx, msg.priority, &topic, msg.message);
     }
-    Ok(())
+    Ok(delivered)
 }
 
 #[cfg(test)]

@@ -1,0 +1,157 @@
+//! Unit tests of `nodes.rs`: `cluster.yml` parsing, the queue's byte bound
+//! (drop oldest, never what is in flight), the total bound, the backoff with
+//! jitter, and the receiving side's resend detection.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::nodes::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn reference_cluster_file_loads() {
+    let dir = std::env::temp_dir().join(format!("psrt-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = write(
+        &dir,
+        "cluster.yml",
+        "- path: node2:2873\n  user: repl\n  password: \"123\"\n  timeout: 5\n- path: /run/psrtd/node3.sock\n  user: repl\n  queue_bytes: 1000\n",
+    );
+    let nodes = load_nodes(&file).unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0].addr, NodeAddr::Tcp("node2:2873".into()));
+    assert_eq!(
+        (nodes[0].user.as_str(), nodes[0].password.as_str()),
+        ("repl", "123")
+    );
+    assert_eq!(
+        nodes[1].addr,
+        NodeAddr::Unix("/run/psrtd/node3.sock".into())
+    );
+    assert_eq!(nodes[0].queue_bytes, DEFAULT_QUEUE_BYTES);
+    assert_eq!(nodes[1].queue_bytes, 1000, "psrtd's own key");
+    assert!(
+        !format!("{:?}", nodes[0]).contains("123"),
+        "no password in Debug"
+    );
+
+    for (text, needle) in [
+        ("- path: nowhere\n", "host:port"),
+        ("- path: n:1\n  colour: red\n", "unknown field `colour`"),
+        ("- path: n:1\n  tls: true\n", "needs tls_ca"),
+        (
+            "- path: n:1\n  tls: true\n  tls_ca: missing.pem\n",
+            "missing.pem",
+        ),
+        ("- path: x.sock\n  tls: true\n  tls_ca: ca.pem\n", "Unix"),
+        ("{ path: n }\n", "invalid type"),
+    ] {
+        let f = write(&dir, "bad.yml", text);
+        let e = load_nodes(&f).unwrap_err();
+        assert!(e.to_string().contains(needle), "{text:?} -> {e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn queue_limits_and_backoff() {
+    let now = Instant::now();
+    let config = NodeConfig {
+        path: "n:1".into(),
+        addr: NodeAddr::Tcp("n:1".into()),
+        user: String::new(),
+        password: String::new(),
+        tls: None,
+        queue_bytes: 33,
+    };
+    let mut node = Node::new(config, now);
+    let r = |n: usize| Replica {
+        priority: 0x7f,
+        topic: "t".into(),
+        message: vec![0u8; n].into(),
+        timestamp_ns: 0,
+        seq: 0,
+    };
+    assert_eq!(node.push(r(10)), 0);
+    assert_eq!(node.push(r(10)), 0);
+    assert_eq!(node.push(r(10)), 0);
+    node.in_flight = 1;
+    node.in_flight_bytes = 11;
+    assert_eq!(
+        node.push(r(10)),
+        1,
+        "bound passed: the oldest not in flight goes"
+    );
+    let seqs: Vec<u64> = node.queue.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [1, 3, 4]);
+    node.pop();
+    assert_eq!((node.in_flight, node.in_flight_bytes), (0, 0));
+    assert_eq!(
+        node.push(r(40)),
+        3,
+        "everything older goes, then the new one"
+    );
+    assert_eq!(
+        (node.queue.len(), node.queued_bytes, node.dropped),
+        (0, 0, 4)
+    );
+    let within =
+        |t: Option<Instant>, d: Duration| t.is_some_and(|t| t >= now + d && t <= now + d + d / 4);
+    node.down(now);
+    assert!(within(node.retry_at, FIRST_BACKOFF));
+    node.down(now);
+    assert!(within(node.retry_at, FIRST_BACKOFF * 2));
+    for _ in 0..10 {
+        node.down(now);
+    }
+    assert!(within(node.retry_at, MAX_BACKOFF));
+    node.online(now);
+    node.down(now);
+    assert!(within(node.retry_at, FIRST_BACKOFF));
+}
+
+#[test]
+fn the_total_bound_drops_from_the_longest_queue() {
+    let now = Instant::now();
+    let config = |path: &str| NodeConfig {
+        path: path.into(),
+        addr: NodeAddr::Tcp(path.into()),
+        user: String::new(),
+        password: String::new(),
+        tls: None,
+        queue_bytes: 1000,
+    };
+    let mut c = Cluster::new(vec![config("a:1"), config("b:1")], now);
+    let r = || Replica {
+        priority: 0x7f,
+        topic: "t".into(),
+        message: vec![0u8; 9].into(),
+        timestamp_ns: 0,
+        seq: 0,
+    };
+    for _ in 0..3 {
+        c.nodes[0].push(r());
+    }
+    c.nodes[1].push(r());
+    assert_eq!(c.enforce_total(30), [0], "a started dropping");
+    assert_eq!((c.nodes[0].queue.len(), c.nodes[1].queue.len()), (2, 1));
+    assert_eq!(c.nodes[0].queue[0].seq, 2, "the oldest went");
+    assert_eq!(c.enforce_total(30), Vec::<usize>::new());
+    assert_eq!(c.nodes[0].dropped + c.nodes[1].dropped, 1);
+}
+
+#[test]
+fn receiving_side_skips_resends() {
+    let mut c = Cluster::default();
+    assert!(c.first_time(7, 1));
+    assert!(c.first_time(7, 2));
+    assert!(!c.first_time(7, 2), "resent after a reconnect");
+    assert!(!c.first_time(7, 1));
+    assert!(c.first_time(8, 1), "another origin");
+    assert!(c.first_time(7, 3));
+}
