@@ -9,8 +9,8 @@
 use libfuzzer_sys::fuzz_target;
 use psrt_fuzz::{check_frame, check_stream, encoded};
 use psrt_protocol::{
-    Limits, Op, decode_repl_body, decode_reply, decode_request, encode_repl_body, encode_reply,
-    encode_request,
+    Limits, Op, REPL_SEQ_HEADER_LEN, decode_repl_body, decode_reply, decode_request,
+    encode_repl_body, encode_reply, encode_request,
 };
 
 /// Small limits, so that both "too large" and complete frames are reachable.
@@ -19,8 +19,9 @@ const LIMITS: Limits = Limits {
     max_topic_length: 100,
     max_topic_depth: 8,
 };
-/// `01 PRIO LEN` + body, the largest request.
-const MAX_REQUEST: usize = 6 + LIMITS.max_pub_size as usize;
+/// The largest request: PUBLISH_REPL_SEQ, `13 PRIO TIMESTAMP SEQ LEN` + body
+/// (a PUBLISH is `01 PRIO LEN` + body, 16 bytes less).
+const MAX_REQUEST: usize = 1 + REPL_SEQ_HEADER_LEN + LIMITS.max_pub_size as usize;
 /// `PRIO TIMESTAMP LEN` + message.
 const MAX_REPL_BODY: usize = 13 + LIMITS.max_pub_size as usize;
 
