@@ -5,7 +5,7 @@
 //! these ops (it closes the connection); the sender then falls back to the
 //! two-phase PUBLISH_REPL. See `protocol/README.md`.
 
-use crate::wire::{LEN_BYTES, len_prefixed, put_len, split_nul, u64_at, utf8};
+use crate::wire::{LEN_BYTES, len_prefixed, put_len, topic_message, u64_at};
 use crate::{DecodeError, Decoded, Limits, Op, Request};
 
 /// Length of a PUBLISH_REPL_SEQ header after the op: `PRIO TIMESTAMP SEQ LEN`.
@@ -23,20 +23,16 @@ pub(crate) fn decode_publish_repl_seq<'a>(
         });
     };
     let rest = buf.get(17..).unwrap_or_default();
-    let (body, len) = match len_prefixed(rest, limits.max_pub_size)? {
+    let ((topic, message), len) = match topic_message(rest, limits.max_pub_size)? {
         Decoded::Frame { frame, len } => (frame, len),
         Decoded::Incomplete { need } => return Ok(Decoded::Incomplete { need }),
     };
-    let (topic, message) = split_nul(body).ok_or(DecodeError::MissingNul)?;
-    if topic.is_empty() {
-        return Err(DecodeError::EmptyTopic);
-    }
     Ok(Decoded::Frame {
         frame: Request::PublishReplSeq {
             priority,
             timestamp_ns,
             seq,
-            topic: utf8(topic)?,
+            topic,
             message,
         },
         len: len + 17,

@@ -17,7 +17,7 @@
 #[cfg(test)]
 use crate::repl::{ReplBody, decode_repl_body, encode_repl_body};
 use crate::repl::{decode_publish_repl_seq, encode_repl_seq_head};
-use crate::wire::{LEN_BYTES, len_prefixed, put_len, split_nul, u64_at, utf8};
+use crate::wire::{LEN_BYTES, len_prefixed, put_len, topic_message, u64_at, utf8};
 use crate::{DecodeError, Decoded, Limits, Op, Reply};
 
 /// One control request, borrowing its text and payload from the input.
@@ -153,18 +153,14 @@ fn decode_publish<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Request<
             need: 1 + LEN_BYTES,
         });
     };
-    let (body, len) = match len_prefixed(rest, limits.max_pub_size)? {
+    let ((topic, message), len) = match topic_message(rest, limits.max_pub_size)? {
         Decoded::Frame { frame, len } => (frame, len),
         Decoded::Incomplete { need } => return Ok(Decoded::Incomplete { need }),
     };
-    let (topic, message) = split_nul(body).ok_or(DecodeError::MissingNul)?;
-    if topic.is_empty() {
-        return Err(DecodeError::EmptyTopic);
-    }
     Ok(Decoded::Frame {
         frame: Request::Publish {
             priority,
-            topic: utf8(topic)?,
+            topic,
             message,
         },
         len: len + 1,

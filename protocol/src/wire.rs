@@ -45,6 +45,24 @@ pub(crate) fn len_prefixed(buf: &[u8], max: u32) -> Result<Decoded<&[u8]>, Decod
     }
 }
 
+/// A length-prefixed `TOPIC 00 MESSAGE` body (`LEN <= max`), as PUBLISH
+/// and PUBLISH_REPL_SEQ carry it: a non-empty UTF-8 topic, then everything
+/// after the first NUL. `len` counts the length prefix.
+pub(crate) fn topic_message(buf: &[u8], max: u32) -> Result<Decoded<(&str, &[u8])>, DecodeError> {
+    let (body, len) = match len_prefixed(buf, max)? {
+        Decoded::Frame { frame, len } => (frame, len),
+        Decoded::Incomplete { need } => return Ok(Decoded::Incomplete { need }),
+    };
+    let (topic, message) = split_nul(body).ok_or(DecodeError::MissingNul)?;
+    if topic.is_empty() {
+        return Err(DecodeError::EmptyTopic);
+    }
+    Ok(Decoded::Frame {
+        frame: (utf8(topic)?, message),
+        len,
+    })
+}
+
 /// Splits `bytes` at its first NUL: (before, after). `None` if there is none.
 pub(crate) fn split_nul(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let at = bytes.iter().position(|&b| b == 0)?;

@@ -27,24 +27,28 @@ use crate::server::mqtt::state::MQTT_SUB;
 use crate::server::phase::Phase;
 use crate::server::psrt::state::Phase as Psrt;
 
-/// A message ready for delivery (topic normalised).
+/// A message as it arrived (the pipeline's input) or, with its topic
+/// normalised, as it is delivered.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Frame<'a> {
-    /// Priority byte.
+pub(crate) struct Message<'a> {
+    /// Priority byte (passed through).
     pub priority: u8,
-    /// Normalised topic.
+    /// The topic as sent (normalised here).
     pub topic: &'a str,
-    /// Payload.
+    /// The payload.
     pub message: &'a [u8],
-    /// The exact bytes of the pushed frame, if the caller has them.
+    /// The whole incoming frame when it has the pushed frame's layout (a
+    /// PSRT PUBLISH): forwarded as the same bytes if the topic needs no
+    /// normalisation.
     pub raw: Option<&'a [u8]>,
-    /// The buffer `raw` lives in, if queues may share it.
+    /// The buffer `raw` lives in, when send queues may share it.
     pub shared: Option<&'a SharedBuf>,
-    /// The highest QoS for MQTT subscribers.
+    /// The highest QoS MQTT subscribers get it at (PSRT TCP publishes and
+    /// replicas are acknowledged: 1; UDP datagrams: 0).
     pub qos: QoS,
 }
 
-impl Frame<'_> {
+impl Message<'_> {
     /// The pushed frame as one shareable buffer.
     fn build(&self) -> SharedBuf {
         match (self.shared, self.raw) {
@@ -63,7 +67,9 @@ impl Frame<'_> {
 
 /// Queues `frame` to every subscriber, once per client. Returns how many
 /// queues took it (an MQTT session counts as offered).
-pub(crate) fn deliver(cx: &mut Cx, frame: &Frame<'_>) -> u64 {
+/// `frame` is a [`Message`] whose topic is normalised (the pipeline makes
+/// it so).
+pub(crate) fn deliver(cx: &mut Cx, frame: &Message<'_>) -> u64 {
     let frame_len = push_frame_len(frame.topic.len(), frame.message.len());
     let core = &mut *cx.core;
     let conns = &mut *cx.conns;

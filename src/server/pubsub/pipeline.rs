@@ -8,34 +8,13 @@
 
 use std::borrow::Cow;
 
-use psrt_protocol::mqtt::QoS;
 use psrt_protocol::{Limits, Reply, normalize_topic, topic_depth, validate_publish_topic};
 
-use super::deliver::{Frame, deliver};
+pub(crate) use super::deliver::Message;
+use super::deliver::deliver;
 use crate::server::auth::AclEntry;
-use crate::server::conn::SharedBuf;
 use crate::server::core::Cx;
 use crate::server::link;
-
-/// A message as it arrived.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Message<'a> {
-    /// Priority byte (passed through).
-    pub priority: u8,
-    /// The topic as sent (normalised here).
-    pub topic: &'a str,
-    /// The payload.
-    pub message: &'a [u8],
-    /// The whole incoming frame when it has the pushed frame's layout (a
-    /// PSRT PUBLISH): forwarded as the same bytes if the topic needs no
-    /// normalisation.
-    pub raw: Option<&'a [u8]>,
-    /// The buffer `raw` lives in, when send queues may share it.
-    pub shared: Option<&'a SharedBuf>,
-    /// The highest QoS MQTT subscribers get it at (PSRT TCP publishes and
-    /// replicas are acknowledged: 1; UDP datagrams: 0).
-    pub qos: QoS,
-}
 
 /// Who publishes.
 #[derive(Debug, Clone, Copy)]
@@ -126,13 +105,11 @@ pub(crate) fn publish_counted(
     cx.core.topics.record(&topic, bytes, cx.core.now);
     // Normalisation only removes bytes: same length means same bytes.
     let same = topic.len() == msg.topic.len();
-    let frame = Frame {
-        priority: msg.priority,
+    let frame = Message {
         topic: &topic,
-        message: msg.message,
         raw: msg.raw.filter(|_| same),
         shared: msg.shared.filter(|_| same),
-        qos: msg.qos,
+        ..msg
     };
     let delivered = deliver(cx, &frame);
     if !matches!(origin, Origin::Replica) {
