@@ -323,6 +323,20 @@ impl Server {
         }
     }
 
+    /// Replies the input just handled queued go out now, before the next
+    /// ready connection is read: a client waiting for its one-byte answer
+    /// gets it one read (or a whole batch of them) sooner, and clients that
+    /// happen to send together are not answered in lockstep. Pushes to
+    /// subscribers still wait for the end of the turn, batched.
+    pub(super) fn flush_replies(&mut self) {
+        if self.core.reply_list.is_empty() {
+            return;
+        }
+        for id in std::mem::take(&mut self.core.reply_list) {
+            self.flush_one(id);
+        }
+    }
+
     /// Writes every connection on the flush list once and reaps closing
     /// connections that have nothing left to write.
     /// Replies go first: a requester waiting for its one-byte answer is

@@ -53,6 +53,9 @@ const MAX_LISTENERS: usize = 64;
 const FIRST_UDP: usize = FIRST_LISTENER + MAX_LISTENERS;
 /// Slab key k is `Token(FIRST_CONN + k)`.
 const FIRST_CONN: usize = FIRST_UDP + MAX_LISTENERS;
+/// A turn with at most this many ready sockets writes each request's
+/// pushes right after it (latency); a busier one batches them (throughput).
+const EAGER_TURN_EVENTS: usize = 2;
 
 /// Stops a running server from another thread.
 #[derive(Debug, Clone)]
@@ -311,6 +314,11 @@ impl Server {
             }
             self.core.set_now(Instant::now());
             self.core.sample();
+            // A quiet turn (few ready sockets: clients that wait for each
+            // answer) writes the pushes a request caused right after its
+            // reply; a busy turn batches them into one write per socket at
+            // the end of the turn.
+            let eager = events.iter().nth(EAGER_TURN_EVENTS).is_none();
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.on_wake(),
@@ -326,6 +334,11 @@ impl Server {
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(id);
+                            if eager {
+                                self.flush_pending();
+                            } else {
+                                self.flush_replies();
+                            }
                         }
                     }
                     Token(t) => self.accept_from(Some(t - FIRST_LISTENER)),
