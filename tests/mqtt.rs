@@ -417,14 +417,14 @@ fn retained_messages_reach_later_subscriptions_with_retain_set() {
     let (_, body) = http_get(stats_addr, "/status");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["psrtd"]["mqtt"]["retained_messages"], 1);
-    assert_eq!(json["psrtd"]["mqtt"]["retained_bytes"], 5 + 1 + 64);
+    assert_eq!(json["psrtd"]["mqtt"]["retained_bytes"], 5 + 1 + 96);
     let (_, metrics) = http_get(stats_addr, "/metrics");
     assert!(
         metrics.contains("psrtd_mqtt_retained_messages 1"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("psrtd_mqtt_retained_bytes 70"),
+        metrics.contains("psrtd_mqtt_retained_bytes 102"),
         "{metrics}"
     );
     srv.stop();
@@ -449,8 +449,8 @@ fn retain_off_delivers_normally_and_keeps_nothing() {
 
 #[test]
 fn the_retained_store_refuses_what_exceeds_retain_bytes() {
-    // Room for one 10-byte message on a 3-byte topic (+ 64 per entry).
-    let srv = retaining(3 + 10 + 64);
+    // Room for one 10-byte message on a 3-byte topic (+ 96 per entry).
+    let srv = retaining(3 + 10 + 96);
     let addr = mqtt_addr(&srv);
     let mut m = Mq::anonymous(addr, "pub");
     m.publish_with("b/1", &[b'1'; 10], QoS::AtMostOnce, 0, true);

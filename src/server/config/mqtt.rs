@@ -53,7 +53,7 @@ pub struct MqttConfig {
     /// Keep an in-memory retained-message store (`mqtt/retain.rs`); off:
     /// the RETAIN flag is accepted and the message only delivered.
     pub retain: bool,
-    /// Bound of the retained store: topic + payload + 64 bytes per
+    /// Bound of the retained store: topic + payload + 96 bytes per
     /// message; a message that does not fit is refused.
     pub retain_bytes: usize,
 }

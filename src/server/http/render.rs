@@ -134,7 +134,7 @@ pub(crate) fn metrics_text(core: &Core, conns: &Conns) -> String {
         ),
         (
             "mqtt_retained_bytes",
-            "Bytes the retained MQTT messages account for (topic + payload + 64 each).",
+            "Bytes the retained MQTT messages account for (topic + payload + 96 each).",
             core.mqtt.retained.bytes() as u64,
         ),
         (
