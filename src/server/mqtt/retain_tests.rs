@@ -426,3 +426,40 @@ fn a_large_retained_set_stays_within_the_output_bound() {
     assert_eq!(out.len(), 1);
     assert!(out[0].starts_with("publish 1 Some(3) q/2 ") && out[0].ends_with(" retain"));
 }
+
+#[test]
+fn a_retained_will_is_kept_after_an_abnormal_close() {
+    let mut h = harness(true);
+    let dev = h.add(ListenerKind::Mqtt.first_phase());
+    h.feed(
+        dev,
+        &encode(&Packet::Connect(Connect {
+            protocol: Protocol::V311,
+            clean_session: true,
+            keep_alive: 60,
+            client_id: "dev",
+            will: Some(psrt_protocol::mqtt::Will {
+                topic: "r/dev",
+                message: b"offline",
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            }),
+            username: None,
+            password: None,
+        })),
+    );
+    h.take_output(dev);
+    assert_eq!(h.core.mqtt.retained.len(), 0);
+    crate::server::dispatch::close(
+        &mut h.cx(),
+        dev,
+        crate::server::conn::CloseReason::PeerClosed,
+    );
+    assert_eq!(h.core.stats.mqtt_wills, 1);
+    let s = client(&mut h, "s");
+    h.feed(s, &subscribe(&[("r/#", QoS::AtLeastOnce)]));
+    assert_eq!(
+        packets(&h.take_output(s)),
+        ["suback [1]", "publish 1 Some(1) r/dev offline retain"]
+    );
+}
