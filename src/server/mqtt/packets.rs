@@ -5,7 +5,10 @@
 //! PUBREL answered PUBCOMP. A publish the ACL denies is dropped, counted
 //! and logged (rate-limited), and still acknowledged: MQTT 3.1.1 has no
 //! way to tell the client. SUBSCRIBE and UNSUBSCRIBE change the session's
-//! filters and the matcher together.
+//! filters and the matcher together. A RETAIN=1 PUBLISH (or will, from
+//! `session`) the pipeline accepted goes into the retained store
+//! ([`retain_publish`]); a granted subscription gets its retained messages
+//! after SUBACK (`outbound::send_retained`).
 
 use psrt_protocol::mqtt::{
     Filters, PINGRESP, Packet, Publish, QoS, SubAckCode, decode_packet, encode_ack, encode_suback,
@@ -35,6 +38,34 @@ fn session_key(cx: &Cx, id: ConnId) -> Result<usize, CloseReason> {
 fn send(cx: &mut Cx, id: ConnId, bytes: &[u8]) {
     let conn = &mut cx.conns[id];
     cx.core.send(id, conn, bytes);
+}
+
+/// A RETAIN=1 publish that went through the pipeline (the publish ACL
+/// passed): stored, replaced, deleted or refused with `mqtt.retain` on;
+/// with it off the message was only delivered, which is logged once.
+pub(crate) fn retain_publish(core: &mut Core, topic: &str, payload: &[u8], qos: QoS) {
+    let bound = match core.config.mqtt.as_ref() {
+        Some(m) if m.retain => m.retain_bytes,
+        _ => {
+            if !std::mem::replace(&mut core.mqtt.retain_logged, true) {
+                log::info!(
+                    "MQTT: a message with the retain flag was delivered normally (mqtt.retain is off: no retained store)"
+                );
+            }
+            return;
+        }
+    };
+    if core.mqtt.retained.set(topic, payload, qos, bound) == retain::Outcome::Refused {
+        core.stats.mqtt_retain_refused += 1;
+        let (n, bytes) = (core.mqtt.retained.len(), core.mqtt.retained.bytes());
+        core.warn(
+            "mqtt-retain",
+            format_args!(
+                "MQTT: retained message on {topic:?} ({} bytes) refused: mqtt.retain_bytes ({bound}) reached ({n} messages, {bytes} bytes)",
+                payload.len()
+            ),
+        );
+    }
 }
 
 /// Handles the packet at the front of `data`.
@@ -116,7 +147,7 @@ fn on_publish(cx: &mut Cx, id: ConnId, key: usize, p: &Publish<'_>) -> Result<()
     };
     match pipeline::publish(cx, Origin::Mqtt(&acl), msg) {
         // Delivered with RETAIN=0 to current subscribers; then kept.
-        Ok(()) if p.retain => retain::on_publish(cx.core, p.topic, p.payload, p.qos),
+        Ok(()) if p.retain => retain_publish(cx.core, p.topic, p.payload, p.qos),
         Ok(()) => {}
         Err(r) => {
             let conn = &cx.conns[id];

@@ -18,8 +18,6 @@ use std::ops::Bound;
 
 use psrt_protocol::mqtt::{QoS, filter_matches};
 
-use crate::server::core::Core;
-
 /// Bytes one entry costs beyond its topic and payload: its share of a
 /// `BTreeMap` leaf (a key box of 16 bytes and a value of 24 in nodes of
 /// 11, about two thirds full: ~60) and the allocator's headers of its two
@@ -139,32 +137,4 @@ fn literal_prefix(filter: &str) -> (&str, bool) {
         end += level.len() + 1;
     }
     (filter, true)
-}
-
-/// A RETAIN=1 publish that went through the pipeline (the publish ACL
-/// passed): stored, replaced, deleted or refused with `mqtt.retain` on;
-/// with it off the message was only delivered, which is logged once.
-pub(crate) fn on_publish(core: &mut Core, topic: &str, payload: &[u8], qos: QoS) {
-    let bound = match core.config.mqtt.as_ref() {
-        Some(m) if m.retain => m.retain_bytes,
-        _ => {
-            if !std::mem::replace(&mut core.mqtt.retain_logged, true) {
-                log::info!(
-                    "MQTT: a message with the retain flag was delivered normally (mqtt.retain is off: no retained store)"
-                );
-            }
-            return;
-        }
-    };
-    if core.mqtt.retained.set(topic, payload, qos, bound) == Outcome::Refused {
-        core.stats.mqtt_retain_refused += 1;
-        let (n, bytes) = (core.mqtt.retained.len(), core.mqtt.retained.bytes());
-        core.warn(
-            "mqtt-retain",
-            format_args!(
-                "MQTT: retained message on {topic:?} ({} bytes) refused: mqtt.retain_bytes ({bound}) reached ({n} messages, {bytes} bytes)",
-                payload.len()
-            ),
-        );
-    }
 }

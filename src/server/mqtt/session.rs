@@ -249,7 +249,7 @@ fn publish_will(cx: &mut Cx, acl: &AclEntry, w: &OwnedWill) {
         Ok(()) => {
             cx.core.stats.mqtt_wills += 1;
             if w.retain {
-                super::retain::on_publish(cx.core, &w.topic, &w.message, w.qos);
+                super::packets::retain_publish(cx.core, &w.topic, &w.message, w.qos);
             }
         }
         Err(r) => cx.core.warn(
