@@ -17,6 +17,8 @@ use psrt_protocol::mqtt::{
 /// A blocking MQTT client on the codec, for tests.
 struct Mq {
     raw: Raw,
+    /// The RETAIN flag of the last PUBLISH received.
+    last_retain: bool,
 }
 
 fn bytes(p: &Packet<'_>) -> Vec<u8> {
@@ -54,7 +56,10 @@ impl Mq {
             username: user.map(|u| u.0),
             password: user.map(|u| u.1.as_bytes()),
         })));
-        let mut c = Self { raw };
+        let mut c = Self {
+            raw,
+            last_retain: false,
+        };
         let ack = c.recv();
         (c, ack)
     }
@@ -72,6 +77,7 @@ impl Mq {
                     let got = match frame {
                         Packet::ConnAck(a) => In::ConnAck(a.session_present, a.code as u8),
                         Packet::Publish(p) => {
+                            self.last_retain = p.retain;
                             In::Publish(p.topic.into(), p.payload.into(), p.qos as u8, p.packet_id)
                         }
                         Packet::SubAck { codes, .. } => In::SubAck(codes.into()),
@@ -110,10 +116,14 @@ impl Mq {
     }
 
     fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, id: u16) {
+        self.publish_with(topic, payload, qos, id, false);
+    }
+
+    fn publish_with(&mut self, topic: &str, payload: &[u8], qos: QoS, id: u16, retain: bool) {
         self.raw.send(&bytes(&Packet::Publish(Publish {
             dup: false,
             qos,
-            retain: false,
+            retain,
             topic,
             packet_id: (qos != QoS::AtMostOnce).then_some(id),
             payload,
@@ -125,6 +135,21 @@ impl Mq {
             In::Publish(t, p, qos, id) if t == topic && p == payload => (qos, id),
             other => panic!("expected {topic} {payload:?}, got {other:?}"),
         }
+    }
+}
+
+impl Mq {
+    /// PINGREQ, and PINGRESP as the next packet: nothing else was queued
+    /// before it.
+    fn nothing_more(&mut self) {
+        self.raw.send(&bytes(&Packet::PingReq));
+        assert_eq!(self.recv(), In::PingResp);
+    }
+
+    /// A PUBLISH with RETAIN=1 on `topic`, at QoS 0, `payload` as given.
+    fn expect_retained(&mut self, topic: &str, payload: &[u8], qos: u8) {
+        assert_eq!(self.expect(topic, payload).0, qos, "{topic}");
+        assert!(self.last_retain, "{topic}: RETAIN=1");
     }
 }
 
@@ -315,8 +340,13 @@ fn psrtd_t_checks_the_mqtt_section() {
     for (name, section, needle) in [
         (
             "key.yml",
-            "mqtt:\n  bind: 127.0.0.1:1883\n  retain: true\n",
-            "key.yml:8: mqtt: unknown field `retain`",
+            "mqtt:\n  bind: 127.0.0.1:1883\n  retained: true\n",
+            "key.yml:8: mqtt: unknown field `retained`",
+        ),
+        (
+            "retain.yml",
+            "mqtt:\n  bind: 127.0.0.1:1883\n  retain: true\n  retain_bytes: 0\n",
+            "mqtt.retain_bytes must be at least 1",
         ),
         (
             "tls.yml",
@@ -332,4 +362,104 @@ fn psrtd_t_checks_the_mqtt_section() {
         assert_eq!(code, Some(1), "{out}");
         assert!(out.contains(needle), "{name}: {out}");
     }
+}
+
+fn retaining(bytes: usize) -> TestServer {
+    let acl = "_:\n  sub: '#'\n  pub: '#'\n  admin: true\n";
+    TestServer::with(Setup::default().acl(acl).tweak(move |c| {
+        let m = c.mqtt.as_mut().expect("mqtt section");
+        m.retain = true;
+        m.retain_bytes = bytes;
+    }))
+}
+
+#[test]
+fn retained_messages_reach_later_subscriptions_with_retain_set() {
+    let srv = retaining(1 << 20);
+    let addr = mqtt_addr(&srv);
+    let mut live = Mq::anonymous(addr, "live");
+    assert_eq!(live.subscribe(&[("ret/#", QoS::AtMostOnce)]), [0]);
+    let mut m = Mq::anonymous(addr, "pub");
+    m.publish_with("ret/a", b"v1", QoS::AtLeastOnce, 1, true);
+    assert_eq!(m.recv(), In::Ack("puback", 1));
+    m.publish_with("ret/b", b"b", QoS::AtMostOnce, 0, true);
+    m.nothing_more();
+    // Current subscribers get RETAIN=0.
+    live.expect("ret/a", b"v1");
+    assert!(!live.last_retain);
+    live.expect("ret/b", b"b");
+    assert!(!live.last_retain);
+    // PSRT publishes are never retained.
+    let mut p = Session::anonymous(srv.addr);
+    assert_eq!(p.ctl.publish("ret/c", b"psrt"), 0x01);
+    live.expect("ret/c", b"psrt");
+    let mut late = Mq::anonymous(addr, "late");
+    assert_eq!(late.subscribe(&[("ret/#", QoS::AtLeastOnce)]), [1]);
+    late.expect_retained("ret/a", b"v1", 1);
+    late.raw.send(&bytes(&Packet::PubAck(1)));
+    late.expect_retained("ret/b", b"b", 0);
+    late.nothing_more();
+    // Replaced, then deleted by an empty payload.
+    m.publish_with("ret/a", b"v2", QoS::AtMostOnce, 0, true);
+    m.nothing_more();
+    let mut again = Mq::anonymous(addr, "again");
+    assert_eq!(again.subscribe(&[("ret/a", QoS::AtLeastOnce)]), [1]);
+    again.expect_retained("ret/a", b"v2", 0);
+    again.nothing_more();
+    m.publish_with("ret/a", b"", QoS::AtMostOnce, 0, true);
+    m.nothing_more();
+    let mut gone = Mq::anonymous(addr, "gone");
+    assert_eq!(gone.subscribe(&[("ret/+", QoS::AtMostOnce)]), [0]);
+    gone.expect_retained("ret/b", b"b", 0);
+    gone.nothing_more();
+    // Visible as gauges.
+    let stats_addr = srv.stats_addr.expect("stats endpoint");
+    let (_, body) = http_get(stats_addr, "/status");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["psrtd"]["mqtt"]["retained_messages"], 1);
+    assert_eq!(json["psrtd"]["mqtt"]["retained_bytes"], 5 + 1 + 96);
+    let (_, metrics) = http_get(stats_addr, "/metrics");
+    assert!(
+        metrics.contains("psrtd_mqtt_retained_messages 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("psrtd_mqtt_retained_bytes 102"),
+        "{metrics}"
+    );
+    srv.stop();
+}
+
+#[test]
+fn retain_off_delivers_normally_and_keeps_nothing() {
+    let srv = TestServer::start();
+    let addr = mqtt_addr(&srv);
+    let mut live = Mq::anonymous(addr, "live");
+    live.subscribe(&[("off/#", QoS::AtMostOnce)]);
+    let mut m = Mq::anonymous(addr, "pub");
+    m.publish_with("off/a", b"v", QoS::AtLeastOnce, 3, true);
+    assert_eq!(m.recv(), In::Ack("puback", 3));
+    live.expect("off/a", b"v");
+    assert!(!live.last_retain);
+    let mut late = Mq::anonymous(addr, "late");
+    assert_eq!(late.subscribe(&[("off/#", QoS::AtMostOnce)]), [0]);
+    late.nothing_more();
+    srv.stop();
+}
+
+#[test]
+fn the_retained_store_refuses_what_exceeds_retain_bytes() {
+    // Room for one 10-byte message on a 3-byte topic (+ 96 per entry).
+    let srv = retaining(3 + 10 + 96);
+    let addr = mqtt_addr(&srv);
+    let mut m = Mq::anonymous(addr, "pub");
+    m.publish_with("b/1", &[b'1'; 10], QoS::AtMostOnce, 0, true);
+    m.publish_with("b/2", &[b'2'; 10], QoS::AtMostOnce, 0, true);
+    m.nothing_more();
+    let mut late = Mq::anonymous(addr, "late");
+    late.subscribe(&[("b/#", QoS::AtMostOnce)]);
+    late.expect_retained("b/1", &[b'1'; 10], 0);
+    late.nothing_more();
+    let stats = srv.stop();
+    assert_eq!(stats.mqtt_retain_refused, 1);
 }

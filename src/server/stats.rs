@@ -108,6 +108,8 @@ counters! {
     mqtt_sub_ops, "mqtt_sub_ops", Psrtd, "Successful MQTT subscribe and unsubscribe filter operations.";
     mqtt_queue_drops, "mqtt_queue_drops", Psrtd, "QoS 1 messages not kept: an MQTT session's queue was full.";
     mqtt_wills, "mqtt_wills", Psrtd, "MQTT last wills published.";
+    mqtt_retain_refused, "mqtt_retain_refused", Psrtd, "Retained MQTT messages refused: mqtt.retain_bytes reached.";
+    mqtt_retain_unsent, "mqtt_retain_unsent", Psrtd, "Retained MQTT messages not sent to a new subscription: its connection's output queue or its session's QoS 1 budget was full.";
 }
 
 /// Every counter's rate per second over the last interval, and the average

@@ -23,6 +23,8 @@ pub(super) struct MqttSection {
     session_expiry: Option<u64>,
     session_queue_bytes: Option<usize>,
     max_stored_sessions: Option<usize>,
+    retain: Option<bool>,
+    retain_bytes: Option<usize>,
 }
 
 /// The validated `mqtt:` section.
@@ -48,12 +50,19 @@ pub struct MqttConfig {
     /// Persistent sessions kept while their clients are away; the oldest
     /// goes when a new one would exceed it.
     pub max_stored_sessions: usize,
+    /// Keep an in-memory retained-message store (`mqtt/retain.rs`); off:
+    /// the RETAIN flag is accepted and the message only delivered.
+    pub retain: bool,
+    /// Bound of the retained store: topic + payload + 96 bytes per
+    /// message; a message that does not fit is refused.
+    pub retain_bytes: usize,
 }
 
 const DEFAULT_MAX_INFLIGHT: u16 = 64;
 const DEFAULT_SESSION_EXPIRY_SECS: u64 = 3600;
 const DEFAULT_SESSION_QUEUE_BYTES: usize = 1024 * 1024;
 const DEFAULT_MAX_STORED_SESSIONS: usize = 1000;
+const DEFAULT_RETAIN_BYTES: usize = 16 * 1024 * 1024;
 
 impl MqttConfig {
     /// The embedded default's MQTT listener, with `max_pub_size` packets.
@@ -67,6 +76,8 @@ impl MqttConfig {
             session_expiry: Duration::from_secs(DEFAULT_SESSION_EXPIRY_SECS),
             session_queue_bytes: DEFAULT_SESSION_QUEUE_BYTES,
             max_stored_sessions: DEFAULT_MAX_STORED_SESSIONS,
+            retain: false,
+            retain_bytes: DEFAULT_RETAIN_BYTES,
         }
     }
 
@@ -129,6 +140,16 @@ impl MqttConfig {
         }
         if let Some(n) = section.max_stored_sessions {
             c.max_stored_sessions = n;
+        }
+        c.retain = section.retain.unwrap_or(false);
+        if let Some(b) = section.retain_bytes {
+            if b == 0 {
+                return Err(
+                    "mqtt.retain_bytes must be at least 1 (to keep no retained messages, set mqtt.retain: false)"
+                        .into(),
+                );
+            }
+            c.retain_bytes = b;
         }
         Ok(c)
     }

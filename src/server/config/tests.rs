@@ -271,6 +271,15 @@ fn section_keys_and_defaults() {
     assert_eq!(m.max_packet_size, 5000, "defaults to server.max_pub_size");
     assert_eq!((m.max_keepalive, m.max_inflight), (600, 10));
     assert_eq!(m.session_expiry.as_secs(), 60);
+    assert!(!m.retain, "retain is off by default");
+    assert_eq!(m.retain_bytes, 16 << 20);
+    let c = parse_mqtt(
+        "mqtt:\n  bind: 127.0.0.1:1883\n  retain: true\n  retain_bytes: 4096\nauth:\n  acl: a.yml\n",
+    )
+    .unwrap();
+    let m = c.mqtt.unwrap();
+    assert_eq!((m.retain, m.retain_bytes), (true, 4096));
+    assert!(!Config::embedded_default().mqtt.unwrap().retain);
 }
 
 #[test]
@@ -280,8 +289,16 @@ fn invalid_sections() {
         ("mqtt:\n  bind: nonsense\n", "mqtt.bind"),
         ("mqtt:\n  bind_tls: 0.0.0.0:8883\n", "TLS identity"),
         (
-            "mqtt:\n  bind: 127.0.0.1:1883\n  retain: true\n",
-            "unknown field `retain`",
+            "mqtt:\n  bind: 127.0.0.1:1883\n  retained: true\n",
+            "unknown field `retained`",
+        ),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  retain: true\n  retain_bytes: 0\n",
+            "mqtt.retain_bytes",
+        ),
+        (
+            "mqtt:\n  bind: 127.0.0.1:1883\n  retain: yes please\n",
+            "retain",
         ),
         ("mqtt: {}\n", "no listener"),
         (

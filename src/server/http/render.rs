@@ -52,6 +52,8 @@ pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
                 "clients": core.mqtt.connected,
                 "sessions_away": core.mqtt.away(),
                 "held_bytes": core.mqtt.held_bytes,
+                "retained_messages": core.mqtt.retained.len(),
+                "retained_bytes": core.mqtt.retained.bytes(),
             },
             "queued_bytes": core.tx_pool.queued_total,
             "counters": own,
@@ -109,7 +111,7 @@ fn cluster_figures(core: &Core) -> serde_json::Value {
 
 /// `/metrics`: Prometheus text exposition format.
 pub(crate) fn metrics_text(core: &Core, conns: &Conns) -> String {
-    let gauges: [(&str, &str, u64); 7] = [
+    let gauges: [(&str, &str, u64); 9] = [
         (
             "clients",
             "Logged-in sessions (PSRT and MQTT).",
@@ -124,6 +126,16 @@ pub(crate) fn metrics_text(core: &Core, conns: &Conns) -> String {
             "mqtt_sessions_away",
             "Persistent MQTT sessions kept while their clients are away.",
             core.mqtt.away() as u64,
+        ),
+        (
+            "mqtt_retained_messages",
+            "Retained MQTT messages (mqtt.retain).",
+            core.mqtt.retained.len() as u64,
+        ),
+        (
+            "mqtt_retained_bytes",
+            "Bytes the retained MQTT messages account for (topic + payload + 96 each).",
+            core.mqtt.retained.bytes() as u64,
         ),
         (
             "subscriptions",

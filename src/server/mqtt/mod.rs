@@ -12,14 +12,18 @@
 //! | `packets` | packets of a connected client: PUBLISH in, acks, (UN)SUBSCRIBE, PING, DISCONNECT |
 //! | `outbound` | messages to MQTT clients: packets built once, the in-flight window, redelivery |
 //! | `reload` | a SIGHUP reload applied to live sessions |
+//! | `retain` | the retained-message store (`mqtt.retain`), bounded in bytes; no I/O, no `Core` |
 
 pub(crate) mod connect;
 pub(crate) mod outbound;
 pub(crate) mod packets;
 pub(crate) mod phase;
 pub(crate) mod reload;
+pub(crate) mod retain;
 pub(crate) mod session;
 pub(crate) mod state;
 
+#[cfg(test)]
+mod retain_tests;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,13 @@
 //! is kept until PUBACK; a resumed session gets its in-flight messages
 //! again with DUP set ([`redeliver`]). The outbox policy is PSRT's: a
 //! connection whose queue has no room is a slow consumer.
+//!
+//! Retained messages for a new subscription ([`send_retained`]) take the
+//! same paths with RETAIN=1: QoS 1 into the session's queue (its byte
+//! budget) and the window; QoS 0 into the output queue while it holds at
+//! most half of `server.data_queue_bytes`. What does not fit is not sent
+//! (counted in `mqtt_retain_unsent`, logged rate-limited): a large
+//! retained set never makes a subscriber a slow consumer by itself.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -71,7 +78,7 @@ impl<'m> Fanout<'m> {
         if s.qos_for(self.topic).min(self.qos) == QoS::AtLeastOnce {
             let q = self
                 .q1
-                .get_or_insert_with(|| build_q1(self.topic, self.payload));
+                .get_or_insert_with(|| build_q1(self.topic, self.payload, false));
             let limit = sink
                 .config
                 .mqtt
@@ -120,10 +127,14 @@ impl<'m> Fanout<'m> {
 }
 
 fn q0_packet(topic: &str, payload: &[u8], out: &mut Vec<u8>) {
+    q0_packet_with(topic, payload, false, out);
+}
+
+fn q0_packet_with(topic: &str, payload: &[u8], retain: bool, out: &mut Vec<u8>) {
     let p = Publish {
         dup: false,
         qos: QoS::AtMostOnce,
-        retain: false,
+        retain,
         topic,
         packet_id: None,
         payload: &[],
@@ -133,13 +144,13 @@ fn q0_packet(topic: &str, payload: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The stored QoS 1 packet (packet id 0, filled in per send).
-fn build_q1(topic: &str, payload: &[u8]) -> Queued {
+fn build_q1(topic: &str, payload: &[u8], retain: bool) -> Queued {
     let (total, header) = publish_header_len(topic.len(), QoS::AtLeastOnce, payload.len());
     let mut v = Vec::with_capacity(total);
     let p = Publish {
         dup: false,
         qos: QoS::AtLeastOnce,
-        retain: false,
+        retain,
         topic,
         packet_id: Some(0),
         payload: &[],
@@ -268,4 +279,86 @@ pub(crate) fn on_puback(cx: &mut Cx, key: usize, pid: u16) {
         core.mqtt.held_bytes -= q.len();
     }
     fill_window(cx, key);
+}
+
+/// After SUBACK: the retained messages whose topic matches the new
+/// subscription `filter` and that the session's ACL lets it read, each at
+/// min(`granted`, its own QoS) with RETAIN=1. Returns how many were queued.
+pub(crate) fn send_retained(cx: &mut Cx, key: usize, filter: &str, granted: QoS) -> usize {
+    let core = &mut *cx.core;
+    let Sessions {
+        slab,
+        retained,
+        held_bytes,
+        ..
+    } = &mut core.mqtt;
+    let Some(s) = slab.get_mut(key) else {
+        return 0;
+    };
+    let mut sink = Sink {
+        conns: cx.conns,
+        tx_pool: &mut core.tx_pool,
+        flush_list: &mut core.flush_list,
+        effects: &mut core.effects,
+        stats: &mut core.stats,
+        config: &core.config,
+        now: core.now,
+    };
+    let limit = sink
+        .config
+        .mqtt
+        .as_ref()
+        .map_or(0, |m| m.session_queue_bytes);
+    let all = sink.config.max_queued_bytes;
+    let q0_room = sink.config.data_queue_bytes / 2;
+    let (mut queued, mut unsent) = (0, 0u64);
+    let mut q0 = Vec::new();
+    for (topic, r) in retained.matching(filter) {
+        if !s.acl.can_subscribe(topic) {
+            continue;
+        }
+        if r.qos.min(granted) == QoS::AtMostOnce {
+            q0.push((topic, &r.payload));
+            continue;
+        }
+        let q = build_q1(topic, &r.payload, true);
+        if s.held_bytes + q.len() > limit || (all > 0 && *held_bytes + q.len() > all) {
+            unsent += 1;
+            continue;
+        }
+        s.held_bytes += q.len();
+        *held_bytes += q.len();
+        s.queue.push_back(q);
+        queued += 1;
+    }
+    fill(s, &mut sink);
+    if let Some((id, conn)) = live(s, sink.conns) {
+        let mut v = Vec::new();
+        for (topic, payload) in q0 {
+            let len = publish_header_len(topic.len(), QoS::AtMostOnce, payload.len()).0;
+            if !outbox::has_room(&conn.tx, len, q0_room) {
+                unsent += 1;
+                continue;
+            }
+            v.clear();
+            q0_packet_with(topic, payload, true, &mut v);
+            conn.output_started(sink.now);
+            conn.tx.push_slice(&v, true, sink.tx_pool);
+            queued += 1;
+        }
+        if queued > 0 {
+            schedule(id, conn, sink.flush_list);
+        }
+    }
+    if unsent > 0 {
+        core.stats.mqtt_retain_unsent += unsent;
+        let who = s.client_id.clone();
+        core.warn(
+            "mqtt-retain-unsent",
+            format_args!(
+                "MQTT {who}: {unsent} retained message(s) for {filter:?} not sent: output queue or session budget full"
+            ),
+        );
+    }
+    queued
 }

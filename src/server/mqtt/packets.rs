@@ -5,18 +5,20 @@
 //! PUBREL answered PUBCOMP. A publish the ACL denies is dropped, counted
 //! and logged (rate-limited), and still acknowledged: MQTT 3.1.1 has no
 //! way to tell the client. SUBSCRIBE and UNSUBSCRIBE change the session's
-//! filters and the matcher together.
+//! filters and the matcher together. A RETAIN=1 PUBLISH (or will, from
+//! `session`) the pipeline accepted goes into the retained store
+//! ([`retain_publish`]); a granted subscription gets its retained messages
+//! after SUBACK (`outbound::send_retained`).
 
-use log::info;
 use psrt_protocol::mqtt::{
     Filters, PINGRESP, Packet, Publish, QoS, SubAckCode, decode_packet, encode_ack, encode_suback,
     encode_unsuback, filter_masks, kind, validate_filter, validate_topic_name,
 };
 use psrt_protocol::topic_depth;
 
-use super::outbound;
 use super::phase::Phase as Mqtt;
 use super::state::{Filter, sub_id};
+use super::{outbound, retain};
 use crate::server::conn::{CloseReason, ConnId};
 use crate::server::core::{Core, Cx};
 use crate::server::phase::{Phase, Step, frame};
@@ -38,12 +40,30 @@ fn send(cx: &mut Cx, id: ConnId, bytes: &[u8]) {
     cx.core.send(id, conn, bytes);
 }
 
-/// The retain flag is accepted and the message delivered normally; the
-/// first one is logged.
-pub(crate) fn retain_noticed(core: &mut Core) {
-    if !std::mem::replace(&mut core.mqtt.retain_logged, true) {
-        info!(
-            "MQTT: a message with the retain flag was delivered normally (psrtd keeps no retained messages)"
+/// A RETAIN=1 publish that went through the pipeline (the publish ACL
+/// passed): stored, replaced, deleted or refused with `mqtt.retain` on;
+/// with it off the message was only delivered, which is logged once.
+pub(crate) fn retain_publish(core: &mut Core, topic: &str, payload: &[u8], qos: QoS) {
+    let bound = match core.config.mqtt.as_ref() {
+        Some(m) if m.retain => m.retain_bytes,
+        _ => {
+            if !std::mem::replace(&mut core.mqtt.retain_logged, true) {
+                log::info!(
+                    "MQTT: a message with the retain flag was delivered normally (mqtt.retain is off: no retained store)"
+                );
+            }
+            return;
+        }
+    };
+    if core.mqtt.retained.set(topic, payload, qos, bound) == retain::Outcome::Refused {
+        core.stats.mqtt_retain_refused += 1;
+        let (n, bytes) = (core.mqtt.retained.len(), core.mqtt.retained.bytes());
+        core.warn(
+            "mqtt-retain",
+            format_args!(
+                "MQTT: retained message on {topic:?} ({} bytes) refused: mqtt.retain_bytes ({bound}) reached ({n} messages, {bytes} bytes)",
+                payload.len()
+            ),
         );
     }
 }
@@ -97,9 +117,6 @@ fn on_publish(cx: &mut Cx, id: ConnId, key: usize, p: &Publish<'_>) -> Result<()
     if validate_topic_name(p.topic).is_err() {
         return Err(CloseReason::WildcardPublish);
     }
-    if p.retain {
-        retain_noticed(cx.core);
-    }
     let Some(session) = cx.core.mqtt.slab.get_mut(key) else {
         return Err(CloseReason::Unsupported("MQTT packet outside a session"));
     };
@@ -129,6 +146,8 @@ fn on_publish(cx: &mut Cx, id: ConnId, key: usize, p: &Publish<'_>) -> Result<()
         qos: p.qos,
     };
     match pipeline::publish(cx, Origin::Mqtt(&acl), msg) {
+        // Delivered with RETAIN=0 to current subscribers; then kept.
+        Ok(()) if p.retain => retain_publish(cx.core, p.topic, p.payload, p.qos),
         Ok(()) => {}
         Err(r) => {
             let conn = &cx.conns[id];
@@ -163,16 +182,30 @@ fn on_publish(cx: &mut Cx, id: ConnId, key: usize, p: &Publish<'_>) -> Result<()
 
 /// One SUBACK code per filter: invalid, too deep or too long, denied by the
 /// ACL, or over a subscription limit is `0x80`; else granted at the QoS
-/// asked for, at most 1.
+/// asked for, at most 1. After SUBACK, each granted filter gets the
+/// retained messages it matches (`outbound::send_retained`).
 fn on_subscribe(cx: &mut Cx, id: ConnId, key: usize, packet_id: u16, filters: Filters<'_>) {
     let mut codes = Vec::with_capacity(filters.len());
+    let mut granted = Vec::with_capacity(filters.len());
     for (filter, asked) in filters.iter() {
         let code = subscribe_one(cx.core, key, filter, asked.min(QoS::AtLeastOnce));
         codes.push(u8::from(code));
+        granted.push(match code {
+            SubAckCode::Granted(q) => Some(q),
+            SubAckCode::Failure => None,
+        });
     }
     let mut v = Vec::with_capacity(codes.len() + 6);
     encode_suback(packet_id, &codes, &mut v);
     send(cx, id, &v);
+    if cx.core.mqtt.retained.len() == 0 {
+        return;
+    }
+    for ((filter, _), qos) in filters.iter().zip(granted) {
+        if let Some(qos) = qos {
+            outbound::send_retained(cx, key, filter, qos);
+        }
+    }
 }
 
 fn subscribe_one(core: &mut Core, key: usize, filter: &str, qos: QoS) -> SubAckCode {

@@ -237,9 +237,6 @@ pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, old: Mqtt, will: bool) {
 
 /// Publishes a will through the one pipeline, with its connection's rights.
 fn publish_will(cx: &mut Cx, acl: &AclEntry, w: &OwnedWill) {
-    if w.retain {
-        super::packets::retain_noticed(cx.core);
-    }
     let msg = Message {
         priority: psrt_protocol::DEFAULT_PRIORITY,
         topic: &w.topic,
@@ -249,7 +246,12 @@ fn publish_will(cx: &mut Cx, acl: &AclEntry, w: &OwnedWill) {
         qos: w.qos,
     };
     match pipeline::publish(cx, Origin::Mqtt(acl), msg) {
-        Ok(()) => cx.core.stats.mqtt_wills += 1,
+        Ok(()) => {
+            cx.core.stats.mqtt_wills += 1;
+            if w.retain {
+                super::packets::retain_publish(cx.core, &w.topic, &w.message, w.qos);
+            }
+        }
         Err(r) => cx.core.warn(
             "mqtt-will",
             format_args!("MQTT will on {:?} not published: {r:?}", w.topic),

@@ -149,8 +149,10 @@ pub(crate) struct Sessions {
     pub held_bytes: usize,
     /// The earliest instant an away session may expire.
     pub next_expiry: Option<Instant>,
-    /// The retain flag was logged once.
+    /// The retain flag was logged once (`mqtt.retain` off).
     pub retain_logged: bool,
+    /// Retained messages (`mqtt.retain` on).
+    pub retained: super::retain::Store,
     /// Scratch for a QoS 0 PUBLISH built once per message.
     pub scratch: Vec<u8>,
 }

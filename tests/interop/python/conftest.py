@@ -89,6 +89,8 @@ auth:
   key_file: keys.yml
 mqtt:
   bind: 127.0.0.1:0
+  retain: true
+  retain_bytes: 65536
 """
 
 

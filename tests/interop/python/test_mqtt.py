@@ -232,6 +232,63 @@ def test_bad_input_closes_that_connection_only(server, mqtt):
     good.got.wait_topic("bad/ok", b"still here")
 
 
+def test_retained_messages_with_paho_and_psrt_py(server, mqtt):
+    """mqtt.retain: true. A later subscription gets the retained message
+    with retain=1; current subscribers get retain=0; an empty payload
+    deletes it; a PSRT publish is never retained."""
+    t = uid("rt")
+    pub = mqtt()
+    pub.c.publish(f"{t}/a", b"kept", qos=1, retain=True).wait_for_publish(10)
+    late = mqtt()
+    assert late.subscribe(f"{t}/#", 1) == [1]
+    (msg,) = late.got.wait(1)
+    assert (msg.topic, msg.payload, msg.qos, msg.retain) == (f"{t}/a", b"kept", 1, True)
+    # Now a current subscriber: a retained publish comes with retain=0.
+    pub.c.publish(f"{t}/a", b"newer", qos=0, retain=True).wait_for_publish(10)
+    got = late.got.wait_topic(f"{t}/a", b"newer")
+    assert [m.retain for m in got if m.payload == b"newer"] == [False]
+    # PSRT has no retain flag: not retained.
+    p = psrt_client(server)
+    p.publish(f"{t}/psrt", b"live only")
+    late.got.wait_topic(f"{t}/psrt", b"live only")
+    again = mqtt()
+    assert again.subscribe(f"{t}/#", 0) == [0]
+    (msg,) = again.got.wait(1)
+    assert (msg.topic, msg.payload, msg.qos, msg.retain) == (f"{t}/a", b"newer", 0, True)
+    # Deleted by an empty retained payload.
+    pub.c.publish(f"{t}/a", b"", qos=1, retain=True).wait_for_publish(10)
+    gone = mqtt()
+    assert gone.subscribe(f"{t}/#", 1) == [1]
+    pub.publish(f"{t}/marker", b"m")
+    got = gone.got.wait_topic(f"{t}/marker")
+    assert [(m.topic, m.retain) for m in got] == [(f"{t}/marker", False)], "nothing retained"
+    p.bye()
+
+
+@needs_mosquitto
+def test_mosquitto_pub_retained_reaches_a_later_mosquitto_sub(server):
+    t = uid("mr")
+    r = mosquitto(["mosquitto_pub", "-p", str(server.mqtt_port), "-t", f"{t}/x", "-m", "stays",
+                   "-q", "1", "-r"])
+    assert r.returncode == 0, r.stderr
+    # %r is the retain flag: 1 for a message sent because of the subscription.
+    r = mosquitto(["mosquitto_sub", "-p", str(server.mqtt_port), "-t", f"{t}/+", "-C", "1",
+                   "-q", "1", "-W", "5", "-F", "%r %q %t %p"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().strip() == f"1 1 {t}/x stays"
+    # `mosquitto_pub -r -n` (a null message) deletes it: a later mosquitto_sub
+    # gets nothing retained, only what is published while it waits.
+    r = mosquitto(["mosquitto_pub", "-p", str(server.mqtt_port), "-t", f"{t}/x", "-n", "-r"])
+    assert r.returncode == 0, r.stderr
+    sub = subprocess.Popen(["mosquitto_sub", "-p", str(server.mqtt_port), "-t", f"{t}/+", "-C",
+                            "1", "-W", "10", "-F", "%r %t %p"], stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    r = mosquitto(["mosquitto_pub", "-p", str(server.mqtt_port), "-t", f"{t}/y", "-m", "live"])
+    assert r.returncode == 0, r.stderr
+    out, _ = sub.communicate(timeout=15)
+    assert out.decode().strip() == f"0 {t}/y live"
+
+
 def test_tls_listener_with_paho_and_psrt_py(tls_server):
     """mqtt.bind_tls: TLS from the first byte, the proto certificate."""
     got = Collector()
