@@ -72,7 +72,8 @@ fn run(args: &Args) -> Result<(), String> {
         .set_auth(&args.user, &args.password)
         .set_timeout(args.timeout)
         .set_socket_wait_timeout(args.timeout)
-        .set_tls(args.tls);
+        .set_tls(args.tls)
+        .set_randomize(args.random_order);
     if let Some(file) = &args.tls_ca {
         let pem = std::fs::read_to_string(file)
             .map_err(|e| format!("--tls-ca {}: {e}", file.display()))?;
