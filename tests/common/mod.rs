@@ -4,6 +4,7 @@
 //! built on the protocol crate's encoders. Every read has a timeout.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod nodes;
 pub mod pki;
 pub mod relay;
 
