@@ -96,7 +96,10 @@ fn three_processes_a_message_from_b_reaches_a_and_c_exactly_once() {
     let mut subs: Vec<Session> = nodes.iter().map(|n| subscriber(n, "from-b/#")).collect();
     publish_burst(nodes[1].addr, "from-b/t", 7..8);
     for s in &mut subs {
-        assert_eq!(s.recv(), ("from-b/t".to_owned(), 7u32.to_le_bytes().to_vec()));
+        assert_eq!(
+            s.recv(),
+            ("from-b/t".to_owned(), 7u32.to_le_bytes().to_vec())
+        );
     }
     // Replicated messages are not replicated again: no echo back to B, no
     // second copy on A or C through the other node.
@@ -109,18 +112,27 @@ fn three_processes_a_killed_node_restarts_and_gets_what_it_missed_once() {
     let mut nodes = mesh(3);
     let (a_addr, c_addr) = (nodes[0].addr, nodes[2].addr);
     // Before: delivered and acknowledged, so nothing is in flight at the kill.
-    let on_c = receive_in_order(subscriber(&nodes[2], "r/#"), 0..1000, Duration::from_secs(10));
+    let on_c = receive_in_order(
+        subscriber(&nodes[2], "r/#"),
+        0..1000,
+        Duration::from_secs(10),
+    );
     publish_burst(a_addr, "r/t", 0..1000);
     drop(on_c.join().unwrap());
     assert!(drained(&nodes[0], c_addr));
 
     nodes[2].kill();
     assert!(
-        wait_until(Duration::from_secs(10), || nodes[0].link_status(c_addr) != "online"),
+        wait_until(Duration::from_secs(10), || nodes[0].link_status(c_addr)
+            != "online"),
         "A sees C gone: {}",
         nodes[0].status()
     );
-    let on_b = receive_in_order(subscriber(&nodes[1], "r/#"), 1000..4000, Duration::from_secs(10));
+    let on_b = receive_in_order(
+        subscriber(&nodes[1], "r/#"),
+        1000..4000,
+        Duration::from_secs(10),
+    );
     publish_burst(a_addr, "r/t", 1000..4000);
     assert_eq!(nodes[0].link_figure(c_addr, "queued_messages"), 3000);
 
@@ -140,10 +152,14 @@ fn three_processes_a_killed_node_restarts_and_gets_what_it_missed_once() {
     assert!(nodes[0].link_figure(c_addr, "reconnects") >= 1);
     // C rejoined both ways: its own publishes reach A.
     let mut on_a = subscriber(&nodes[0], "back/#");
-    assert!(wait_until(Duration::from_secs(15), || nodes[2].link_status(a_addr)
+    assert!(wait_until(Duration::from_secs(15), || nodes[2]
+        .link_status(a_addr)
         == "online"));
     publish_burst(c_addr, "back/t", 9..10);
-    assert_eq!(on_a.recv(), ("back/t".to_owned(), 9u32.to_le_bytes().to_vec()));
+    assert_eq!(
+        on_a.recv(),
+        ("back/t".to_owned(), 9u32.to_le_bytes().to_vec())
+    );
 }
 
 #[test]

@@ -48,7 +48,10 @@ fn the_library_resubscribes_on_b_when_a_is_killed() {
     client.unsubscribe("gone/#").unwrap();
     publish(&a, "fo/a", b"on A");
     let m = client.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_eq!((m.topic.as_str(), m.data.as_slice()), ("fo/a", &b"on A"[..]));
+    assert_eq!(
+        (m.topic.as_str(), m.data.as_slice()),
+        ("fo/a", &b"on A"[..])
+    );
 
     a.kill();
     // A publish made now either was in flight on A's dying connection (an
@@ -70,7 +73,10 @@ fn the_library_resubscribes_on_b_when_a_is_killed() {
     assert_eq!(client.server(), b.addr.to_string());
     // Sent on B after the resubscription: the client gets its own message.
     let m = client.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_eq!((m.topic.as_str(), m.data.as_slice()), ("fo/during", &b"gap"[..]));
+    assert_eq!(
+        (m.topic.as_str(), m.data.as_slice()),
+        ("fo/during", &b"gap"[..])
+    );
 
     publish(&b, "gone/x", b"unsubscribed before the failover");
     publish(&b, "other/1", b"second topic");
@@ -209,5 +215,8 @@ fn psrt_cli_subscribe_keeps_receiving_when_its_node_stops() {
     a.proc = None;
     cli.publish_until_printed(&b, "cli/2", "after", Duration::from_secs(15));
     let mut cli = cli;
-    assert!(cli.child.try_wait().unwrap().is_none(), "psrt-cli still runs");
+    assert!(
+        cli.child.try_wait().unwrap().is_none(),
+        "psrt-cli still runs"
+    );
 }

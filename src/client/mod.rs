@@ -32,6 +32,8 @@ mod tls;
 mod udp;
 
 #[cfg(test)]
+mod failover_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{

@@ -300,7 +300,10 @@ impl Client {
             // Recorded under the control lock: the supervisor takes that
             // lock before it reads the list, so no answered request is
             // missed by a resubscription.
-            if record && result.as_ref().map_or_else(Error::keeps_session, |()| true) {
+            // Answered: `01`, or refused by the server (not a topic the
+            // client refused to send).
+            let answered = matches!(result, Ok(()) | Err(Error::AccessDenied | Error::Server(_)));
+            if record && answered {
                 let mut subs = self
                     .inner
                     .subscriptions

@@ -11,8 +11,7 @@ use super::{Proc, TempDir, http_get, passwd, wait_until};
 
 /// ACL of every node: anonymous may publish, subscribe and read the stats;
 /// `repl` is the replicator the other nodes log in as.
-pub const NODE_ACL: &str =
-    "_:\n  sub: '#'\n  pub: '#'\n  admin: true\nrepl:\n  replicator: true\n";
+pub const NODE_ACL: &str = "_:\n  sub: '#'\n  pub: '#'\n  admin: true\nrepl:\n  replicator: true\n";
 /// The replicator's password on every node.
 pub const REPL_PASSWORD: &str = "s3cret-repl";
 
@@ -69,7 +68,8 @@ impl Node {
     pub fn restart(&mut self) {
         assert!(self.proc.is_none(), "already running");
         assert!(
-            wait_until(Duration::from_secs(10), || TcpListener::bind(self.addr).is_ok()
+            wait_until(Duration::from_secs(10), || TcpListener::bind(self.addr)
+                .is_ok()
                 && TcpListener::bind(self.stats).is_ok()),
             "{} is free",
             self.addr
@@ -137,7 +137,8 @@ pub fn mesh(n: usize) -> Vec<Node> {
     for node in &nodes {
         for &peer in addrs.iter().filter(|&&a| a != node.addr) {
             assert!(
-                wait_until(Duration::from_secs(15), || node.link_status(peer) == "online"),
+                wait_until(Duration::from_secs(15), || node.link_status(peer)
+                    == "online"),
                 "{} -> {peer}: {}\n{}",
                 node.addr,
                 node.status(),
