@@ -1,9 +1,10 @@
 //! [`Client`]: a logged-in session. It holds one [`Conn`] at a time (the
 //! control socket, the optional data socket and their two helper threads,
-//! the data reader and the keep-alive pinger: `conn.rs`). With reconnect on (several addresses, see
-//! [`Config::set_reconnect`]) a supervisor thread (`failover.rs`) replaces
-//! a lost `Conn` with one to another node; the message channel and the list
-//! of subscriptions belong to the client and outlive every `Conn`.
+//! the data reader and the keep-alive pinger: `conn.rs`). With reconnect
+//! on (several addresses, see [`Config::set_reconnect`]) a supervisor
+//! thread (`failover.rs`) replaces a lost `Conn` with one to another node;
+//! the message channel and the list of subscriptions belong to the client
+//! and outlive every `Conn`.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -151,7 +152,8 @@ impl Client {
     /// first and the lost one last, in rounds 100 ms apart at first,
     /// doubling up to 2 s, for at most [`Config::reconnect_timeout`]; on
     /// the new node the data socket is bound again and every subscription
-    /// is sent again, before any other request. Meanwhile:
+    /// is sent again, before any other request (any failure there, a
+    /// refused login included, moves on to the next address). Meanwhile:
     ///
     /// * a request that was in flight when the connection was lost returns
     ///   its error ([`Error::Disconnected`], [`Error::Io`] or
