@@ -20,6 +20,8 @@ use super::session::{Inner, State};
 
 /// How often waiters look again even without a notification.
 pub(crate) const POLL: Duration = Duration::from_millis(100);
+/// How often the supervisor looks at a connection that raised no signal.
+const WATCH: Duration = Duration::from_secs(1);
 /// The pause after the first round over all addresses; it doubles.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// The longest pause between two rounds.
@@ -133,7 +135,7 @@ fn pause(round: u32, random: u64) -> Duration {
 /// waits for its connection to be lost and replaces it.
 pub(crate) fn supervise(inner: &Arc<Inner>) {
     loop {
-        inner.lost.wait(POLL);
+        inner.lost.wait(WATCH);
         let (old, lost_addr) = {
             let mut link = inner.lock_link();
             match link.state {

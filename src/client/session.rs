@@ -227,7 +227,10 @@ impl Client {
     /// the new one, up to the reconnect timeout.
     fn session(&self) -> Result<Arc<Shared>, Error> {
         let reconnect = self.inner.config.reconnect();
-        let deadline = Instant::now() + self.inner.config.reconnect_timeout();
+        // The supervisor checks its bound between attempts, and one attempt
+        // (control and data socket) may take two timeouts.
+        let config = &self.inner.config;
+        let deadline = Instant::now() + config.reconnect_timeout() + config.timeout() * 2;
         let mut link = self.inner.lock_link();
         loop {
             match &link.state {
