@@ -20,7 +20,7 @@ use psrt::client::{Client, Config, Error};
 const SIGTERM: i32 = 15;
 
 fn two_nodes() -> (Node, Node) {
-    (Node::start(free_addr(), &[]), Node::start(free_addr(), &[]))
+    (Node::standalone(), Node::standalone())
 }
 
 fn path(nodes: &[&Node]) -> String {
@@ -95,7 +95,7 @@ fn the_library_resubscribes_on_b_when_a_is_killed() {
 
 #[test]
 fn the_library_gives_up_after_its_reconnect_timeout() {
-    let mut a = Node::start(free_addr(), &[]);
+    let mut a = Node::standalone();
     let closed = free_addr();
     let client = Client::connect(
         &Config::new(&format!("{},{closed}", a.addr))

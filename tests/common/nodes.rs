@@ -31,8 +31,29 @@ pub struct Node {
 
 impl Node {
     /// Writes the files of a node on `addr` that replicates to `peers`
-    /// (none: a standalone server) and starts it.
-    pub fn start(addr: SocketAddr, peers: &[SocketAddr]) -> Self {
+    /// (none: a standalone server) and starts it; `None` if the process did
+    /// not come up on its address (a port taken since it was chosen).
+    pub fn try_start(addr: SocketAddr, peers: &[SocketAddr]) -> Option<Self> {
+        let mut node = Self::prepare(addr, peers);
+        let config = node.dir.path("config.yml");
+        let p = Proc::spawn(&["-C", config.to_str().unwrap()]);
+        if p.addr != Some(addr) {
+            eprintln!("{addr} did not start: {}", p.log_text());
+            return None;
+        }
+        node.proc = Some(p);
+        Some(node)
+    }
+
+    /// A standalone node (no cluster) on a free port; a port taken before
+    /// the node bound it is replaced by another (up to three tries).
+    pub fn standalone() -> Self {
+        (0..3)
+            .find_map(|_| Self::try_start(free_addr(), &[]))
+            .expect("a standalone node on a free port")
+    }
+
+    fn prepare(addr: SocketAddr, peers: &[SocketAddr]) -> Self {
         let dir = TempDir::new("node");
         let stats = free_addr();
         dir.write("acl.yml", NODE_ACL);
@@ -54,14 +75,12 @@ impl Node {
             dir.path("psrtd.pid").display()
         );
         dir.write("config.yml", &config);
-        let mut node = Self {
+        Self {
             addr,
             stats,
             dir,
             proc: None,
-        };
-        node.restart();
-        node
+        }
     }
 
     /// Starts the process (again) on the same files and addresses.
@@ -124,17 +143,28 @@ impl Node {
 }
 
 /// Starts a full mesh of `n` nodes (each lists the others) and waits until
-/// every link is online.
+/// every link is online. If a chosen port was taken before its node bound
+/// it, the mesh is started again on new ports (up to three times).
 pub fn mesh(n: usize) -> Vec<Node> {
-    let addrs: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
-    let nodes: Vec<Node> = addrs
-        .iter()
-        .map(|&me| {
-            let peers: Vec<SocketAddr> = addrs.iter().copied().filter(|&a| a != me).collect();
-            Node::start(me, &peers)
-        })
-        .collect();
-    for node in &nodes {
+    for _ in 0..3 {
+        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
+        let nodes: Option<Vec<Node>> = addrs
+            .iter()
+            .map(|&me| {
+                let peers: Vec<SocketAddr> = addrs.iter().copied().filter(|&a| a != me).collect();
+                Node::try_start(me, &peers)
+            })
+            .collect();
+        if let Some(nodes) = nodes {
+            wait_online(&nodes, &addrs);
+            return nodes;
+        }
+    }
+    panic!("no {n}-node mesh could be started on free ports");
+}
+
+fn wait_online(nodes: &[Node], addrs: &[SocketAddr]) {
+    for node in nodes {
         for &peer in addrs.iter().filter(|&&a| a != node.addr) {
             assert!(
                 wait_until(Duration::from_secs(15), || node.link_status(peer)
@@ -146,5 +176,4 @@ pub fn mesh(n: usize) -> Vec<Node> {
             );
         }
     }
-    nodes
 }
