@@ -3,7 +3,7 @@
 //! published on B afterwards; it gives up with `Error::Unavailable` after
 //! its reconnect timeout; random order spreads connects over both nodes;
 //! `psrt-cli` subscribed with two addresses goes on printing when its node
-//! is stopped.
+//! is stopped, and exits 1 once no node is left for its reconnect timeout.
 
 mod common;
 
@@ -150,6 +150,8 @@ fn random_order_spreads_connects_over_both_nodes() {
 struct Cli {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Everything psrt-cli wrote to stderr, once it has exited.
+    errors: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Cli {
@@ -158,9 +160,15 @@ impl Cli {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn psrt-cli");
+        let stderr = child.stderr.take().unwrap();
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut { stderr }, &mut text);
+            text
+        });
         let (tx, lines) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -170,7 +178,11 @@ impl Cli {
                 }
             }
         });
-        Self { child, lines }
+        Self {
+            child,
+            lines,
+            errors: Some(errors),
+        }
     }
 
     /// Publishes `message` on `topic` at `node` every 200 ms until the cli
@@ -204,7 +216,16 @@ impl Drop for Cli {
 fn psrt_cli_subscribe_keeps_receiving_when_its_node_stops() {
     let (mut a, b) = two_nodes();
     let (a_addr, b_addr) = (a.addr.to_string(), b.addr.to_string());
-    let cli = Cli::spawn(&[&a_addr, &b_addr, "--timeout", "2", "-t", "cli/#"]);
+    let cli = Cli::spawn(&[
+        &a_addr,
+        &b_addr,
+        "--timeout",
+        "2",
+        "--reconnect-timeout",
+        "2",
+        "-t",
+        "cli/#",
+    ]);
     cli.publish_until_printed(&a, "cli/1", "before", Duration::from_secs(10));
     // SIGTERM: psrtd closes its clients and exits; the cli moves to B.
     a.signal(SIGTERM);
@@ -218,5 +239,17 @@ fn psrt_cli_subscribe_keeps_receiving_when_its_node_stops() {
     assert!(
         cli.child.try_wait().unwrap().is_none(),
         "psrt-cli still runs"
+    );
+    // No node left: after --reconnect-timeout psrt-cli gives up, exit 1.
+    let mut b = b;
+    b.kill();
+    assert_eq!(
+        common::wait_child(&mut cli.child, Duration::from_secs(15)),
+        Some(1)
+    );
+    let errors = cli.errors.take().unwrap().join().unwrap();
+    assert!(
+        errors.contains("no server available") && errors.contains(&b_addr),
+        "{errors}"
     );
 }

@@ -22,8 +22,9 @@ USAGE:
     are tried in order (--random-order: shuffled); the first server that
     answers is used. With several addresses, subscribe and top fail over:
     when the server goes away the other addresses are tried (the lost one
-    last) for up to 30 s, the topics are subscribed again on the new node
-    and printing goes on; after 30 s without a server psrt-cli exits 1.
+    last) for up to --reconnect-timeout, the topics are subscribed again on
+    the new node and printing goes on; if no server answers in that time
+    psrt-cli exits 1.
 
 MODES (chosen by the options):
     publish      -t TOPIC -m MESSAGE     publish one message (priority 0x7F) and exit
@@ -50,6 +51,8 @@ OPTIONS:
                              --tls); the certificate must name the HOST of HOST:PORT
         --random-order       try the server addresses in a random order (spreads
                              clients over the nodes of a cluster)
+        --reconnect-timeout SECS   several addresses: how long a failover may look for
+                             a server before giving up (default 30)
     -v, --verbose            debug logging (to stderr)
     -h, --help               this help
     -V, --version            print the version
@@ -97,6 +100,8 @@ pub(crate) struct Args {
     pub(crate) verbose: bool,
     /// `--random-order`: shuffle the server addresses.
     pub(crate) random_order: bool,
+    /// `--reconnect-timeout`: the bound of one failover.
+    pub(crate) reconnect_timeout: Duration,
     pub(crate) mode: Mode,
 }
 
@@ -155,6 +160,10 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Parsed, String> {
         .opt_value_from_fn("--timeout", parse_timeout)
         .map_err(arg_error)?
         .unwrap_or(Duration::from_secs(5));
+    let reconnect_timeout = p
+        .opt_value_from_fn("--reconnect-timeout", parse_timeout)
+        .map_err(arg_error)?
+        .unwrap_or(crate::client::DEFAULT_RECONNECT_TIMEOUT);
     let path = server_path(p.finish())?;
 
     let mode = match (message, top, benchmark) {
@@ -197,6 +206,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Parsed, String> {
         tls,
         verbose,
         random_order,
+        reconnect_timeout,
         mode,
     }))
 }
@@ -377,5 +387,15 @@ mod tests {
         };
         assert_eq!(a.path, "h:1,h:2");
         assert!(a.random_order);
+        assert_eq!(a.reconnect_timeout, Duration::from_secs(30));
+        let args = ["h:1,h:2", "--reconnect-timeout", "2.5", "-t", "a"].map(OsString::from);
+        let Ok(Parsed::Run(a)) = parse(args.to_vec()) else {
+            panic!("not parsed");
+        };
+        assert_eq!(a.reconnect_timeout, Duration::from_millis(2500));
+        for bad in ["0", "-1", "x"] {
+            let args = ["h:1", "--reconnect-timeout", bad, "-t", "a"].map(OsString::from);
+            assert!(parse(args.to_vec()).is_err(), "{bad}");
+        }
     }
 }
