@@ -7,6 +7,12 @@
 //! (PEM content, as in the reference client) or [`Config::set_tls_ca_file`]
 //! (a PEM file read at connect time). There are no built-in roots, so one of
 //! them is required.
+//!
+//! Failover: a path may list several addresses separated by commas
+//! ([`Config::addresses`]); [`Config::set_randomize`] shuffles them at each
+//! connect, and [`Config::set_reconnect`] (on by default with several
+//! addresses) makes the client move to another node when its node goes
+//! away, within [`Config::set_reconnect_timeout`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,6 +29,9 @@ pub const DEFAULT_QUEUE_SIZE: usize = 8192;
 /// Default largest message frame accepted on the data socket (topic + NUL +
 /// payload). Well above the reference server's default `max_pub_size`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 64 * 1024 * 1024;
+
+/// Default bound of one reconnect episode (see [`Config::set_reconnect_timeout`]).
+pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The shortest timeout a client uses; smaller values are raised to it.
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
@@ -41,6 +50,10 @@ pub struct Config {
     tls: bool,
     tls_ca: Option<String>,
     tls_ca_file: Option<PathBuf>,
+    randomize: bool,
+    /// `None`: on when the path lists several addresses.
+    reconnect: Option<bool>,
+    reconnect_timeout: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -57,6 +70,9 @@ impl fmt::Debug for Config {
             .field("tls", &self.tls)
             .field("tls_ca", &self.tls_ca.as_ref().map(|pem| pem.len()))
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("randomize", &self.randomize)
+            .field("reconnect", &self.reconnect())
+            .field("reconnect_timeout", &self.reconnect_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +94,9 @@ impl Config {
             tls: false,
             tls_ca: None,
             tls_ca_file: None,
+            randomize: false,
+            reconnect: None,
+            reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
         }
     }
 
@@ -162,6 +181,36 @@ impl Config {
         self
     }
 
+    /// Tries the addresses of the path in a random order (drawn at every
+    /// connect and reconnect) instead of as listed, so that clients spread
+    /// over the nodes of a cluster (psrt-py's `connect_cluster(paths,
+    /// randomize=True)`). Default: off.
+    #[must_use]
+    pub fn set_randomize(mut self, randomize: bool) -> Self {
+        self.randomize = randomize;
+        self
+    }
+
+    /// Whether the client reconnects by itself when its server goes away:
+    /// to the other addresses first (the lost one last), resubscribing to
+    /// every topic it is subscribed to, for at most
+    /// [`Config::set_reconnect_timeout`]. Default: on when the path lists
+    /// several addresses, off with one.
+    #[must_use]
+    pub fn set_reconnect(mut self, reconnect: bool) -> Self {
+        self.reconnect = Some(reconnect);
+        self
+    }
+
+    /// How long one reconnect episode may take before the client gives up
+    /// ([`Error::Unavailable`](super::Error::Unavailable)): rounds over all
+    /// addresses, 100 ms apart at first, doubling up to 2 s. Default 30 s.
+    #[must_use]
+    pub fn set_reconnect_timeout(mut self, timeout: Duration) -> Self {
+        self.reconnect_timeout = timeout;
+        self
+    }
+
     /// Ends the builder chain (kept for the reference client's API shape).
     #[must_use]
     pub fn build(self) -> Self {
@@ -171,6 +220,31 @@ impl Config {
     /// `host:port` or the Unix socket path.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The addresses of the path: split at commas, trimmed, empty pieces
+    /// dropped (`"a:1, b:2,"` → `["a:1", "b:2"]`).
+    pub fn addresses(&self) -> Vec<&str> {
+        self.path
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
+    /// Whether the addresses are tried in a random order.
+    pub fn randomize(&self) -> bool {
+        self.randomize
+    }
+
+    /// Whether the client reconnects by itself (see [`Config::set_reconnect`]).
+    pub fn reconnect(&self) -> bool {
+        self.reconnect.unwrap_or_else(|| self.addresses().len() > 1)
+    }
+
+    /// The bound of one reconnect episode.
+    pub fn reconnect_timeout(&self) -> Duration {
+        self.reconnect_timeout
     }
 
     /// Replaces the path.
@@ -317,6 +391,26 @@ mod tests {
         assert_eq!(byte(5_999), 5);
         assert_eq!(byte(255_000), 255);
         assert_eq!(byte(10_000_000), 255);
+    }
+
+    #[test]
+    fn addresses_and_failover_settings() {
+        let c = Config::new(" a:1, b:2,,c.sock ,");
+        assert_eq!(c.addresses(), ["a:1", "b:2", "c.sock"]);
+        assert!(c.reconnect(), "on by default with several addresses");
+        assert!(!c.randomize());
+        assert_eq!(c.reconnect_timeout(), DEFAULT_RECONNECT_TIMEOUT);
+        let one = Config::new("localhost:2873");
+        assert_eq!(one.addresses(), ["localhost:2873"]);
+        assert!(!one.reconnect(), "off by default with one address");
+        assert!(one.clone().set_reconnect(true).reconnect());
+        let c = c
+            .set_reconnect(false)
+            .set_randomize(true)
+            .set_reconnect_timeout(Duration::from_secs(3));
+        assert!(!c.reconnect() && c.randomize());
+        assert_eq!(c.reconnect_timeout(), Duration::from_secs(3));
+        assert!(Config::new(" , ").addresses().is_empty());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
+use super::conn::Shared;
 use super::control::{check_reply, greet};
-use super::session::Shared;
 use super::stream::{Stream, read_exact_or_eof};
 use super::tls::TlsSetup;
 use super::{Config, Error, Message};

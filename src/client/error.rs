@@ -45,6 +45,11 @@ pub enum Error {
     /// that does not verify (unknown issuer, wrong name, expired), or a
     /// server that closes the connection instead of answering TLS.
     Tls(String),
+    /// The client lost its server and reconnecting failed: no address
+    /// answered (and took the login and the resubscriptions) within the
+    /// reconnect timeout. Holds the last address's error. The client stays
+    /// disconnected.
+    Unavailable(String),
 }
 
 impl Error {
@@ -85,6 +90,7 @@ impl fmt::Display for Error {
             Self::InvalidTopic(why) => write!(f, "invalid topic: {why}"),
             Self::NoDataStream => f.write_str("no data stream on this client"),
             Self::Tls(what) => write!(f, "TLS: {what}"),
+            Self::Unavailable(why) => write!(f, "no server available: {why}"),
         }
     }
 }
@@ -143,6 +149,7 @@ mod tests {
             Error::InvalidTopic("empty".into()),
             Error::NoDataStream,
             Error::Tls("handshake failed".into()),
+            Error::Unavailable("b:2: I/O error: refused".into()),
         ] {
             let text = e.to_string();
             assert!(!text.is_empty() && !text.contains('\n'), "{text}");

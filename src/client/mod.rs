@@ -3,7 +3,10 @@
 //!
 //! * [`Client`]: control socket (requests, one-byte replies) plus an
 //!   optional data socket whose messages arrive on a bounded channel; a
-//!   pinger thread keeps the session alive.
+//!   pinger thread keeps the session alive. Given several addresses it
+//!   connects to the first that answers (optionally in random order) and
+//!   fails over to another node when its node goes away, resubscribing
+//!   (`failover.rs`; see [`Client::connect`]).
 //! * [`UdpClient`]: UDP publishing, plain or AES-GCM sealed.
 //! * [`Config`]: where and how to connect; [`Error`]: what went wrong.
 //!
@@ -18,19 +21,24 @@
 
 pub mod cli;
 mod config;
+mod conn;
 mod control;
 mod data;
 mod error;
+mod failover;
 mod session;
 mod stream;
 mod tls;
 mod udp;
 
 #[cfg(test)]
+mod failover_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{
-    Config, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT, is_unix_socket,
+    Config, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_QUEUE_SIZE, DEFAULT_RECONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT, is_unix_socket,
 };
 pub use control::PipelineReport;
 pub use error::Error;

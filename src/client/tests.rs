@@ -17,19 +17,21 @@ use crate::protocol::{
     open_udp_block,
 };
 
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-const TOKEN: [u8; 32] = [7; 32];
-const ANONYMOUS: &[u8] = &[0x01, 0x00, 0x00, 0x00, 0x00];
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TOKEN: [u8; 32] = [7; 32];
+pub(super) const ANONYMOUS: &[u8] = &[0x01, 0x00, 0x00, 0x00, 0x00];
 
 /// Runs `script` with a listener on 127.0.0.1:0; returns the address.
-fn fake_server(script: impl FnOnce(TcpListener) + Send + 'static) -> (String, JoinHandle<()>) {
+pub(super) fn fake_server(
+    script: impl FnOnce(TcpListener) + Send + 'static,
+) -> (String, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     (addr, thread::spawn(move || script(listener)))
 }
 
 /// Accepts one connection, giving up after `IO_TIMEOUT`.
-fn accept(listener: &TcpListener) -> TcpStream {
+pub(super) fn accept(listener: &TcpListener) -> TcpStream {
     listener.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + IO_TIMEOUT;
     loop {
@@ -49,13 +51,13 @@ fn accept(listener: &TcpListener) -> TcpStream {
     }
 }
 
-fn expect(s: &mut impl Read, want: &[u8]) {
+pub(super) fn expect(s: &mut impl Read, want: &[u8]) {
     let mut got = vec![0u8; want.len()];
     s.read_exact(&mut got).unwrap();
     assert_eq!(got, want);
 }
 
-fn expect_eof(s: &mut impl Read) {
+pub(super) fn expect_eof(s: &mut impl Read) {
     let mut byte = [0u8; 1];
     assert_eq!(
         s.read(&mut byte).unwrap(),
@@ -65,7 +67,7 @@ fn expect_eof(s: &mut impl Read) {
 }
 
 /// Greeting and login on a control socket; checks the login frame.
-fn control_handshake(s: &mut (impl Read + Write), login_frame: &[u8]) {
+pub(super) fn control_handshake(s: &mut (impl Read + Write), login_frame: &[u8]) {
     expect(s, &[0xEE, 0xAA, 0x00]);
     s.write_all(&[0xEE, 0xAA, 0x01, 0x00]).unwrap();
     expect(s, login_frame);
@@ -73,7 +75,7 @@ fn control_handshake(s: &mut (impl Read + Write), login_frame: &[u8]) {
 }
 
 /// Greeting and hello on a data socket; checks the timeout byte.
-fn data_handshake(s: &mut TcpStream, timeout_byte: u8) {
+pub(super) fn data_handshake(s: &mut TcpStream, timeout_byte: u8) {
     expect(s, &[0xEE, 0xAB, 0x00]);
     s.write_all(&[0xEE, 0xAB, 0x01, 0x00]).unwrap();
     expect(s, &TOKEN);
@@ -83,7 +85,7 @@ fn data_handshake(s: &mut TcpStream, timeout_byte: u8) {
 
 /// Reads the next request that is not a NOP (NOPs from the pinger are
 /// answered `01`) and returns its bytes.
-fn next_request(s: &mut (impl Read + Write)) -> Vec<u8> {
+pub(super) fn next_request(s: &mut (impl Read + Write)) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -108,7 +110,7 @@ fn next_request(s: &mut (impl Read + Write)) -> Vec<u8> {
 }
 
 /// Answers NOPs until the client closes.
-fn serve_nops_until_eof(s: &mut TcpStream) {
+pub(super) fn serve_nops_until_eof(s: &mut TcpStream) {
     let mut byte = [0u8; 1];
     while s.read(&mut byte).unwrap_or(0) == 1 {
         assert_eq!(byte[0], 0x00, "only NOPs expected");
@@ -116,7 +118,7 @@ fn serve_nops_until_eof(s: &mut TcpStream) {
     }
 }
 
-fn config(addr: &str) -> Config {
+pub(super) fn config(addr: &str) -> Config {
     Config::new(addr).set_timeout(Duration::from_secs(5))
 }
 

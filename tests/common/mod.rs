@@ -4,6 +4,7 @@
 //! built on the protocol crate's encoders. Every read has a timeout.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod nodes;
 pub mod pki;
 pub mod relay;
 
@@ -312,12 +313,22 @@ impl Raw {
     }
 
     /// Asserts nothing arrives for `quiet` (the connection stays open).
+    /// A signal interrupting the wait (EINTR) is not an error: the wait
+    /// goes on for the time left.
     pub fn expect_silence(&mut self, quiet: Duration) {
-        self.s.set_read_timeout(Some(quiet)).unwrap();
+        let deadline = Instant::now() + quiet;
         let mut buf = [0u8; 1];
-        match self.s.read(&mut buf) {
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            other => panic!("expected silence, got {other:?}"),
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.s.set_read_timeout(Some(left)).unwrap();
+            match self.s.read(&mut buf) {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                other => panic!("expected silence, got {other:?}"),
+            }
         }
         self.s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     }

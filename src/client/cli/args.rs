@@ -19,7 +19,12 @@ USAGE:
     psrt-cli [OPTIONS] <HOST:PORT | /path/to/socket.sock>...
 
     Several addresses (repeated, or comma-separated: node1:2873,node2:2873)
-    are tried in order; the first server that answers is used.
+    are tried in order (--random-order: shuffled); the first server that
+    answers is used. With several addresses, subscribe and top fail over:
+    when the server goes away the other addresses are tried (the lost one
+    last) for up to --reconnect-timeout, the topics are subscribed again on
+    the new node and printing goes on; if no server answers in that time
+    psrt-cli exits 1.
 
 MODES (chosen by the options):
     publish      -t TOPIC -m MESSAGE     publish one message (priority 0x7F) and exit
@@ -44,6 +49,10 @@ OPTIONS:
         --tls                TLS on both sockets (TCP only); needs --tls-ca
         --tls-ca FILE        PEM file of the CA that signed the server certificate (implies
                              --tls); the certificate must name the HOST of HOST:PORT
+        --random-order       try the server addresses in a random order (spreads
+                             clients over the nodes of a cluster)
+        --reconnect-timeout SECS   several addresses: how long a failover may look for
+                             a server before giving up (default 30)
     -v, --verbose            debug logging (to stderr)
     -h, --help               this help
     -V, --version            print the version
@@ -56,6 +65,7 @@ EXAMPLES:
     psrt-cli localhost:2873 -t plant/1/temp -m 21.5
     psrt-cli localhost:2873 -u operator -p secret -t big/blob -m ==1MiB
     psrt-cli psrt.example.com:2873 --tls --tls-ca ca.pem -t 'plant/#'
+    psrt-cli node1:2873 node2:2873 node3:2873 --random-order -t 'plant/#'
     psrt-cli /run/psrtd/psrtd.sock --top
     psrt-cli localhost:2873 --benchmark --benchmark-workers 2 --benchmark-iterations 1000
 
@@ -88,6 +98,10 @@ pub(crate) struct Args {
     /// `--tls` or `--tls-ca` given.
     pub(crate) tls: bool,
     pub(crate) verbose: bool,
+    /// `--random-order`: shuffle the server addresses.
+    pub(crate) random_order: bool,
+    /// `--reconnect-timeout`: the bound of one failover.
+    pub(crate) reconnect_timeout: Duration,
     pub(crate) mode: Mode,
 }
 
@@ -125,6 +139,7 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Parsed, String> {
         );
     }
     let verbose = p.contains(["-v", "--verbose"]);
+    let random_order = p.contains("--random-order");
     let top = p.contains("--top");
     let benchmark = p.contains("--benchmark");
     let user: Option<String> = p.opt_value_from_str(["-u", "--user"]).map_err(arg_error)?;
@@ -145,6 +160,10 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Parsed, String> {
         .opt_value_from_fn("--timeout", parse_timeout)
         .map_err(arg_error)?
         .unwrap_or(Duration::from_secs(5));
+    let reconnect_timeout = p
+        .opt_value_from_fn("--reconnect-timeout", parse_timeout)
+        .map_err(arg_error)?
+        .unwrap_or(crate::client::DEFAULT_RECONNECT_TIMEOUT);
     let path = server_path(p.finish())?;
 
     let mode = match (message, top, benchmark) {
@@ -186,6 +205,8 @@ pub(crate) fn parse(raw: Vec<OsString>) -> Result<Parsed, String> {
         tls_ca,
         tls,
         verbose,
+        random_order,
+        reconnect_timeout,
         mode,
     }))
 }
@@ -359,5 +380,22 @@ mod tests {
             panic!("not parsed");
         };
         assert_eq!(a.path, "h:1,h:2,h:3");
+        assert!(!a.random_order);
+        let args = ["--random-order", "h:1", "h:2", "-t", "a"].map(OsString::from);
+        let Ok(Parsed::Run(a)) = parse(args.to_vec()) else {
+            panic!("not parsed");
+        };
+        assert_eq!(a.path, "h:1,h:2");
+        assert!(a.random_order);
+        assert_eq!(a.reconnect_timeout, Duration::from_secs(30));
+        let args = ["h:1,h:2", "--reconnect-timeout", "2.5", "-t", "a"].map(OsString::from);
+        let Ok(Parsed::Run(a)) = parse(args.to_vec()) else {
+            panic!("not parsed");
+        };
+        assert_eq!(a.reconnect_timeout, Duration::from_millis(2500));
+        for bad in ["0", "-1", "x"] {
+            let args = ["h:1", "--reconnect-timeout", bad, "-t", "a"].map(OsString::from);
+            assert!(parse(args.to_vec()).is_err(), "{bad}");
+        }
     }
 }

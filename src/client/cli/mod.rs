@@ -18,7 +18,7 @@ use std::sync::mpsc::Receiver;
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 use self::args::{Args, HELP, Mode, Parsed};
-use crate::client::{Client, Config, Message};
+use crate::client::{Client, Config, Error, Message};
 use crate::protocol::DEFAULT_PRIORITY;
 
 /// Incoming queue of subscribe and top mode (the reference cli's value).
@@ -72,7 +72,9 @@ fn run(args: &Args) -> Result<(), String> {
         .set_auth(&args.user, &args.password)
         .set_timeout(args.timeout)
         .set_socket_wait_timeout(args.timeout)
-        .set_tls(args.tls);
+        .set_tls(args.tls)
+        .set_randomize(args.random_order)
+        .set_reconnect_timeout(args.reconnect_timeout);
     if let Some(file) = &args.tls_ca {
         let pem = std::fs::read_to_string(file)
             .map_err(|e| format!("--tls-ca {}: {e}", file.display()))?;
@@ -129,6 +131,16 @@ fn subscribe_all(client: &Client, topics: &[String]) -> Result<Receiver<Message>
     client
         .take_receiver()
         .ok_or_else(|| "the client has no data stream".to_owned())
+}
+
+/// Why the message channel ended: the failover's verdict if it gave up
+/// (no server within `--reconnect-timeout`, with the last address's
+/// error), otherwise a lost connection.
+fn connection_lost(client: &Client) -> String {
+    match client.nop() {
+        Err(e @ Error::Unavailable(_)) => format!("the connection to the server was lost; {e}"),
+        _ => "the connection to the server was lost".to_owned(),
+    }
 }
 
 /// After Ctrl-C: BYE and a clean exit.

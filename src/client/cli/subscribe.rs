@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
-use super::{interrupted_bye, subscribe_all};
+use super::{connection_lost, interrupted_bye, subscribe_all};
 use crate::client::{Client, Message};
 
 /// How often the loop looks at the Ctrl-C flag while no message comes.
@@ -28,7 +28,7 @@ pub(crate) fn run(client: &Client, topics: &[String], stop: &AtomicBool) -> Resu
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => {
-                return Err("the connection to the server was lost".into());
+                return Err(connection_lost(client));
             }
         };
         if let Err(e) = print_batch(&mut out, &first, &rx) {

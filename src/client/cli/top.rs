@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use super::table::{SortBy, Table};
-use super::{interrupted_bye, subscribe_all};
+use super::{connection_lost, interrupted_bye, subscribe_all};
 use crate::client::{Client, Message};
 use crate::term::{self, Mode, STDIN, STDOUT};
 
@@ -46,6 +46,9 @@ enum Exit {
     Quit,
     /// stdout was closed (e.g. `| head`).
     OutputClosed,
+    /// The message channel ended: the connection is lost (and, with
+    /// several addresses, no other node answered).
+    Lost,
 }
 
 /// What the keys typed since the last look ask for.
@@ -72,6 +75,7 @@ pub(crate) fn run(client: &Client, topics: &[String], stop: &AtomicBool) -> Resu
     match outcome? {
         Exit::Interrupted => interrupted_bye(client),
         Exit::Quit | Exit::OutputClosed => client.bye().map_err(|e| format!("bye: {e}")),
+        Exit::Lost => Err(connection_lost(client)),
     }
 }
 
@@ -118,28 +122,27 @@ fn watch(rx: &Receiver<Message>, keys: Option<&Mode>, stop: &AtomicBool) -> Resu
         match rx.recv_timeout(wait.min(KEY_POLL)) {
             Ok(message) => {
                 table.record(message.topic, message.data.len());
-                drain(rx, &mut table)?;
+                if drain(rx, &mut table) {
+                    return Ok(Exit::Lost);
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err("the connection to the server was lost".into());
-            }
+            Err(RecvTimeoutError::Disconnected) => return Ok(Exit::Lost),
         }
     }
 }
 
-/// Counts what is queued, up to [`DRAIN_MAX`] messages.
-fn drain(rx: &Receiver<Message>, table: &mut Table) -> Result<(), String> {
+/// Counts what is queued, up to [`DRAIN_MAX`] messages; `true` if the
+/// channel has ended.
+fn drain(rx: &Receiver<Message>, table: &mut Table) -> bool {
     for _ in 0..DRAIN_MAX {
         match rx.try_recv() {
             Ok(message) => table.record(message.topic, message.data.len()),
             Err(TryRecvError::Empty) => break,
-            Err(TryRecvError::Disconnected) => {
-                return Err("the connection to the server was lost".into());
-            }
+            Err(TryRecvError::Disconnected) => return true,
         }
     }
-    Ok(())
+    false
 }
 
 /// Reads the keys typed since the last look, without waiting.
