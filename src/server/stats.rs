@@ -108,6 +108,10 @@ counters! {
     mqtt_sub_ops, "mqtt_sub_ops", Psrtd, "Successful MQTT subscribe and unsubscribe filter operations.";
     mqtt_queue_drops, "mqtt_queue_drops", Psrtd, "QoS 1 messages not kept: an MQTT session's queue was full.";
     mqtt_wills, "mqtt_wills", Psrtd, "MQTT last wills published.";
+    bridge_out_messages, "bridge_out_messages", Psrtd, "Messages a bridge's broker took (PUBACK at QoS 1, written at QoS 0).";
+    bridge_in_messages, "bridge_in_messages", Psrtd, "Messages from bridges' brokers published locally.";
+    bridge_dropped, "bridge_dropped", Psrtd, "Bridge messages dropped: a queue's bound (oldest first), or refused locally.";
+    bridge_echoes, "bridge_echoes", Psrtd, "Messages a broker sent back to the bridge that sent them (in and out overlap), not delivered again.";
 }
 
 /// Every counter's rate per second over the last interval, and the average

@@ -34,6 +34,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::auth::AuthDb;
 use super::auth::worker::{LoopMsg, Worker, default_threads};
+use super::bridge::Bridges;
 use super::config::{BindAddr, Config};
 use super::core::{Conns, Core, Cx};
 use super::link::Cluster;
@@ -158,7 +159,9 @@ impl Server {
             n => n,
         };
         let worker = Worker::spawn(tx.clone(), waker.clone(), threads)?;
-        let core = Core::new(config, auth, worker, Instant::now())?;
+        let mut core = Core::new(config, auth, worker, Instant::now())?;
+        core.bridges = Bridges::new(&core.config.bridges, core.now)
+            .map_err(|e| stdio::Error::new(stdio::ErrorKind::InvalidInput, e))?;
         Ok(Self {
             poll,
             listeners,
@@ -292,6 +295,10 @@ impl Server {
                         .map(|t| t.saturating_duration_since(now)),
                     self.core
                         .cluster
+                        .next_retry()
+                        .map(|t| t.saturating_duration_since(now)),
+                    self.core
+                        .bridges
                         .next_retry()
                         .map(|t| t.saturating_duration_since(now)),
                     self.core
