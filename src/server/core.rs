@@ -20,7 +20,7 @@ use super::auth::cache::LoginCache;
 use super::auth::login::{self, Verdict};
 use super::auth::throttle::{Block, LoginThrottle};
 use super::auth::worker::{Ticket, Verified, Worker};
-use super::bridge::Bridges;
+use super::bridge::state::Bridges;
 use super::config::Config;
 use super::conn::{CloseReason, ConnId, Peer, RxPool, TxPool};
 use super::link::Cluster;

@@ -36,45 +36,12 @@ pub(crate) mod state;
 #[cfg(test)]
 mod tests;
 
-use std::time::Instant;
-
-use log::info;
-use slab::Slab;
-
-use crate::server::config::BridgeConfig;
 use crate::server::conn::{CloseReason, ConnId, SharedBuf};
 use crate::server::core::{Core, Cx};
+use log::info;
 use phase::{BridgeLink, BridgeStep};
+
 use state::{Bridge, OutMsg};
-
-/// Every bridge, by a key that stays while the bridge exists.
-#[derive(Debug, Default)]
-pub(crate) struct Bridges {
-    /// The bridges.
-    pub list: Slab<Bridge>,
-}
-
-impl Bridges {
-    /// Bridges for `configs`, each first tried at `now`.
-    pub(crate) fn new(configs: &[BridgeConfig], now: Instant) -> Result<Self, String> {
-        let mut list = Slab::new();
-        for c in configs {
-            let b = Bridge::new(c.clone(), now).map_err(|e| format!("bridge {}: {e}", c.name))?;
-            list.insert(b);
-        }
-        Ok(Self { list })
-    }
-
-    /// The earliest pending connect, for the poll timeout.
-    pub(crate) fn next_retry(&self) -> Option<Instant> {
-        self.list.iter().filter_map(|(_, b)| b.retry_at).min()
-    }
-
-    /// The bridge with this key.
-    pub(crate) fn get_mut(&mut self, key: u32) -> Option<&mut Bridge> {
-        self.list.get_mut(key as usize)
-    }
-}
 
 /// Queues a message published locally for every bridge whose `out` covers
 /// its topic (not the bridge it came from), and sends what the links may.

@@ -18,11 +18,41 @@ use psrt_protocol::mqtt::filter_matches;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
+use slab::Slab;
 
 use super::echo::Echo;
 use crate::server::config::BridgeConfig;
 use crate::server::conn::{ConnId, SharedBuf};
 use crate::server::link::nodes::{FIRST_BACKOFF, retry_delay};
+
+/// Every bridge, by a key that stays while the bridge exists.
+#[derive(Debug, Default)]
+pub(crate) struct Bridges {
+    /// The bridges.
+    pub list: Slab<Bridge>,
+}
+
+impl Bridges {
+    /// Bridges for `configs`, each first tried at `now`.
+    pub(crate) fn new(configs: &[BridgeConfig], now: Instant) -> Result<Self, String> {
+        let mut list = Slab::new();
+        for c in configs {
+            let b = Bridge::new(c.clone(), now).map_err(|e| format!("bridge {}: {e}", c.name))?;
+            list.insert(b);
+        }
+        Ok(Self { list })
+    }
+
+    /// The earliest pending connect, for the poll timeout.
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
+        self.list.iter().filter_map(|(_, b)| b.retry_at).min()
+    }
+
+    /// The bridge with this key.
+    pub(crate) fn get_mut(&mut self, key: u32) -> Option<&mut Bridge> {
+        self.list.get_mut(key as usize)
+    }
+}
 
 /// A message waiting to go to the broker.
 #[derive(Debug, Clone)]

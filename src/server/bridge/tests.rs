@@ -13,10 +13,10 @@ use psrt_protocol::mqtt::{
     encode_suback, kind,
 };
 
-use super::Bridges;
 use super::packets::on_connected;
 use super::phase::{BridgeLink, BridgeStep};
 use super::state::BridgeStatus;
+use super::state::Bridges;
 use crate::server::config::BridgeConfig;
 use crate::server::conn::ConnId;
 use crate::server::dispatch;
@@ -47,7 +47,11 @@ fn config(qos: u8, inflight: usize) -> BridgeConfig {
 }
 
 /// Every packet in `bytes`, owned: (kind, topic, payload, packet id, dup).
-fn packets(bytes: &[u8]) -> Vec<(u8, String, Vec<u8>, Option<u16>, bool)> {
+/// A packet a bridge sent: kind, topic (or client id, or filters),
+/// payload, packet id, DUP.
+type Sent = (u8, String, Vec<u8>, Option<u16>, bool);
+
+fn packets(bytes: &[u8]) -> Vec<Sent> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {

@@ -497,8 +497,7 @@ impl Config {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "host".into());
-        let bridges =
-            bridge::validate(bridges.unwrap_or_default(), &resolve, &host).map_err(err)?;
+        let bridges = bridge::validate(bridges.unwrap_or_default(), resolve, &host).map_err(err)?;
         let acl = auth
             .acl
             .map(|p| AclSource::File(resolve(p)))

@@ -34,7 +34,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::auth::AuthDb;
 use super::auth::worker::{LoopMsg, Worker, default_threads};
-use super::bridge::Bridges;
+use super::bridge::state::Bridges;
 use super::config::{BindAddr, Config};
 use super::core::{Conns, Core, Cx};
 use super::link::Cluster;
