@@ -576,3 +576,59 @@ fn a_refused_connect_is_retried() {
     rx.recv_timeout(WAIT).expect("tried again");
     assert_ne!(status(&srv)["bridges"]["cloud"]["state"], "online");
 }
+
+#[test]
+fn a_spool_keeps_messages_across_a_psrtd_restart() {
+    let Some(bin) = mosquitto_bin() else { return };
+    let mut broker = Broker::start(bin);
+    let mut sub = Mq::connect(broker.addr(), "t-spool-sub", false);
+    sub.subscribe("plant/#", QoS::AtLeastOnce);
+    drop(sub);
+    broker.stop();
+    let spool = TempDir::new("spool");
+    let yaml = bridge_yaml(
+        broker.port,
+        &format!(
+            "    out: ['plant/#']\n    queue_bytes: 4KiB\n    spool: {}\n    spool_bytes: 4MiB\n",
+            spool.0.display()
+        ),
+    );
+    let srv = server(&yaml);
+    let mut publisher = Session::anonymous(srv.addr);
+    for i in 0..1000 {
+        assert_eq!(
+            publisher
+                .ctl
+                .publish("plant/seq", format!("{i}").as_bytes()),
+            0x01
+        );
+    }
+    let b = status(&srv)["bridges"]["cloud"].clone();
+    assert_eq!(b["queued_messages"], 1000, "{b}");
+    assert!(b["spooled_bytes"].as_u64() > Some(1000 * 20), "{b}");
+    // psrtd stops (its spool writer finishes) and starts again.
+    drop(publisher);
+    srv.stop();
+    let srv = server(&yaml);
+    let b = status(&srv)["bridges"]["cloud"].clone();
+    assert_eq!(b["queued_messages"], 1000, "replayed from the spool: {b}");
+    broker.restart();
+    let b = wait_figure(&srv, "cloud", "sent", 1000);
+    assert_eq!(
+        (b["dropped"].as_u64(), b["queued_messages"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let mut sub = Mq::connect(broker.addr(), "t-spool-sub", false);
+    for i in 0..1000 {
+        assert_eq!(
+            sub.expect_publish(),
+            ("plant/seq".into(), format!("{i}").into_bytes()),
+            "message {i}"
+        );
+    }
+    sub.expect_silence(Duration::from_millis(300));
+    // Acknowledged: a third start replays nothing.
+    srv.stop();
+    let srv = server(&yaml);
+    assert_eq!(status(&srv)["bridges"]["cloud"]["queued_messages"], 0);
+}

@@ -128,6 +128,13 @@ pub(crate) enum LoopMsg {
         /// Its addresses, or why there are none.
         result: std::io::Result<Vec<std::net::SocketAddr>>,
     },
+    /// A bridge's spool writer answered.
+    Spool {
+        /// The bridge's key.
+        bridge: u32,
+        /// What happened.
+        event: crate::server::bridge::spool::SpoolEvent,
+    },
     /// Stop the loop.
     Shutdown,
 }

@@ -32,7 +32,12 @@
 mod echo;
 pub(crate) mod packets;
 pub(crate) mod phase;
+pub(crate) mod spool;
+#[cfg(test)]
+mod spool_tests;
 pub(crate) mod state;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
@@ -66,16 +71,21 @@ pub(crate) fn forward(cx: &mut Cx, from: Option<u32>, topic: &str, payload: &[u8
             packet_id: 0,
             sent_before: false,
             acked: false,
+            seq: 0,
         });
         let conn = b.conn;
         if dropped > 0 && !b.dropping {
             b.dropping = true;
-            let (name, bound) = (b.config.name.clone(), b.config.queue_bytes);
+            let name = b.config.name.clone();
+            let what = match b.spool {
+                Some(_) => format!("spool full (spool_bytes {})", b.config.spool_bytes),
+                None => format!("queue full (queue_bytes {})", b.config.queue_bytes),
+            };
             cx.core.stats.bridge_dropped += dropped;
             cx.core.warn(
-                    "bridge",
-                    format_args!(
-                        "bridge {name}: queue full ({bound} bytes): dropping the oldest messages until it is half empty"
+                "bridge",
+                format_args!(
+                    "bridge {name}: {what}: dropping the oldest messages until it is half empty"
                 ),
             );
         } else {
@@ -154,7 +164,11 @@ pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, link: BridgeLink, reason: &Clos
     }
     let was_online = b.status == state::BridgeStatus::Online;
     let delay = b.down(now);
-    let (name, url, queued) = (b.config.name.clone(), b.config.url.clone(), b.queue.len());
+    let (name, url, queued) = (
+        b.config.name.clone(),
+        b.config.url.clone(),
+        b.queued_messages(),
+    );
     let what = if was_online {
         "connection lost"
     } else {
@@ -167,6 +181,42 @@ pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, link: BridgeLink, reason: &Clos
             delay.as_secs_f64()
         ),
     );
+}
+
+/// The spool's writer thread answered: records read back join the memory
+/// queue and go out; a failed file operation is logged.
+pub(crate) fn on_spool(cx: &mut Cx, key: u32, event: spool::SpoolEvent) {
+    let Some(b) = cx.core.bridges.get_mut(key) else {
+        return;
+    };
+    match event {
+        spool::SpoolEvent::Read(records) => {
+            let dropped = b.spool_read(records);
+            let (name, conn) = (b.config.name.clone(), b.conn);
+            if dropped > 0 {
+                cx.core.stats.bridge_dropped += dropped;
+                cx.core.warn(
+                    "bridge",
+                    format_args!(
+                        "bridge {name}: {dropped} message(s) missing from the spool (a failed write or a damaged file): dropped"
+                    ),
+                );
+            }
+            match conn {
+                Some(id) => packets::pump(cx, id),
+                None => {
+                    if let Some(b) = cx.core.bridges.get_mut(key) {
+                        b.refill();
+                    }
+                }
+            }
+        }
+        spool::SpoolEvent::Failed(what) => {
+            let name = b.config.name.clone();
+            cx.core
+                .warn("bridge", format_args!("bridge {name}: spool: {what}"));
+        }
+    }
 }
 
 /// Logs the end of a drop episode (queue below half its bound again).

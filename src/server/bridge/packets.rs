@@ -97,6 +97,7 @@ fn send_window(cx: &mut Cx, id: ConnId, key: u32) {
             return;
         };
         let qos1 = b.config.qos == 1;
+        b.refill();
         let next = if qos1 {
             if b.in_flight >= b.queue.len() || b.in_flight >= b.config.inflight {
                 return;
@@ -120,7 +121,10 @@ fn send_window(cx: &mut Cx, id: ConnId, key: u32) {
         if qos1 {
             b.in_flight += 1;
         } else {
-            b.pop_front();
+            if let Some(m) = b.pop_front() {
+                // Written means done at QoS 0: its spool record may go.
+                b.spool_acked(m.seq);
+            }
             b.sent += 1;
             cx.core.stats.bridge_out_messages += 1;
         }

@@ -21,6 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use slab::Slab;
 
 use super::echo::Echo;
+use super::spool::{self, Record, Segment, Spool, SpoolEvent};
 use crate::server::config::BridgeConfig;
 use crate::server::conn::{ConnId, SharedBuf};
 use crate::server::link::nodes::{FIRST_BACKOFF, retry_delay};
@@ -67,6 +68,8 @@ pub(crate) struct OutMsg {
     pub sent_before: bool,
     /// PUBACK received (popped once everything before it is too).
     pub acked: bool,
+    /// Sequence number on this bridge (the spool's record number).
+    pub seq: u64,
 }
 
 impl OutMsg {
@@ -111,7 +114,7 @@ pub(crate) struct Bridge {
     pub queued_bytes: usize,
     /// Messages at the front sent on the current connection, not acked.
     pub in_flight: usize,
-    next_packet_id: u16,
+    pub(super) next_packet_id: u16,
     /// The connection, while one exists.
     pub conn: Option<ConnId>,
     /// What `/status` shows.
@@ -138,6 +141,27 @@ pub(crate) struct Bridge {
     pub echoes: u64,
     /// A SUBACK refused a filter (logged once per connection).
     pub refused_filters: u64,
+    /// The next message's sequence number.
+    pub next_seq: u64,
+    /// The spool on disk, if configured.
+    pub spool: Option<SpoolState>,
+}
+
+/// What the loop keeps of a bridge's spool: the segments on disk and which
+/// messages are only there (sequence numbers `disk_next..next_seq`, read
+/// back into memory as the memory queue empties).
+#[derive(Debug)]
+pub(crate) struct SpoolState {
+    /// The writer thread.
+    pub handle: Spool,
+    /// Segments on disk, oldest first (the last one is being appended to).
+    pub segments: VecDeque<Segment>,
+    /// Bytes of those.
+    pub bytes: u64,
+    /// The first message not in memory.
+    pub disk_next: u64,
+    /// A read is on its way.
+    pub read_pending: bool,
 }
 
 /// TLS client settings for a broker: its CA file's certificates, the host
@@ -190,12 +214,49 @@ impl Bridge {
             dropped: 0,
             echoes: 0,
             refused_filters: 0,
+            next_seq: 1,
+            spool: None,
         })
     }
 
-    /// Bytes of the spool on disk (none: spools are not written yet).
+    /// Opens the spool on disk (before the loop runs: the folder is read
+    /// and every record checked). Messages found there after the last
+    /// acknowledged one are queued again, first. Returns the scan's
+    /// warnings.
+    pub(crate) fn open_spool(
+        &mut self,
+        notify: Box<dyn Fn(SpoolEvent) + Send>,
+    ) -> std::io::Result<Vec<String>> {
+        let Some(dir) = self.config.spool.clone() else {
+            return Ok(Vec::new());
+        };
+        let scan = spool::scan(&dir)?;
+        let handle = Spool::start(dir, &scan.segments, scan.acked, notify)?;
+        let first = scan.segments.first().map_or(scan.acked + 1, |s| s.id);
+        let last = scan.segments.last().map_or(scan.acked, |s| s.last);
+        self.next_seq = last.max(scan.acked) + 1;
+        self.spool = Some(SpoolState {
+            handle,
+            bytes: scan.segments.iter().map(|s| s.bytes).sum(),
+            segments: scan.segments.into(),
+            disk_next: first.max(scan.acked + 1),
+            read_pending: false,
+        });
+        Ok(scan.warnings)
+    }
+
+    /// Messages waiting: in memory and only on disk.
+    pub(crate) fn queued_messages(&self) -> u64 {
+        let disk = self
+            .spool
+            .as_ref()
+            .map_or(0, |s| self.next_seq.saturating_sub(s.disk_next));
+        self.queue.len() as u64 + disk
+    }
+
+    /// Bytes of the spool on disk.
     pub(crate) fn spooled_bytes(&self) -> u64 {
-        0
+        self.spool.as_ref().map_or(0, |s| s.bytes)
     }
 
     /// `host:port` for the resolver.
@@ -217,7 +278,12 @@ impl Bridge {
     /// Queues a message; beyond `queue_bytes` the oldest messages not in
     /// flight are dropped (the new one too if nothing else can go).
     /// Returns how many were dropped.
-    pub(crate) fn push(&mut self, msg: OutMsg) -> u64 {
+    pub(crate) fn push(&mut self, mut msg: OutMsg) -> u64 {
+        msg.seq = self.next_seq;
+        self.next_seq += 1;
+        if self.spool.is_some() {
+            return self.push_spooled(msg);
+        }
         self.queued_bytes += msg.size();
         self.queue.push_back(msg);
         let mut dropped = 0;
@@ -229,6 +295,130 @@ impl Bridge {
         }
         self.dropped += dropped;
         dropped
+    }
+
+    /// With a spool: the message is written to it; it is kept in memory
+    /// too if nothing is waiting on disk only and the memory queue has
+    /// room. Beyond `spool_bytes` the oldest segment goes; its messages
+    /// not in memory are dropped (returned).
+    fn push_spooled(&mut self, msg: OutMsg) -> u64 {
+        let Some(sp) = self.spool.as_mut() else {
+            return 0;
+        };
+        let mut record = Vec::with_capacity(32 + msg.size());
+        spool::encode_record(msg.seq, &msg.topic, &msg.payload, &mut record);
+        let len = record.len() as u64;
+        let seg_bytes = spool::segment_bytes(self.config.spool_bytes);
+        let mut dropped = 0;
+        while sp.bytes + len > self.config.spool_bytes {
+            let Some(old) = sp.segments.pop_front() else {
+                break;
+            };
+            sp.handle.delete(old.id);
+            sp.bytes -= old.bytes;
+            let gone_to = (old.last + 1).min(msg.seq);
+            if gone_to > sp.disk_next {
+                dropped += gone_to - sp.disk_next;
+                sp.disk_next = gone_to;
+            }
+        }
+        let new_segment = sp
+            .segments
+            .back()
+            .is_none_or(|b| b.bytes > 0 && b.bytes + len > seg_bytes);
+        if new_segment {
+            sp.segments.push_back(Segment {
+                id: msg.seq,
+                last: msg.seq,
+                bytes: 0,
+            });
+        }
+        if let Some(back) = sp.segments.back_mut() {
+            back.last = msg.seq;
+            back.bytes += len;
+            sp.handle.append(back.id, record);
+        }
+        sp.bytes += len;
+        if sp.disk_next == msg.seq && self.queued_bytes + msg.size() <= self.config.queue_bytes {
+            sp.disk_next += 1;
+            self.queued_bytes += msg.size();
+            self.queue.push_back(msg);
+        }
+        self.dropped += dropped;
+        dropped
+    }
+
+    /// With a spool: asks for messages waiting on disk once the memory
+    /// queue is at most half full.
+    pub(crate) fn refill(&mut self) {
+        let (queued, bound) = (self.queued_bytes, self.config.queue_bytes);
+        let Some(sp) = self.spool.as_mut() else {
+            return;
+        };
+        if sp.read_pending || sp.disk_next >= self.next_seq || queued > bound / 2 {
+            return;
+        }
+        sp.read_pending = true;
+        sp.handle.read(sp.disk_next, bound - queued);
+    }
+
+    /// Records read back from the spool join the memory queue, in order.
+    /// Records that should be there but are not (a failed write, a
+    /// corrupt file) are counted as dropped. Returns how many were.
+    pub(crate) fn spool_read(&mut self, records: Vec<Record>) -> u64 {
+        let next_seq = self.next_seq;
+        let Some(sp) = self.spool.as_mut() else {
+            return 0;
+        };
+        sp.read_pending = false;
+        let mut dropped = 0;
+        let empty = records.is_empty();
+        for r in records {
+            if r.seq < sp.disk_next {
+                continue;
+            }
+            if r.seq >= next_seq {
+                break;
+            }
+            dropped += r.seq - sp.disk_next;
+            sp.disk_next = r.seq + 1;
+            let msg = OutMsg {
+                topic: r.topic.into(),
+                payload: Rc::new(r.payload),
+                packet_id: 0,
+                sent_before: false,
+                acked: false,
+                seq: r.seq,
+            };
+            self.queued_bytes += msg.size();
+            self.queue.push_back(msg);
+        }
+        if empty && sp.disk_next < next_seq {
+            dropped += next_seq - sp.disk_next;
+            sp.disk_next = next_seq;
+        }
+        self.dropped += dropped;
+        dropped
+    }
+
+    /// The broker acknowledged everything up to `seq`: the spool's segments
+    /// that hold nothing newer go (the one being appended to only once
+    /// full).
+    pub(crate) fn spool_acked(&mut self, seq: u64) {
+        let seg_bytes = spool::segment_bytes(self.config.spool_bytes);
+        let Some(sp) = self.spool.as_mut() else {
+            return;
+        };
+        sp.handle.acked(seq);
+        while let Some(front) = sp.segments.front() {
+            let sealed = sp.segments.len() > 1 || front.bytes >= seg_bytes;
+            if front.last > seq || !sealed {
+                break;
+            }
+            sp.handle.delete(front.id);
+            sp.bytes -= front.bytes;
+            sp.segments.pop_front();
+        }
     }
 
     /// The next packet id (1..=65535; the window is far smaller, so ids in
@@ -250,10 +440,14 @@ impl Bridge {
             return false;
         };
         self.queue[i].acked = true;
+        let mut last = None;
         while self.in_flight > 0 && self.queue.front().is_some_and(|m| m.acked) {
-            self.pop_front();
+            last = self.pop_front().map(|m| m.seq);
             self.in_flight -= 1;
             self.sent += 1;
+        }
+        if let Some(seq) = last {
+            self.spool_acked(seq);
         }
         true
     }
@@ -265,10 +459,14 @@ impl Bridge {
         Some(m)
     }
 
-    /// The drop episode is over: the queue is below half its bound (true
-    /// once, for the log line).
+    /// The drop episode is over: the queue (the spool, if there is one)
+    /// is below half its bound (true once, for the log line).
     pub(crate) fn drop_episode_over(&mut self) -> bool {
-        let over = self.dropping && self.queued_bytes <= self.config.queue_bytes / 2;
+        let (used, bound) = match &self.spool {
+            Some(sp) => (sp.bytes, self.config.spool_bytes),
+            None => (self.queued_bytes as u64, self.config.queue_bytes as u64),
+        };
+        let over = self.dropping && used <= bound / 2;
         if over {
             self.dropping = false;
         }
@@ -311,98 +509,5 @@ impl Bridge {
         let delay = retry_delay(&mut self.backoff);
         self.retry_at = Some(now + delay);
         delay
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) fn config(queue_bytes: usize) -> BridgeConfig {
-        BridgeConfig {
-            name: "cloud".into(),
-            url: "mqtt://broker:1883".into(),
-            host: "broker".into(),
-            port: 1883,
-            tls_ca_pem: None,
-            user: None,
-            password: None,
-            client_id: "psrtd-test".into(),
-            out: vec!["plant/#".into()],
-            inbound: vec!["cmd/#".into()],
-            qos: 1,
-            queue_bytes,
-            spool: None,
-            spool_bytes: 0,
-            keepalive: 30,
-            inflight: 4,
-            acl: None,
-        }
-    }
-
-    fn msg(topic: &str, len: usize) -> OutMsg {
-        OutMsg {
-            topic: topic.into(),
-            payload: Rc::new(vec![0; len]),
-            packet_id: 0,
-            sent_before: false,
-            acked: false,
-        }
-    }
-
-    #[test]
-    fn the_bound_drops_the_oldest_not_in_flight() {
-        let mut b = Bridge::new(config(100), Instant::now()).unwrap();
-        for i in 0..3 {
-            assert_eq!(b.push(msg(&format!("t{i}"), 28)), 0);
-        }
-        assert_eq!(b.queued_bytes, 90);
-        b.in_flight = 1;
-        // 120 > 100: t1 goes (t0 is in flight).
-        assert_eq!(b.push(msg("t3", 28)), 1);
-        let topics: Vec<&str> = b.queue.iter().map(|m| &*m.topic).collect();
-        assert_eq!(topics, ["t0", "t2", "t3"]);
-        assert_eq!((b.queued_bytes, b.dropped), (90, 1));
-        // A message larger than the bound goes itself if nothing else can.
-        b.in_flight = 3;
-        assert_eq!(b.push(msg("big", 200)), 1);
-        assert_eq!(b.queue.len(), 3);
-    }
-
-    #[test]
-    fn acks_pop_in_order_and_strays_are_ignored() {
-        let mut b = Bridge::new(config(1000), Instant::now()).unwrap();
-        for i in 0..3 {
-            b.push(msg(&format!("t{i}"), 1));
-            let id = b.take_packet_id();
-            b.queue[i].packet_id = id;
-        }
-        b.in_flight = 3;
-        assert!(b.ack(2), "out of order: kept until 1 is acked");
-        assert_eq!((b.queue.len(), b.sent), (3, 0));
-        assert!(!b.ack(2), "already acked");
-        assert!(!b.ack(9), "never sent");
-        assert!(b.ack(1));
-        assert_eq!((b.queue.len(), b.in_flight, b.sent), (1, 1, 2));
-        // A reconnect: in flight again from the start, acks forgotten.
-        b.down(Instant::now());
-        assert_eq!((b.in_flight, b.status), (0, BridgeStatus::Offline));
-        assert!(b.retry_at.is_some());
-    }
-
-    #[test]
-    fn packet_ids_skip_zero() {
-        let mut b = Bridge::new(config(1000), Instant::now()).unwrap();
-        b.next_packet_id = 65535;
-        assert_eq!(b.take_packet_id(), 65535);
-        assert_eq!(b.take_packet_id(), 1);
-    }
-
-    #[test]
-    fn filters_under_mqtt_rules() {
-        let b = Bridge::new(config(1000), Instant::now()).unwrap();
-        assert!(b.forwards("plant") && b.forwards("plant/a/b"));
-        assert!(!b.forwards("plants") && !b.forwards("cmd/x"));
-        assert!(b.subscribed("cmd/x") && !b.subscribed("plant/x"));
     }
 }

@@ -247,6 +247,15 @@ pub(super) fn validate(
         if out.iter().any(|b| b.name == name) {
             return Err(bad("the name is used twice".into()));
         }
+        let spool = e.spool.map(&resolve);
+        if let Some(dir) = &spool {
+            if out.iter().any(|b| b.spool.as_ref() == Some(dir)) {
+                return Err(bad(format!(
+                    "spool {} is another bridge's spool too",
+                    dir.display()
+                )));
+            }
+        }
         let (tls, host_part, port) = parse_url(&e.url).map_err(bad)?;
         let tls_ca_pem = match (tls, e.tls_ca) {
             (true, Some(ca)) => Some(read_ca(&resolve(ca)).map_err(bad)?),
@@ -281,19 +290,14 @@ pub(super) fn validate(
         }
         let queue_bytes = usize::try_from(queue_bytes)
             .map_err(|_| bad(format!("queue_bytes: {queue_bytes} is too large")))?;
-        let spool_bytes = match (&e.spool, &e.spool_bytes) {
+        let spool_bytes = match (&spool, &e.spool_bytes) {
             (_, Some(s)) => s.bytes("spool_bytes").map_err(bad)?,
             (_, None) => DEFAULT_BRIDGE_SPOOL_BYTES,
         };
-        if e.spool_bytes.is_some() && e.spool.is_none() {
+        if e.spool_bytes.is_some() && spool.is_none() {
             return Err(bad("spool_bytes without spool (the spool's folder)".into()));
         }
-        if e.spool.is_some() {
-            return Err(bad(
-                "spool: the on-disk spool is not available in this build (remove spool and spool_bytes; queue_bytes bounds the memory queue)".into(),
-            ));
-        }
-        if e.spool.is_some() && spool_bytes < 1 << 20 {
+        if spool.is_some() && spool_bytes < 1 << 20 {
             return Err(bad(format!("spool_bytes: {spool_bytes} is below 1MiB")));
         }
         let keepalive = e.keepalive.unwrap_or(DEFAULT_BRIDGE_KEEPALIVE);
@@ -325,7 +329,7 @@ pub(super) fn validate(
             inbound: e.inbound,
             qos,
             queue_bytes,
-            spool: e.spool.map(&resolve),
+            spool,
             spool_bytes,
             keepalive,
             inflight,

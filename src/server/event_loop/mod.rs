@@ -162,6 +162,30 @@ impl Server {
         let mut core = Core::new(config, auth, worker, Instant::now())?;
         core.bridges = Bridges::new(&core.config.bridges, core.now)
             .map_err(|e| stdio::Error::new(stdio::ErrorKind::InvalidInput, e))?;
+        for (key, b) in core.bridges.list.iter_mut() {
+            let (tx, waker, bridge) = (tx.clone(), waker.clone(), key as u32);
+            let notify = Box::new(move |event| {
+                if tx.send(LoopMsg::Spool { bridge, event }).is_ok() {
+                    let _ = waker.wake();
+                }
+            });
+            let name = b.config.name.clone();
+            let warnings = b.open_spool(notify).map_err(|e| {
+                stdio::Error::new(
+                    e.kind(),
+                    format!("bridge {name}: cannot open its spool: {e}"),
+                )
+            })?;
+            for w in warnings {
+                log::warn!("bridge {name}: spool: {w}");
+            }
+            if b.queued_messages() > 0 {
+                log::info!(
+                    "bridge {name}: {} message(s) in its spool from before, sent first",
+                    b.queued_messages()
+                );
+            }
+        }
         Ok(Self {
             poll,
             listeners,

@@ -54,6 +54,11 @@ impl Server {
                 }
                 LoopMsg::Reloaded(result) => self.on_reloaded(*result),
                 LoopMsg::Resolved { target, result } => self.on_resolved(target, result),
+                LoopMsg::Spool { bridge, event } => {
+                    let mut cx = self.cx();
+                    bridge::on_spool(&mut cx, bridge, event);
+                    dispatch::apply_effects(&mut cx);
+                }
             }
         }
     }

@@ -121,7 +121,7 @@ fn bridge_figures(core: &Core) -> serde_json::Value {
             serde_json::json!({
                 "url": b.config.url,
                 "state": b.status.as_str(),
-                "queued_messages": b.queue.len(),
+                "queued_messages": b.queued_messages(),
                 "queued_bytes": b.queued_bytes,
                 "queue_bound_bytes": b.config.queue_bytes,
                 "spooled_bytes": b.spooled_bytes(),
@@ -230,8 +230,8 @@ fn bridge_metrics(core: &Core, out: &mut String) {
         ),
         (
             "bridge_queued_messages",
-            "Messages waiting for the broker (not yet acknowledged).",
-            |b| b.queue.len() as u64,
+            "Messages waiting for the broker (not yet acknowledged), in memory and spooled.",
+            |b| b.queued_messages(),
         ),
         (
             "bridge_queued_bytes",
