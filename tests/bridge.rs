@@ -632,3 +632,113 @@ fn a_spool_keeps_messages_across_a_psrtd_restart() {
     let srv = server(&yaml);
     assert_eq!(status(&srv)["bridges"]["cloud"]["queued_messages"], 0);
 }
+
+/// psrtd's stats address, from its listening line.
+fn stats_of(p: &common::Proc) -> SocketAddr {
+    let line = p.wait_log("stats:http://", WAIT).expect("a stats listener");
+    let start = line.find("stats:http://").unwrap() + "stats:http://".len();
+    let rest = &line[start..];
+    rest[..rest.find('/').unwrap()].parse().unwrap()
+}
+
+fn status_at(stats: SocketAddr) -> serde_json::Value {
+    let (code, body) = http_get(stats, "/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits until `check` holds for `/status`'s bridges.
+fn wait_bridges(stats: SocketAddr, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let b = status_at(stats)["bridges"].clone();
+        if check(&b) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {b}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_applies_bridge_changes_and_keeps_the_others() {
+    let Some(bin) = mosquitto_bin() else { return };
+    let broker = Broker::start(bin);
+    let dir = TempDir::new("bridge-reload");
+    dir.write("acl.yml", "_:\n  sub: '#'\n  pub: '#'\n  admin: true\n");
+    let base = std::fs::read_to_string(common::write_config(
+        &dir,
+        "  bind_stats: 127.0.0.1:0\n",
+        "",
+    ))
+    .unwrap();
+    let port = broker.port;
+    let entry = |name: &str, out: &str| {
+        format!(
+            "  - name: {name}\n    url: mqtt://127.0.0.1:{port}\n    keepalive: 5\n    out: ['{out}']\n"
+        )
+    };
+    let first = format!(
+        "{base}bridges:\n{}{}{}",
+        entry("keep", "keep/#"),
+        entry("gone", "gone/#"),
+        entry("changed", "changed/#")
+    );
+    let config = dir.write("config.yml", &first);
+    let p = common::Proc::spawn(&["-C", config.to_str().unwrap()]);
+    let addr = p.addr.expect("psrtd started");
+    let stats = stats_of(&p);
+    let all_online =
+        |b: &serde_json::Value, names: &[&str]| names.iter().all(|n| b[*n]["state"] == "online");
+    wait_bridges(stats, "three online", |b| {
+        all_online(b, &["keep", "gone", "changed"])
+    });
+    // `gone` removed, `changed` forwards other topics, `new` added; and a
+    // spooled bridge cannot be added by a reload (it is skipped, logged).
+    let second = format!(
+        "{base}bridges:\n{}{}{}  - name: spooled\n    url: mqtt://127.0.0.1:{port}\n    out: [x]\n    spool: {}\n",
+        entry("keep", "keep/#"),
+        entry("changed", "changed2/#"),
+        entry("new", "new/#"),
+        dir.path("spool").display()
+    );
+    dir.write("config.yml", &second);
+    p.signal(1);
+    wait_bridges(stats, "reloaded", |b| {
+        b.get("gone").is_none()
+            && b.get("spooled").is_none()
+            && all_online(b, &["keep", "changed", "new"])
+            && b["changed"]["reconnects"] == 1
+    });
+    assert!(
+        p.wait_log("bridge spooled: not added", WAIT).is_some(),
+        "{}",
+        p.log_text()
+    );
+    let b = status_at(stats)["bridges"].clone();
+    assert_eq!(b["keep"]["reconnects"], 0, "kept its connection: {b}");
+    // What each bridge forwards now.
+    let mut sub = Mq::connect(broker.addr(), "t-reload-sub", true);
+    sub.subscribe("#", QoS::AtLeastOnce);
+    let mut publisher = Session::anonymous(addr);
+    for t in ["keep/x", "gone/x", "changed/x", "changed2/x", "new/x"] {
+        assert_eq!(publisher.ctl.publish(t, b"1"), 0x01);
+    }
+    let mut got: Vec<String> = (0..3).map(|_| sub.expect_publish().0).collect();
+    got.sort();
+    assert_eq!(got, ["changed2/x", "keep/x", "new/x"]);
+    sub.expect_silence(Duration::from_millis(300));
+    // A broken config keeps the bridges as they are.
+    dir.write(
+        "config.yml",
+        &format!("{base}bridges:\n  - name: bad\n    url: tcp://x\n"),
+    );
+    p.signal(1);
+    assert!(
+        p.wait_log("bridges not reloaded", WAIT).is_some(),
+        "{}",
+        p.log_text()
+    );
+    let b = status_at(stats)["bridges"].clone();
+    assert!(all_online(&b, &["keep", "changed", "new"]), "{b}");
+}

@@ -81,6 +81,8 @@ pub(crate) enum Job {
     },
     /// Re-read every auth file.
     Reload(AuthFiles),
+    /// Re-read `config.yml` for its `bridges:` list (SIGHUP).
+    ReloadBridges(std::path::PathBuf),
     /// Resolve a cluster node's or a bridge's `host:port` (DNS may block).
     Resolve {
         /// Who asks.
@@ -128,6 +130,8 @@ pub(crate) enum LoopMsg {
         /// Its addresses, or why there are none.
         result: std::io::Result<Vec<std::net::SocketAddr>>,
     },
+    /// `config.yml` was read again: its bridges, or why it is refused.
+    BridgesReloaded(Box<Result<Vec<crate::server::config::BridgeConfig>, ConfigError>>),
     /// A bridge's spool writer answered.
     Spool {
         /// The bridge's key.
@@ -376,6 +380,9 @@ fn execute(job: Job) -> LoopMsg {
             })
         }
         Job::Reload(files) => LoopMsg::Reloaded(Box::new(AuthDb::reload(&files))),
+        Job::ReloadBridges(path) => LoopMsg::BridgesReloaded(Box::new(
+            crate::server::config::Config::load(&path).map(|c| c.bridges),
+        )),
         Job::Resolve { target, spec } => LoopMsg::Resolved {
             target,
             result: std::net::ToSocketAddrs::to_socket_addrs(spec.as_str()).map(Iterator::collect),
@@ -499,7 +506,7 @@ mod tests {
             .map(|j| match j {
                 Job::Verify { ticket, .. } => format!("{ticket:?}"),
                 Job::Resolve { .. } => "resolve".into(),
-                Job::Reload(_) => "reload".into(),
+                Job::Reload(_) | Job::ReloadBridges(_) => "reload".into(),
             })
             .collect();
         assert_eq!(

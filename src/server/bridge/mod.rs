@@ -12,6 +12,8 @@
 //! | `state.rs` | a bridge's queue, counters, reconnect schedule |
 //! | `echo.rs` | the echo filter (overlapping `in` and `out`) |
 //! | `phase.rs` | the connection's steps and deadlines |
+//! | `spool.rs` | the spool on disk: record format, scan, the writer thread |
+//! | `reload.rs` | SIGHUP: bridges added, removed and changed by name |
 //! | `packets.rs` | the MQTT exchange: CONNECT/CONNACK, SUBSCRIBE, PUBLISH both ways, PUBACK, keep-alive |
 //!
 //! Connecting (name resolution in the resolver thread, the non-blocking
@@ -32,6 +34,7 @@
 mod echo;
 pub(crate) mod packets;
 pub(crate) mod phase;
+pub(crate) mod reload;
 pub(crate) mod spool;
 #[cfg(test)]
 mod spool_tests;

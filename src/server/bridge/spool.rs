@@ -302,6 +302,15 @@ impl Spool {
     }
 }
 
+impl Spool {
+    /// Lets the writer finish on its own (queued writes, fsync, `acked`)
+    /// without waiting for it: a bridge removed by a reload.
+    pub(crate) fn detach(mut self) {
+        drop(self.tx.take());
+        drop(self.thread.take());
+    }
+}
+
 impl Drop for Spool {
     fn drop(&mut self) {
         drop(self.tx.take());

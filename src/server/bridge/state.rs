@@ -189,10 +189,7 @@ fn tls_client(pem: &[u8], host: &str) -> Result<(Arc<ClientConfig>, ServerName<'
 impl Bridge {
     /// A bridge for `config`, first tried at `now`.
     pub(crate) fn new(config: BridgeConfig, now: Instant) -> Result<Self, String> {
-        let tls = match &config.tls_ca_pem {
-            Some(pem) => Some(tls_client(pem, &config.host)?),
-            None => None,
-        };
+        let tls = Self::tls_for(&config)?;
         Ok(Self {
             config,
             tls,
@@ -217,6 +214,16 @@ impl Bridge {
             next_seq: 1,
             spool: None,
         })
+    }
+
+    /// The TLS client settings `config` asks for (`mqtts://`).
+    pub(crate) fn tls_for(
+        config: &BridgeConfig,
+    ) -> Result<Option<(Arc<ClientConfig>, ServerName<'static>)>, String> {
+        match &config.tls_ca_pem {
+            Some(pem) => tls_client(pem, &config.host).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Opens the spool on disk (before the loop runs: the folder is read

@@ -54,6 +54,14 @@ impl Server {
                 }
                 LoopMsg::Reloaded(result) => self.on_reloaded(*result),
                 LoopMsg::Resolved { target, result } => self.on_resolved(target, result),
+                LoopMsg::BridgesReloaded(result) => match *result {
+                    Ok(list) => {
+                        let mut cx = self.cx();
+                        bridge::reload::apply(&mut cx, list);
+                        dispatch::apply_effects(&mut cx);
+                    }
+                    Err(e) => error!("bridges not reloaded, keeping them as they are: {e}"),
+                },
                 LoopMsg::Spool { bridge, event } => {
                     let mut cx = self.cx();
                     bridge::on_spool(&mut cx, bridge, event);
@@ -89,12 +97,16 @@ impl Server {
             self.core.reload_queued = true;
             return;
         }
-        info!("reloading ACL, passwords, keys and the TLS identity");
+        info!("reloading ACL, passwords, keys, the TLS identity and the bridges");
         self.notifier.reloading();
         let files = self.core.config.auth.clone();
         if self.core.worker.submit(Job::Reload(files)).is_err() {
             error!("auth worker is gone: reload impossible");
             return;
+        }
+        if let Some(path) = self.core.config.source.clone() {
+            // The bridges: config.yml is read and checked in the worker.
+            let _ = self.core.worker.submit(Job::ReloadBridges(path));
         }
         self.core.reload_running = true;
     }
