@@ -316,7 +316,7 @@ impl Server {
                 dispatch::on_tls_progress(&mut cx, id);
             }
             Err(e) => {
-                let reason = CloseReason::Bridge(format!("cannot connect: {e}"));
+                let reason = CloseReason::Bridge(e.to_string());
                 dispatch::close(&mut cx, id, reason);
                 dispatch::apply_effects(&mut cx);
             }
