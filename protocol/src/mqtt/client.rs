@@ -73,7 +73,7 @@ pub fn encode_subscribe<'a>(
 #[cfg(test)]
 mod tests {
     use super::super::{
-        ConnAck, Connect, ConnectCode, Filters, Protocol, Publish, encode_ack, encode_connack,
+        Connect, ConnectCode, Filters, Protocol, Publish, encode_ack, encode_connack,
         encode_packet, encode_publish_header, encode_suback, encode_unsuback,
     };
     use super::*;
@@ -84,7 +84,7 @@ mod tests {
     fn server_stream() -> (Vec<u8>, Vec<usize>) {
         let mut out = Vec::new();
         let mut lens = Vec::new();
-        let mut mark = |out: &Vec<u8>, lens: &mut Vec<usize>| {
+        let mark = |out: &Vec<u8>, lens: &mut Vec<usize>| {
             lens.push(out.len() - lens.iter().sum::<usize>());
         };
         encode_connack(false, ConnectCode::Accepted, &mut out);
@@ -198,10 +198,6 @@ mod tests {
             decode_from_server(&[], MAX),
             Ok(Decoded::Incomplete { need: 2 })
         );
-        let _ = ConnAck {
-            session_present: false,
-            code: ConnectCode::Accepted,
-        };
     }
 
     #[test]
