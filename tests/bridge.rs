@@ -62,15 +62,22 @@ struct Broker {
     bin: PathBuf,
     port: u16,
     dir: TempDir,
+    /// Lines after the first listener's (its TLS settings, more listeners).
+    extra: String,
     child: Option<Child>,
 }
 
 impl Broker {
     fn start(bin: PathBuf) -> Self {
+        Self::start_with(bin, free_port(), TempDir::new("mosquitto"), String::new())
+    }
+
+    fn start_with(bin: PathBuf, port: u16, dir: TempDir, extra: String) -> Self {
         let mut b = Self {
             bin,
-            port: free_port(),
-            dir: TempDir::new("mosquitto"),
+            port,
+            dir,
+            extra,
             child: None,
         };
         b.restart();
@@ -89,10 +96,11 @@ impl Broker {
             .output()
             .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
         let conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 100000\n{}",
-            self.port,
+            "allow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 100000\n{}listener {} 127.0.0.1\n{}",
             self.dir.0.display(),
-            if root { "user root\n" } else { "" }
+            if root { "user root\n" } else { "" },
+            self.port,
+            self.extra,
         );
         let conf = self.dir.write("mosquitto.conf", &conf);
         let child = Command::new(&self.bin)
@@ -506,13 +514,7 @@ fn the_queue_bound_drops_the_oldest() {
     );
     assert!(metrics.contains("psrtd_bridge_dropped_total 90"));
     // The broker comes: the 10 newest arrive, in order.
-    let mut broker = Broker {
-        bin,
-        port,
-        dir: TempDir::new("mosquitto"),
-        child: None,
-    };
-    broker.restart();
+    let broker = Broker::start_with(bin, port, TempDir::new("mosquitto"), String::new());
     let mut sub = Mq::connect(broker.addr(), "t-bound-sub", true);
     sub.subscribe("q/#", QoS::AtLeastOnce);
     // The bridge may have connected before the subscriber; what the
@@ -741,4 +743,47 @@ fn sighup_applies_bridge_changes_and_keeps_the_others() {
     );
     let b = status_at(stats)["bridges"].clone();
     assert!(all_online(&b, &["keep", "changed", "new"]), "{b}");
+}
+
+#[test]
+fn mqtts_bridges_verify_the_broker_certificate() {
+    let Some(bin) = mosquitto_bin() else { return };
+    let pki = common::pki::pki();
+    let dir = TempDir::new("mosquitto-tls");
+    let ca = dir.write("ca.pem", &pki.ca_pem);
+    let cert = dir.write("cert.pem", &pki.cert_pem);
+    let key = dir.write("key.pem", &pki.key_pem);
+    // The TLS listener, and a plain one for the test's subscriber.
+    let plain = free_port();
+    let extra = format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\nlistener {plain} 127.0.0.1\n",
+        ca.display(),
+        cert.display(),
+        key.display()
+    );
+    let broker = Broker::start_with(bin, free_port(), dir, extra);
+    let mut sub = Mq::connect(SocketAddr::from(([127, 0, 0, 1], plain)), "t-tls-sub", true);
+    sub.subscribe("plant/#", QoS::AtLeastOnce);
+    let other = common::pki::pki();
+    let wrong_ca = broker.dir.write("other-ca.pem", &other.ca_pem);
+    let yaml = format!(
+        "  - name: cloud\n    url: mqtts://127.0.0.1:{port}\n    tls_ca: {}\n    out: ['plant/#']\n  - name: wrong\n    url: mqtts://127.0.0.1:{port}\n    tls_ca: {}\n    out: ['plant/#']\n",
+        ca.display(),
+        wrong_ca.display(),
+        port = broker.port
+    );
+    let srv = server(&yaml);
+    wait_state(&srv, "cloud", "online");
+    let mut publisher = Session::anonymous(srv.addr);
+    assert_eq!(publisher.ctl.publish("plant/tls", b"sealed"), 0x01);
+    assert_eq!(
+        sub.expect_publish(),
+        ("plant/tls".into(), b"sealed".to_vec())
+    );
+    // The bridge whose CA did not sign the broker's certificate never
+    // comes online; its message waits.
+    let b = status(&srv)["bridges"]["wrong"].clone();
+    assert_ne!(b["state"], "online", "{b}");
+    assert_eq!(b["queued_messages"], 1, "{b}");
+    sub.expect_silence(Duration::from_millis(300));
 }
