@@ -401,3 +401,31 @@ fn the_queue_bound_counts_drops_while_offline() {
     assert!(b.drop_episode_over());
     assert!(!b.dropping);
 }
+
+#[test]
+fn an_acl_login_decides_what_the_broker_may_publish() {
+    let (mut h, id) = online(1, 8);
+    let acl = crate::server::auth::Acl::parse(
+        "bridge-cloud:\n  pub: 'cmd/valve/#'\n",
+        std::path::Path::new("acl.yml"),
+    )
+    .unwrap();
+    h.core.auth.acl = acl;
+    h.core.bridges.get_mut(0).unwrap().config.acl = Some("bridge-cloud".into());
+    h.feed(
+        id,
+        &broker_publish("cmd/valve/1", b"a", QoS::AtMostOnce, None),
+    );
+    // Covered by `in`, not by the login's ACL entry.
+    h.feed(id, &broker_publish("cmd/pump", b"b", QoS::AtMostOnce, None));
+    let b = h.core.bridges.get_mut(0).unwrap();
+    assert_eq!((b.received, b.dropped), (1, 1));
+    // A login the ACL does not know may publish nothing.
+    b.config.acl = Some("nobody".into());
+    h.feed(
+        id,
+        &broker_publish("cmd/valve/1", b"c", QoS::AtMostOnce, None),
+    );
+    assert_eq!(h.core.bridges.get_mut(0).unwrap().dropped, 2);
+    assert_eq!(h.core.stats.access_denied, 2);
+}
