@@ -570,7 +570,7 @@ fn a_refused_connect_is_retried() {
     let (port, rx) = fake_broker(b"\x20\x02\x00\x05");
     let srv = server(&bridge_yaml(
         port,
-        "    out: ['a/#']\n    user: u\n    password: p\n",
+        "    out: ['a/#']\n    user: u\n    password: p\n    client_id: t-refused\n",
     ));
     let first = rx.recv_timeout(WAIT).expect("a CONNECT");
     // The CONNECT carries the user name and password (flags c2).
