@@ -322,6 +322,20 @@ fn wait_figure(srv: &TestServer, name: &str, key: &str, want: u64) -> serde_json
     }
 }
 
+/// Waits until `/status` bridge `name`'s `key` is `want` (any JSON value).
+fn wait_figure_is(srv: &TestServer, name: &str, key: &str, want: impl Into<serde_json::Value>) {
+    let want = want.into();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let b = status(srv)["bridges"][name].clone();
+        if b[key] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{key} never {want}: {b}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn bridge_yaml(port: u16, extra: &str) -> String {
     format!("  - name: cloud\n    url: mqtt://127.0.0.1:{port}\n    keepalive: 5\n{extra}")
 }
@@ -381,9 +395,8 @@ fn in_messages_are_published_locally() {
     ));
     let mut local = Session::anonymous(srv.addr);
     local.sub(&["#"]);
-    wait_state(&srv, "cloud", "online");
-    // The SUBSCRIBE follows CONNACK: give the broker a moment to apply it.
-    std::thread::sleep(Duration::from_millis(300));
+    // Online, and the broker answered the SUBSCRIBE of `in`.
+    wait_figure_is(&srv, "cloud", "subscribed", true);
     let mut remote = Mq::connect(broker.addr(), "t-in-pub", true);
     remote.publish("cmd/valve", b"open", QoS::AtLeastOnce);
     remote.publish("cmd/pump/1", b"stop", QoS::AtMostOnce);
@@ -407,8 +420,7 @@ fn overlapping_in_and_out_deliver_once() {
     ));
     let mut local = Session::anonymous(srv.addr);
     local.sub(&["sensors/#"]);
-    wait_state(&srv, "cloud", "online");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_figure_is(&srv, "cloud", "subscribed", true);
     let mut publisher = Session::anonymous(srv.addr);
     for i in 0..20 {
         assert_eq!(
@@ -488,8 +500,10 @@ fn messages_published_while_the_broker_is_down_arrive_in_order() {
 #[test]
 fn the_queue_bound_drops_the_oldest() {
     let Some(bin) = mosquitto_bin() else { return };
-    // The broker's port, nobody listening yet.
-    let port = free_port();
+    // The broker's port: held by a listener that never accepts (so no
+    // other test's broker takes it, and the bridge gets no CONNACK).
+    let hold = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hold.local_addr().unwrap().port();
     let srv = server(&bridge_yaml(
         port,
         "    out: ['q/#']\n    queue_bytes: 1KiB\n",
@@ -513,14 +527,25 @@ fn the_queue_bound_drops_the_oldest() {
         "{metrics}"
     );
     assert!(metrics.contains("psrtd_bridge_dropped_total 90"));
-    // The broker comes: the 10 newest arrive, in order.
+    // The broker comes.
+    drop(hold);
     let broker = Broker::start_with(bin, port, TempDir::new("mosquitto"), String::new());
     let mut sub = Mq::connect(broker.addr(), "t-bound-sub", true);
     sub.subscribe("q/#", QoS::AtLeastOnce);
-    // The bridge may have connected before the subscriber; what the
-    // subscriber missed is visible in `sent`, so count from there.
+    // The broker took the 10 kept messages. The bridge may have sent some
+    // before this subscriber subscribed: what it got is a run of the
+    // newest ones, in order.
     let b = wait_figure(&srv, "cloud", "sent", 10);
     assert_eq!(b["queued_messages"], 0);
+    sub.s
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some((kind::PUBLISH, _, payload)) = sub.recv() {
+        got.push(String::from_utf8(payload).unwrap().parse::<u32>().unwrap());
+    }
+    assert!(got.iter().all(|&i| (90..100).contains(&i)), "{got:?}");
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
 }
 
 /// A fake broker: takes connections and answers CONNECT with `reply`.

@@ -313,6 +313,7 @@ fn on_suback(cx: &mut Cx, key: u32, codes: &[u8]) -> Result<(), CloseReason> {
         .filter(|(_, c)| **c == u8::from(SubAckCode::Failure))
         .map(|(f, _)| f.as_str())
         .collect();
+    b.subscribed = true;
     if !refused.is_empty() {
         b.refused_filters += refused.len() as u64;
         let msg = format!(

@@ -139,8 +139,10 @@ pub(crate) struct Bridge {
     pub dropped: u64,
     /// Echoes of our own messages not delivered again.
     pub echoes: u64,
-    /// A SUBACK refused a filter (logged once per connection).
+    /// Filters the broker refused in SUBACKs.
     pub refused_filters: u64,
+    /// The SUBACK of this connection's SUBSCRIBE arrived.
+    pub subscribed: bool,
     /// The next message's sequence number.
     pub next_seq: u64,
     /// The spool on disk, if configured.
@@ -211,6 +213,7 @@ impl Bridge {
             dropped: 0,
             echoes: 0,
             refused_filters: 0,
+            subscribed: false,
             next_seq: 1,
             spool: None,
         })
@@ -508,6 +511,7 @@ impl Bridge {
     pub(crate) fn down(&mut self, now: Instant) -> Duration {
         self.conn = None;
         self.status = BridgeStatus::Offline;
+        self.subscribed = false;
         self.addrs.clear();
         self.in_flight = 0;
         for m in &mut self.queue {

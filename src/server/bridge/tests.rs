@@ -183,7 +183,8 @@ fn connect_then_subscribe_on_connack() {
     let mut suback = Vec::new();
     encode_suback(1, &[1, 0x80], &mut suback);
     h.feed(id, &suback);
-    assert_eq!(h.core.bridges.get_mut(0).unwrap().refused_filters, 1);
+    let b = h.core.bridges.get_mut(0).unwrap();
+    assert_eq!((b.refused_filters, b.subscribed), (1, true));
     assert_eq!(step(&h, id), BridgeStep::Up);
 }
 

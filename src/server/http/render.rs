@@ -121,6 +121,7 @@ fn bridge_figures(core: &Core) -> serde_json::Value {
             serde_json::json!({
                 "url": b.config.url,
                 "state": b.status.as_str(),
+                "subscribed": b.subscribed,
                 "queued_messages": b.queued_messages(),
                 "queued_bytes": b.queued_bytes,
                 "queue_bound_bytes": b.config.queue_bytes,
