@@ -111,7 +111,9 @@ pub(crate) fn wants_input(conn: &Conn) -> bool {
     match &conn.phase {
         Phase::Psrt(p) => p.wants_input(conn.tx.len()),
         Phase::Http(p) => p.wants_input(),
-        Phase::Link(_) | Phase::Bridge(_) => true,
+        Phase::Link(_) => true,
+        // A broker that does not read our PUBACKs stops being read.
+        Phase::Bridge(_) => conn.tx.len() < bridge::PAUSE_INPUT_TX_BYTES,
         Phase::Mqtt(p) => p.wants_input(conn.tx.len()),
         Phase::Closing(_) => false,
     }

@@ -12,6 +12,11 @@
 
 use std::time::{Duration, Instant};
 
+/// Bytes queued for the broker beyond which its input is no longer read
+/// (it resumes once the queue drains): a broker that floods us with QoS 1
+/// messages but does not read our PUBACKs cannot grow the queue.
+pub(crate) const PAUSE_INPUT_TX_BYTES: usize = 4 << 20;
+
 /// A bridge connection: which bridge, its keep-alive, and its step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BridgeLink {

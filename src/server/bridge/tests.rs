@@ -430,3 +430,16 @@ fn an_acl_login_decides_what_the_broker_may_publish() {
     assert_eq!(h.core.bridges.get_mut(0).unwrap().dropped, 2);
     assert_eq!(h.core.stats.access_denied, 2);
 }
+
+#[test]
+fn a_broker_that_does_not_read_stops_being_read() {
+    let (mut h, id) = online(1, 8);
+    let big = vec![0u8; 1 << 20];
+    // Our queue toward the broker passes the bound (nothing is written).
+    for _ in 0..5 {
+        h.conns[id].tx.push_slice(&big, false, &mut h.core.tx_pool);
+    }
+    assert!(!crate::server::phase::wants_input(&h.conns[id]));
+    h.conns[id].tx.clear(&mut h.core.tx_pool);
+    assert!(crate::server::phase::wants_input(&h.conns[id]));
+}
