@@ -112,10 +112,20 @@ impl Broker {
             .spawn()
             .expect("start mosquitto");
         self.child = Some(child);
+        // Every listener of the config takes connections.
+        let ports: Vec<u16> = std::iter::once(self.port)
+            .chain(
+                self.extra
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("listener ")?.split(' ').next()?.parse().ok()),
+            )
+            .collect();
         let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(self.addr()).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        for port in ports {
+            while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
+                assert!(Instant::now() < deadline, "mosquitto did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 

@@ -30,7 +30,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -258,7 +258,14 @@ impl Spool {
                 };
                 loop {
                     match rx.recv_timeout(FSYNC_INTERVAL) {
-                        Ok(cmd) => w.run(cmd),
+                        Ok(cmd) => {
+                            w.run(cmd);
+                            // Everything queued now, then one write.
+                            while let Ok(cmd) = rx.try_recv() {
+                                w.run(cmd);
+                            }
+                            w.flush();
+                        }
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
@@ -324,7 +331,9 @@ struct Writer {
     dir: PathBuf,
     /// Segment ids on disk, oldest first.
     ids: VecDeque<u64>,
-    open: Option<(u64, File)>,
+    /// The segment being appended to; records are buffered and written
+    /// once the command queue is empty (or before a read or an fsync).
+    open: Option<(u64, BufWriter<File>)>,
     dirty: bool,
     synced: Instant,
     acked: u64,
@@ -337,9 +346,19 @@ impl Writer {
         (self.notify)(SpoolEvent::Failed(what));
     }
 
+    fn flush(&mut self) {
+        if let Some((id, f)) = &mut self.open {
+            if let Err(e) = f.flush() {
+                let what = format!("writing segment {id}: {e}");
+                self.fail(what);
+            }
+        }
+    }
+
     fn sync(&mut self) {
+        self.flush();
         if let Some((id, f)) = &self.open {
-            if let Err(e) = f.sync_data() {
+            if let Err(e) = f.get_ref().sync_data() {
                 let what = format!("fsync of segment {id}: {e}");
                 self.fail(what);
             }
@@ -380,7 +399,7 @@ impl Writer {
                             if self.ids.back() != Some(&segment) {
                                 self.ids.push_back(segment);
                             }
-                            self.open = Some((segment, f));
+                            self.open = Some((segment, BufWriter::with_capacity(256 << 10, f)));
                         }
                         Err(e) => {
                             return self.fail(format!("cannot open {}: {e}", path.display()));
@@ -412,6 +431,7 @@ impl Writer {
                 }
             }
             Cmd::Read { from, max_bytes } => {
+                self.flush();
                 let records = self.read(from, max_bytes);
                 (self.notify)(SpoolEvent::Read(records));
             }
