@@ -16,9 +16,11 @@
 //!
 //! * **fsync policy**: a segment is fsynced when it is sealed (it reached
 //!   [`segment_bytes`]) and at shutdown; the open segment at most every
-//!   [`FSYNC_INTERVAL`] while it has unsynced records. A psrtd crash loses
-//!   nothing written (the page cache keeps it); a power loss loses at most
-//!   the last second.
+//!   [`FSYNC_INTERVAL`] while it has unsynced records. The writer takes
+//!   every record queued and writes them in one go as soon as it has them,
+//!   so a psrtd crash loses only records not yet handed to the kernel
+//!   (microseconds' worth; the page cache keeps the rest), and a power loss
+//!   at most the last second.
 //! * **replay**: at start the folder is scanned (CRC of every record); a
 //!   torn or corrupt record ends its segment (logged). Records after
 //!   `acked` are sent again, in order (at least once: a message acknowledged
