@@ -443,3 +443,36 @@ fn a_broker_that_does_not_read_stops_being_read() {
     h.conns[id].tx.clear(&mut h.core.tx_pool);
     assert!(crate::server::phase::wants_input(&h.conns[id]));
 }
+
+#[test]
+fn a_reload_keeps_changes_and_removes_bridges_by_name() {
+    let (mut h, id) = online(1, 8);
+    local(&mut h, "plant/a", b"1");
+    h.take_output(id);
+    let same = config(1, 8);
+    // Unchanged: nothing happens to the connection.
+    super::reload::apply(&mut h.cx(), vec![same.clone()]);
+    dispatch::apply_effects(&mut h.cx());
+    assert_eq!(step(&h, id), BridgeStep::Up);
+    // Changed (another `out`), and a new bridge: the connection is made
+    // again, the queue kept; the new one is tried at once.
+    let mut changed = same.clone();
+    changed.out = vec!["other/#".into()];
+    let mut added = config(1, 8);
+    added.name = "second".into();
+    super::reload::apply(&mut h.cx(), vec![changed, added]);
+    dispatch::apply_effects(&mut h.cx());
+    assert!(matches!(h.phase(id), Phase::Closing(_)));
+    let b = h.core.bridges.get_mut(0).unwrap();
+    assert_eq!((b.config.out[0].as_str(), b.queue.len()), ("other/#", 1));
+    assert!(b.retry_at.is_some());
+    let second = h.core.bridges.get_mut(1).unwrap();
+    assert_eq!(second.retry_at, Some(h.core.now));
+    // A spooled bridge cannot be added by a reload; removing keeps the rest.
+    let mut spooled = config(1, 8);
+    spooled.name = "spooled".into();
+    spooled.spool = Some(std::env::temp_dir().join("psrt-never-opened"));
+    super::reload::apply(&mut h.cx(), vec![spooled]);
+    assert_eq!(h.core.bridges.list.len(), 0, "cloud and second removed");
+    assert!(!std::env::temp_dir().join("psrt-never-opened").exists());
+}
