@@ -81,6 +81,14 @@ OPTIONS:
                                  1 -> 1, 16 B, window 500, n N_1TO1, median
                                  of 3, next to the same 1 -> 1 on B alone,
                                  alternated in the same run
+                       bridge    psrtd only (needs mosquitto): a PSRT publisher
+                                 -> psrtd -> its bridge (QoS 1, window 1024) ->
+                                 mosquitto B -> an MQTT subscriber on B, next
+                                 to mosquitto's own bridge (mosquitto A, a
+                                 `connection` with `topic bench/# out 1` to B;
+                                 MQTT publisher on A) in the same run: 1 -> 1,
+                                 16 B, window 500, n N_1TO1, median of 3,
+                                 alternated
                        The binary size is always reported.
     --quick            smaller n and one run per workload instead of three
     --reps N           runs per headline workload (1to1, fanout, fanin,
@@ -112,7 +120,7 @@ EOF
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ORIG_ARGS=("$@")
 ALL_SERVERS=(psrtd redis nats mosquitto)
-ALL_WORKLOADS=(1to1 ack fanout fanin 1k 1m latency subs100k idle udp cpu syscalls mqtt tls repl)
+ALL_WORKLOADS=(1to1 ack fanout fanin 1k 1m latency subs100k idle udp cpu syscalls mqtt tls repl bridge)
 SERVERS=("${ALL_SERVERS[@]}")
 WORKLOADS=("${ALL_WORKLOADS[@]}")
 QUICK=0
@@ -179,10 +187,11 @@ SRV_PID=""
 STRACE_PID=""
 PB_PID=""
 REPL_PIDS=""
+BRIDGE_PIDS=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for p in $REPL_PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    for p in $REPL_PIDS $BRIDGE_PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     if [ -n "$PB_PID" ] && kill -0 "$PB_PID" 2>/dev/null; then
         kill "$PB_PID" 2>/dev/null || true   # timeout passes it on to pbench
         wait "$PB_PID" 2>/dev/null || true
@@ -237,6 +246,10 @@ for s in "${SERVERS[@]}"; do
     esac
 done
 SERVERS=("${PEER_OK[@]}")
+MOSQ_BRIDGE_OK=0
+if serving psrtd && want bridge; then
+    if ensure_cmd mosquitto mosquitto; then MOSQ_BRIDGE_OK=1; else log "mosquitto missing: bridge workload skipped"; fi
+fi
 STRACE_OK=0
 if serving psrtd && want syscalls; then
     if ensure_cmd strace strace; then STRACE_OK=1; else log "strace missing: syscall count skipped"; fi
@@ -743,6 +756,45 @@ repl_runs() {
     REPL_PIDS=""
 }
 
+# Bridges: a PSRT publisher on psrtd bridged to mosquitto B (subscriber on
+# B), against mosquitto A bridged to B by mosquitto's own bridge (MQTT
+# publisher on A, subscriber on B), alternated in the same run.
+bridge_runs() {
+    local d="$TMP/bridge" pb_port pa_port ps_port b_pid a_pid p_pid
+    mkdir -p "$d/psrtd"
+    pb_port=$(free_port 1885); pa_port=$(free_port 1886); ps_port=$(free_port 2878)
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nmax_queued_messages 0\n' "$pb_port" >"$d/b.conf"
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nmax_queued_messages 0\nconnection bench\naddress 127.0.0.1:%s\ntopic bench/# out 1\ncleansession true\n' "$pa_port" "$pb_port" >"$d/a.conf"
+    printf "_:\n  sub: '#'\n  pub: '#'\n" >"$d/psrtd/acl.yml"
+    printf 'server:\n  data_queue: 4096\nproto:\n  bind: 127.0.0.1:%s\n  timeout: 60\nauth:\n  allow_anonymous: true\n  acl: acl.yml\nbridges:\n  - name: bench\n    url: mqtt://127.0.0.1:%s\n    out: [\x27bench/#\x27]\n    qos: 1\n    inflight: 1024\n    queue_bytes: 256MiB\n' "$ps_port" "$pb_port" >"$d/psrtd/config.yml"
+    mosquitto -c "$d/b.conf" >"$LOGDIR/mosquitto-bridge-b.log" 2>&1 &
+    b_pid=$!; BRIDGE_PIDS="$b_pid"
+    for _ in $(seq 1 50); do tcp_listening "$pb_port" && break; sleep 0.1; done
+    mosquitto -c "$d/a.conf" >"$LOGDIR/mosquitto-bridge-a.log" 2>&1 &
+    a_pid=$!; BRIDGE_PIDS="$b_pid $a_pid"
+    "$PSRTD" -v -C "$d/psrtd/config.yml" >"$LOGDIR/psrtd-bridge.log" 2>&1 &
+    p_pid=$!; BRIDGE_PIDS="$b_pid $a_pid $p_pid"
+    for _ in $(seq 1 100); do grep -q "bridge bench: connected" "$LOGDIR/psrtd-bridge.log" && break; sleep 0.1; done
+    for _ in $(seq 1 50); do tcp_listening "$pa_port" && break; sleep 0.1; done
+    # mosquitto A's bridge connects on its own schedule: give it a moment.
+    sleep 1
+    local ours=() theirs=() saved=$SRV_PID
+    for _ in $(seq 1 "$REPS"); do
+        SRV_PID=$p_pid PB_PORT=$ps_port pb psrtd bridge --pubs 1 --subs 1 --n "$N_1TO1" --size 16 --window 500 \
+            --sub-proto mqtt --sub-addr "127.0.0.1:$pb_port" || true
+        [ -n "$LINE" ] && ours+=("$LINE")
+        SRV_PID=$a_pid PB_PROTO=mqtt PB_PORT=$pa_port pb mosquitto bridge --pubs 1 --subs 1 --n "$N_1TO1" --size 16 --window 500 \
+            --sub-proto mqtt --sub-addr "127.0.0.1:$pb_port" || true
+        [ -n "$LINE" ] && theirs+=("$LINE")
+    done
+    SRV_PID=$saved
+    keep_median psrtd bridge deliver_rate ${ours[@]+"${ours[@]}"}
+    keep_median mosquitto bridge deliver_rate ${theirs[@]+"${theirs[@]}"}
+    kill "$p_pid" "$a_pid" "$b_pid" 2>/dev/null || true
+    wait "$p_pid" "$a_pid" "$b_pid" 2>/dev/null || true
+    BRIDGE_PIDS=""
+}
+
 # ---------------------------------------------------------------- run
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 write_configs
@@ -761,6 +813,10 @@ fi
 if want repl && serving psrtd; then
     log "psrtd: repl (node A replicating to node B, against B alone), x$REPS each"
     repl_runs
+fi
+if want bridge && serving psrtd && [ "$MOSQ_BRIDGE_OK" = 1 ]; then
+    log "psrtd: bridge (psrtd's bridge to mosquitto, against mosquitto's own bridge), x$REPS each"
+    bridge_runs
 fi
 T_END=$(date +%s)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -918,6 +974,16 @@ if want repl && serving psrtd; then
         row "cluster replication A → B, 1 → 1, 16 B" "${NOTE[psrtd.repl]:-failed}" "—" "—" "≥ 0.50× single node" "—"
     fi
 fi
+if want bridge && serving psrtd; then
+    pv=$(value psrtd bridge rate); mv=$(value mosquitto bridge rate)
+    ratio="—"; [ -n "$pv" ] && [ -n "$mv" ] && ratio=$(fmt_ratio "$pv" "$mv")
+    if [ -n "$pv" ]; then
+        cell="$(fmt_rate "$pv") msg/s (runs: ${R[psrtd.bridge.runs]:-})"
+    else
+        cell=${NOTE[psrtd.bridge]:-"not measured (mosquitto missing)"}
+    fi
+    row "bridge to an MQTT broker: PSRT publisher → psrtd → bridge (QoS 1) → mosquitto → MQTT subscriber, 16 B, window 500 (median of $REPS)" "$cell" "$(pcell "$mv" "$(fmt_rate "${mv:-0}") msg/s (mosquitto's own bridge, MQTT publisher; runs: ${R[mosquitto.bridge.runs]:-})")" "$ratio" "—" "—"
+fi
 if want mqtt; then
     # psrtd's MQTT listener against mosquitto's 1to1 / fanout (same pbench
     # --proto mqtt, QoS 0, same flags, same run).
@@ -964,7 +1030,7 @@ fi
 
 # Raw figures of every kept run.
 DETAIL=()
-for w in 1to1 ack fanout fanin 1k 1m latency subs100k udp cpu syscalls mqtt1to1 mqttfanout mqttmixed; do
+for w in 1to1 ack fanout fanin 1k 1m latency subs100k udp cpu syscalls mqtt1to1 mqttfanout mqttmixed bridge; do
     for s in "${SERVERS[@]}"; do
         l=${R[$s.$w]:-}
         [ -n "$l" ] || continue

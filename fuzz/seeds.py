@@ -203,6 +203,13 @@ SEEDS = {
         + b"\xc0\x00\xe0\x00",
         "http_on_mqtt_port": b"GET / HTTP/1.1\r\n\r\n",
     },
+    # What a broker sends a bridge (psrtd as an MQTT client).
+    "mqtt_client": {
+        "connack_suback_pingresp": b"\x20\x02\x00\x00" + mqtt(0x90, be16(1) + b"\x01") + b"\xd0\x00",
+        "publish_qos1_puback": mqtt(0x32, mstr(b"cmd") + be16(7) + b"valve") + mqtt(0x40, be16(7)),
+        "publish_len_too_large": b"\x30\xe9\x07",
+        "connect_from_server": mqtt_connect(0x02, b""),
+    },
 }
 
 

@@ -126,14 +126,15 @@ fn run(args: Args) -> Result<(), String> {
             .as_ref()
             .map_or_else(|| "embedded default".into(), |p| p.display().to_string());
         println!(
-            "{source}: configuration OK ({}; {} bind address(es); {} MQTT listener(s); {} cluster node(s))",
+            "{source}: configuration OK ({}; {} bind address(es); {} MQTT listener(s); {} cluster node(s); {} bridge(s))",
             auth.summary(),
             config.bind.len(),
             config
                 .mqtt
                 .as_ref()
                 .map_or(0, |m| m.bind.len() + m.bind_tls.len()),
-            cluster.len()
+            cluster.len(),
+            config.bridges.len()
         );
         return Ok(());
     }

@@ -20,6 +20,7 @@ use super::auth::cache::LoginCache;
 use super::auth::login::{self, Verdict};
 use super::auth::throttle::{Block, LoginThrottle};
 use super::auth::worker::{Ticket, Verified, Worker};
+use super::bridge::state::Bridges;
 use super::config::Config;
 use super::conn::{CloseReason, ConnId, Peer, RxPool, TxPool};
 use super::link::Cluster;
@@ -86,6 +87,8 @@ pub(crate) struct Core {
     pub(crate) cluster: Cluster,
     /// MQTT sessions (connected and away).
     pub(crate) mqtt: Sessions,
+    /// Bridges to MQTT brokers (`bridges:`).
+    pub(crate) bridges: Bridges,
     pub(crate) ratelog: RateLog,
     /// When the server started (stats uptime).
     pub(crate) started: Instant,
@@ -143,6 +146,7 @@ impl Core {
             throttle: LoginThrottle::new(max_login_failures),
             cluster: Cluster::default(),
             mqtt: Sessions::default(),
+            bridges: Bridges::default(),
             ratelog: RateLog::default(),
             started: now,
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -20,7 +20,7 @@ use super::mqtt::phase::Phase as Mqtt;
 use super::phase::{Phase, Step, wants_input};
 use super::psrt::state::Phase as Psrt;
 use super::pubsub::outbox;
-use super::{http, link, mqtt, psrt};
+use super::{bridge, http, link, mqtt, psrt};
 
 /// Decodes and handles every complete frame in a connection's input, as
 /// long as its phase wants input. Effects are applied after each frame.
@@ -109,6 +109,7 @@ fn on_input(
         },
         Phase::Http(_) => http::on_input(cx, id, data),
         Phase::Link(_) => link::on_input(cx, id, data),
+        Phase::Bridge(_) => bridge::packets::on_input(cx, id, data),
         Phase::Mqtt(p) => match p {
             Mqtt::Connect => mqtt::connect::on_connect(cx, id, data),
             Mqtt::TlsHandshake => {
@@ -153,6 +154,7 @@ pub(crate) fn on_due(cx: &mut Cx, id: ConnId) {
         }
         Phase::Mqtt(Mqtt::Connected(_)) => Some(CloseReason::Timeout("MQTT keep-alive")),
         Phase::Link(l) => link::on_due(cx, id, l),
+        Phase::Bridge(b) => bridge::packets::on_due(cx, id, b),
         ref other => Some(CloseReason::Timeout(other.name())),
     };
     if let Some(reason) = reason {
@@ -213,8 +215,9 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
         return;
     }
     let phase_name = conn.phase.name();
-    let is_link = matches!(conn.phase, Phase::Link(_));
-    // Links log their own line (with the node's name) in `link::on_closed`.
+    let is_link = matches!(conn.phase, Phase::Link(_) | Phase::Bridge(_));
+    // Links and bridges log their own line (with the node's or bridge's
+    // name) in `link::on_closed` and `bridge::on_closed`.
     if reason.is_routine() || is_link {
         debug!("{}: {phase_name}: {reason}", conn.peer);
     } else {
@@ -265,9 +268,16 @@ pub(crate) fn close(cx: &mut Cx, id: ConnId, reason: CloseReason) {
     match (old, link_reason) {
         (Phase::Psrt(p), _) => psrt::session::on_closed(cx, id, p),
         (Phase::Link(l), Some(reason)) => link::on_closed(cx, id, l, &reason),
+        (Phase::Bridge(b), Some(reason)) => bridge::on_closed(cx, id, b, &reason),
         (Phase::Mqtt(p), _) => mqtt::session::on_closed(cx, id, p, will),
         _ => {}
     }
+}
+
+/// A bridge connection's send queue was written: it may send more.
+pub(crate) fn on_written(cx: &mut Cx, id: ConnId) {
+    bridge::packets::after_write(cx, id);
+    apply_effects(cx);
 }
 
 /// A connection accepted on an MQTT TLS listener: its TLS session starts

@@ -10,10 +10,10 @@
 //! | base | `conn` | one socket, generic over its phase: transport (plain/TLS), input buffer, send queue, deadlines' inputs, close reasons |
 //! | base | `stats`, `timers`, `ratelog`, `sys`, `notify`, `listener`, `admission` | the counter table, its rates and their history; the deadline heap; rate-limited warnings; OS knobs; systemd notifications; listening sockets (backlog: `somaxconn`); connections before login per address and TLS handshakes in progress |
 //! | state | `auth` | passwords (and the decoy hash for unknown users), ACL, UDP keys, TLS identity, the bcrypt workers (logins queued before UDP checks), the login cache (verified and recently failed), the one auth pipeline (`auth::login`), the login throttle |
-//! | state | `pubsub::matcher`, `pubsub::top`, `link::nodes`, `link::phase`, `http::head`, `http::phase`, `psrt::state`, `mqtt::phase`, `mqtt::state` | the subscription tree; the busiest topics; cluster nodes and their queues; each protocol's phase types |
-//! | state | `phase` | the server's `Phase`: `Psrt(..)`, `Http(..)`, `Link(..)`, `Mqtt(..)`, `Closing`; input wanted and deadlines per phase |
+//! | state | `pubsub::matcher`, `pubsub::top`, `link::nodes`, `link::phase`, `bridge::state`, `bridge::phase`, `http::head`, `http::phase`, `psrt::state`, `mqtt::phase`, `mqtt::state` | the subscription tree; the busiest topics; cluster nodes and their queues; bridges and their queues; each protocol's phase types |
+//! | state | `phase` | the server's `Phase`: `Psrt(..)`, `Http(..)`, `Link(..)`, `Mqtt(..)`, `Bridge(..)`, `Closing`; input wanted and deadlines per phase |
 //! | state | `core` | `Core` (shared state), `Cx` (a handler's narrow context), `Effect` |
-//! | handlers | `psrt`, `http`, `link`, `udp`, `mqtt` | the protocols: each a folder of handlers taking `Cx` |
+//! | handlers | `psrt`, `http`, `link`, `udp`, `mqtt`, `bridge` | the protocols: each a folder of handlers taking `Cx` |
 //! | handlers | `pubsub` | the one publish pipeline, fan-out, and the outbox (slow-consumer policy) |
 //! | dispatch | `dispatch` | the one place that routes input, deadlines, worker answers and closes to a protocol |
 //! | loop | `event_loop` | `Server`: poll, accept, read, flush, timers, signals, worker wake-ups |
@@ -24,6 +24,7 @@
 
 pub(crate) mod admission;
 pub(crate) mod auth;
+pub(crate) mod bridge;
 pub mod config;
 pub(crate) mod conn;
 pub(crate) mod core;

@@ -1,7 +1,7 @@
 //! The server's connection phases, nested by protocol: `Psrt(..)` for PSRT
 //! control and data sockets, `Http(..)` for the stats endpoint, `Link(..)`
-//! for outgoing replication links, `Mqtt(..)` for MQTT clients, and
-//! `Closing`.
+//! for outgoing replication links, `Mqtt(..)` for MQTT clients, `Bridge(..)`
+//! for outgoing bridge connections to MQTT brokers, and `Closing`.
 //! Each protocol keeps its per-phase data in its own variant; this file only
 //! joins them into the one type the slab holds and answers, per phase,
 //! whether input is read and when the next deadline is. Handlers are
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use psrt_protocol::{DecodeError, Decoded};
 
+use super::bridge::phase as bridge;
 use super::conn::{self, CLOSE_LINGER, CloseReason, InputClock};
 use super::http::phase as http;
 use super::link::phase as link;
@@ -32,6 +33,8 @@ pub(crate) enum Phase {
     Link(link::Link),
     /// An MQTT client.
     Mqtt(mqtt::Phase),
+    /// An outgoing bridge connection to an MQTT broker.
+    Bridge(bridge::BridgeLink),
     /// Flushing what is queued, then closing.
     Closing(CloseReason),
 }
@@ -66,6 +69,7 @@ impl Phase {
             Self::Psrt(p) => p.name(),
             Self::Http(_) => "http",
             Self::Link(_) => "replication link",
+            Self::Bridge(_) => "bridge",
             Self::Mqtt(p) => p.name(),
             Self::Closing(_) => "closing",
         }
@@ -108,6 +112,8 @@ pub(crate) fn wants_input(conn: &Conn) -> bool {
         Phase::Psrt(p) => p.wants_input(conn.tx.len()),
         Phase::Http(p) => p.wants_input(),
         Phase::Link(_) => true,
+        // A broker that does not read our PUBACKs stops being read.
+        Phase::Bridge(_) => conn.tx.len() < bridge::PAUSE_INPUT_TX_BYTES,
         Phase::Mqtt(p) => p.wants_input(conn.tx.len()),
         Phase::Closing(_) => false,
     }
@@ -121,6 +127,7 @@ pub(crate) fn due(conn: &Conn, timeout: Duration) -> Option<Instant> {
         Phase::Psrt(p) => p.due(conn, timeout),
         Phase::Http(p) => p.due(conn.phase_since, timeout),
         Phase::Link(l) => Some(l.due(conn.phase_since, timeout)),
+        Phase::Bridge(b) => Some(b.due(conn.phase_since, timeout)),
         Phase::Mqtt(p) => p.due(conn, timeout),
         Phase::Closing(_) => Some(conn.phase_since + CLOSE_LINGER),
     };

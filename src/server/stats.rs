@@ -110,6 +110,10 @@ counters! {
     mqtt_wills, "mqtt_wills", Psrtd, "MQTT last wills published.";
     mqtt_retain_refused, "mqtt_retain_refused", Psrtd, "Retained MQTT messages refused: mqtt.retain_bytes reached.";
     mqtt_retain_unsent, "mqtt_retain_unsent", Psrtd, "Retained MQTT messages not sent to a new subscription: its connection's output queue or its session's QoS 1 budget was full.";
+    bridge_out_messages, "bridge_out_messages", Psrtd, "Messages a bridge's broker took (PUBACK at QoS 1, written at QoS 0).";
+    bridge_in_messages, "bridge_in_messages", Psrtd, "Messages from bridges' brokers published locally.";
+    bridge_dropped, "bridge_dropped", Psrtd, "Bridge messages dropped: a queue's bound (oldest first), or refused locally.";
+    bridge_echoes, "bridge_echoes", Psrtd, "Messages a broker sent back to the bridge that sent them (in and out overlap), not delivered again.";
 }
 
 /// Every counter's rate per second over the last interval, and the average

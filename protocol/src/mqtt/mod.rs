@@ -8,6 +8,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `header` | fixed header, remaining length, field readers/writers |
+//! | `client` | the client's side: decoding what a server sends, SUBSCRIBE, PINGREQ |
 //! | `connect` | CONNECT, CONNACK |
 //! | `publish` | PUBLISH and its acknowledgements |
 //! | `subscribe` | SUBSCRIBE/SUBACK, UNSUBSCRIBE/UNSUBACK |
@@ -18,6 +19,7 @@
 //! [`MqttError`] inside [`DecodeError::Mqtt`]: the server closes the
 //! connection on any of them (the standard's rule for a malformed packet).
 
+mod client;
 mod connect;
 mod header;
 mod publish;
@@ -29,6 +31,7 @@ mod tests;
 
 use core::fmt;
 
+pub use client::{DISCONNECT, PINGREQ, decode_from_server, encode_subscribe, subscribe_len};
 pub use connect::{ConnAck, Connect, ConnectCode, Protocol, Will, encode_connack};
 pub use header::{MAX_REMAINING_LENGTH, remaining_length_len};
 pub use publish::{Publish, encode_ack, encode_publish_header, publish_header_len};
@@ -102,6 +105,9 @@ pub enum MqttError {
     Empty,
     /// A reserved CONNACK or SUBACK byte.
     BadCode(u8),
+    /// A packet type only the other side sends (a client reading CONNECT,
+    /// SUBSCRIBE, UNSUBSCRIBE, PINGREQ or DISCONNECT from a server).
+    WrongDirection(u8),
 }
 
 impl From<MqttError> for DecodeError {
@@ -129,6 +135,7 @@ impl fmt::Display for MqttError {
             Self::DupAtQos0 => f.write_str("DUP set on a QoS 0 PUBLISH"),
             Self::Empty => f.write_str("no topic filter or return code"),
             Self::BadCode(c) => write!(f, "reserved return code {c:#04x}"),
+            Self::WrongDirection(t) => write!(f, "packet type {t} is not sent by a server"),
         }
     }
 }

@@ -52,6 +52,15 @@ impl Ticket {
     }
 }
 
+/// An outgoing connection that needs its broker's or node's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// A cluster node, by index.
+    Node(usize),
+    /// A bridge, by key.
+    Bridge(u32),
+}
+
 /// Work for the workers.
 #[derive(Debug)]
 pub(crate) enum Job {
@@ -72,10 +81,12 @@ pub(crate) enum Job {
     },
     /// Re-read every auth file.
     Reload(AuthFiles),
-    /// Resolve a cluster node's `host:port` (DNS may block).
+    /// Re-read `config.yml` for its `bridges:` list (SIGHUP).
+    ReloadBridges(std::path::PathBuf),
+    /// Resolve a cluster node's or a bridge's `host:port` (DNS may block).
     Resolve {
-        /// Index of the node.
-        node: usize,
+        /// Who asks.
+        target: Outgoing,
         /// `host:port`.
         spec: String,
     },
@@ -112,12 +123,21 @@ pub(crate) enum LoopMsg {
     /// A reload finished: the new database and its warnings, or why the old
     /// one stays.
     Reloaded(Box<Result<Reloaded, ConfigError>>),
-    /// A cluster node's address was resolved.
+    /// A cluster node's or a bridge's address was resolved.
     Resolved {
-        /// Index of the node.
-        node: usize,
+        /// Who asked.
+        target: Outgoing,
         /// Its addresses, or why there are none.
         result: std::io::Result<Vec<std::net::SocketAddr>>,
+    },
+    /// `config.yml` was read again: its bridges, or why it is refused.
+    BridgesReloaded(Box<Result<Vec<crate::server::config::BridgeConfig>, ConfigError>>),
+    /// A bridge's spool writer answered.
+    Spool {
+        /// The bridge's key.
+        bridge: u32,
+        /// What happened.
+        event: crate::server::bridge::spool::SpoolEvent,
     },
     /// Stop the loop.
     Shutdown,
@@ -360,8 +380,11 @@ fn execute(job: Job) -> LoopMsg {
             })
         }
         Job::Reload(files) => LoopMsg::Reloaded(Box::new(AuthDb::reload(&files))),
-        Job::Resolve { node, spec } => LoopMsg::Resolved {
-            node,
+        Job::ReloadBridges(path) => LoopMsg::BridgesReloaded(Box::new(
+            crate::server::config::Config::load(&path).map(|c| c.bridges),
+        )),
+        Job::Resolve { target, spec } => LoopMsg::Resolved {
+            target,
             result: std::net::ToSocketAddrs::to_socket_addrs(spec.as_str()).map(Iterator::collect),
         },
     }
@@ -412,13 +435,13 @@ mod tests {
         let hash = bcrypt::hash("pw", 12).unwrap();
         w.submit(verify(conn(1), &hash, "pw")).unwrap();
         w.submit(Job::Resolve {
-            node: 3,
+            target: Outgoing::Node(3),
             spec: "127.0.0.1:2873".into(),
         })
         .unwrap();
         let got = collect(&mut poll, &rx, 2);
         assert!(
-            matches!(&got[0], LoopMsg::Resolved { node: 3, result: Ok(a) } if a.len() == 1),
+            matches!(&got[0], LoopMsg::Resolved { target: Outgoing::Node(3), result: Ok(a) } if a.len() == 1),
             "the resolution comes first"
         );
         assert!(matches!(&got[1], LoopMsg::Verified(v) if v.ok));
@@ -470,7 +493,7 @@ mod tests {
         }
         w.submit(verify(conn(1), "h", "pw")).unwrap();
         w.submit(Job::Resolve {
-            node: 0,
+            target: Outgoing::Node(0),
             spec: "localhost:1".into(),
         })
         .unwrap();
@@ -483,7 +506,7 @@ mod tests {
             .map(|j| match j {
                 Job::Verify { ticket, .. } => format!("{ticket:?}"),
                 Job::Resolve { .. } => "resolve".into(),
-                Job::Reload(_) => "reload".into(),
+                Job::Reload(_) | Job::ReloadBridges(_) => "reload".into(),
             })
             .collect();
         assert_eq!(

@@ -15,12 +15,14 @@ use psrt_protocol::Limits;
 use serde::Deserialize;
 
 mod addr;
+mod bridge;
 mod error;
 mod mqtt;
 mod work;
 
 pub use addr::BindAddr;
 use addr::{OneOrMany, is_host_port};
+pub use bridge::BridgeConfig;
 pub use error::ConfigError;
 pub use mqtt::MqttConfig;
 use work::WorkLimits;
@@ -42,6 +44,8 @@ struct FileConfig {
     cluster: Option<ClusterSection>,
     #[serde(default)]
     mqtt: Option<mqtt::MqttSection>,
+    #[serde(default)]
+    bridges: Option<Vec<bridge::BridgeEntry>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +235,8 @@ pub struct Config {
     pub ignored: Vec<String>,
     /// MQTT listeners and limits (`None`: no `mqtt` section, no listener).
     pub mqtt: Option<MqttConfig>,
+    /// Bridges to MQTT brokers (`bridges:`), in file order.
+    pub bridges: Vec<BridgeConfig>,
 }
 
 /// Default limits and sizes (the reference distribution config's values).
@@ -297,6 +303,7 @@ impl Config {
                 vec![BindAddr::Tcp("127.0.0.1:1883".into())],
                 Limits::default().max_pub_size,
             )),
+            bridges: Vec::new(),
         }
     }
 
@@ -325,6 +332,7 @@ impl Config {
             auth,
             cluster,
             mqtt,
+            bridges,
         } = file;
         let mut ignored = Vec::new();
         if let Some(w) = server.workers.filter(|&w| w != 1) {
@@ -486,6 +494,10 @@ impl Config {
             ),
             None => None,
         };
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "host".into());
+        let bridges = bridge::validate(bridges.unwrap_or_default(), resolve, &host).map_err(err)?;
         let acl = auth
             .acl
             .map(|p| AclSource::File(resolve(p)))
@@ -546,6 +558,7 @@ impl Config {
             latency_warn_us: server.latency_warn.unwrap_or(0),
             ignored,
             mqtt,
+            bridges,
         })
     }
 

@@ -318,3 +318,77 @@ fn invalid_sections() {
         assert!(e.contains(needle), "{text:?} -> {e}");
     }
 }
+
+// The `bridges` list (`bridge.rs`).
+
+#[test]
+fn bridges_keys_and_defaults() {
+    let c = parse_mqtt(
+        "auth:\n  acl: a.yml\nbridges:\n  - name: cloud\n    url: mqtt://broker.example:1884\n    user: gw7\n    password: secret\n    client_id: psrtd-gw7\n    out: ['plant/#']\n    in: ['cmd/#', '+/x']\n    qos: 0\n    queue_bytes: 8MiB\n    keepalive: 60\n    inflight: 1024\n  - name: edge-2\n    url: mqtt://10.0.0.2\n    out: ['#']\n",
+    )
+    .unwrap();
+    assert_eq!(c.bridges.len(), 2);
+    let b = &c.bridges[0];
+    assert_eq!((b.host.as_str(), b.port), ("broker.example", 1884));
+    assert_eq!(b.user.as_deref(), Some("gw7"));
+    assert_eq!(b.inbound, ["cmd/#", "+/x"]);
+    assert_eq!(
+        (b.qos, b.queue_bytes, b.keepalive, b.inflight),
+        (0, 8 << 20, 60, 1024)
+    );
+    assert!(!format!("{b:?}").contains("secret"), "no password in logs");
+    let d = &c.bridges[1];
+    assert_eq!((d.port, d.qos, d.queue_bytes), (1883, 1, 64 << 20));
+    assert!(d.client_id.starts_with("psrtd-") && d.client_id.ends_with("-edge-2"));
+    assert!(d.inbound.is_empty() && d.tls_ca_pem.is_none());
+    assert!(Config::embedded_default().bridges.is_empty());
+}
+
+#[test]
+fn invalid_bridges() {
+    let one = |extra: &str| {
+        format!("auth:\n  acl: a.yml\nbridges:\n  - name: b\n    url: mqtt://h:1883\n{extra}")
+    };
+    for (text, needle) in [
+        (one("    out: [a]\n    qos: 2\n"), "qos: 2"),
+        (one(""), "nothing to bridge"),
+        (one("    out: ['a/#/b']\n"), "not an MQTT filter"),
+        (one("    in: ['a+']\n"), "not an MQTT filter"),
+        (one("    out: [a]\n    queue_bytes: 12 parsecs\n"), "not a size"),
+        (one("    out: [a]\n    queue_bytes: 100\n"), "below 1KiB"),
+        (one("    out: [a]\n    password: p\n"), "password without user"),
+        (one("    out: [a]\n    tls_ca: ca.pem\n"), "only for mqtts"),
+        (one("    out: [a]\n    inflight: 5000\n"), "inflight"),
+        (one("    out: [a]\n    keepalive: 1\n"), "keepalive"),
+        (one("    out: [a]\n    spool_bytes: 1GiB\n"), "spool_bytes without spool"),
+        (one("    out: [a]\n    retain: true\n"), "unknown field `retain`"),
+        (
+            "auth:\n  acl: a.yml\nbridges:\n  - name: b\n    url: mqtts://h\n    out: [a]\n"
+                .into(),
+            "needs tls_ca",
+        ),
+        (
+            "auth:\n  acl: a.yml\nbridges:\n  - name: b\n    url: mqtts://h\n    tls_ca: /nonexistent/ca.pem\n    out: [a]\n"
+                .into(),
+            "cannot read",
+        ),
+        (
+            "auth:\n  acl: a.yml\nbridges:\n  - name: b\n    url: tcp://h\n    out: [a]\n".into(),
+            "mqtt:// or mqtts://",
+        ),
+        (
+            "auth:\n  acl: a.yml\nbridges:\n  - name: 'a b'\n    url: mqtt://h\n    out: [a]\n"
+                .into(),
+            "must be 1 to 64",
+        ),
+        (
+            "auth:\n  acl: a.yml\nbridges:\n  - {name: b, url: 'mqtt://h', out: [a]}\n  - {name: b, url: 'mqtt://g', out: [a]}\n"
+                .into(),
+            "used twice",
+        ),
+    ] {
+        let e = parse_mqtt(&text).unwrap_err();
+        assert!(e.contains(needle), "{text:?} -> {e}");
+        assert!(e.contains("bridges") || e.contains("unknown field"), "{e}");
+    }
+}

@@ -67,6 +67,8 @@ pub(crate) enum CloseReason {
     HttpDone,
     /// A replication link failed.
     Link(String),
+    /// A bridge's broker sent what it must not, refused us, or fell silent.
+    Bridge(String),
 }
 
 impl CloseReason {
@@ -149,6 +151,7 @@ impl fmt::Display for CloseReason {
             Self::Shutdown => f.write_str("server shutting down"),
             Self::HttpDone => f.write_str("response sent"),
             Self::Link(why) => write!(f, "replication link: {why}"),
+            Self::Bridge(why) => f.write_str(why),
         }
     }
 }

@@ -13,6 +13,7 @@ use log::{debug, info, warn};
 use mio::{Interest, Token};
 
 use super::{FIRST_CONN, Server};
+use crate::server::bridge::phase::BridgeStep;
 use crate::server::conn::{CloseReason, ConnId, Flushed, Peer, Stream, Transport};
 use crate::server::dispatch;
 use crate::server::link::phase::LinkStep;
@@ -193,6 +194,11 @@ impl Server {
         if let Phase::Link(link) = conn.phase {
             if link.step == LinkStep::Connecting {
                 return self.on_link_connected(id, link.node);
+            }
+        }
+        if let Phase::Bridge(b) = conn.phase {
+            if b.step == BridgeStep::Connecting {
+                return self.on_bridge_connected(id, b.bridge);
             }
         }
         if conn.has_output() {
@@ -443,6 +449,10 @@ impl Server {
         }
         if done > 0 {
             outbox::credit(&mut self.cx(), id, done as u64, 0);
+        }
+        if matches!(self.conns[id].phase, Phase::Bridge(_)) {
+            // A QoS 0 bridge sends more once its queue has drained.
+            dispatch::on_written(&mut self.cx(), id);
         }
         true
     }

@@ -34,6 +34,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::auth::AuthDb;
 use super::auth::worker::{LoopMsg, Worker, default_threads};
+use super::bridge::state::Bridges;
 use super::config::{BindAddr, Config};
 use super::core::{Conns, Core, Cx};
 use super::link::Cluster;
@@ -161,7 +162,33 @@ impl Server {
             n => n,
         };
         let worker = Worker::spawn(tx.clone(), waker.clone(), threads)?;
-        let core = Core::new(config, auth, worker, Instant::now())?;
+        let mut core = Core::new(config, auth, worker, Instant::now())?;
+        core.bridges = Bridges::new(&core.config.bridges, core.now)
+            .map_err(|e| stdio::Error::new(stdio::ErrorKind::InvalidInput, e))?;
+        for (key, b) in core.bridges.list.iter_mut() {
+            let (tx, waker, bridge) = (tx.clone(), waker.clone(), key as u32);
+            let notify = Box::new(move |event| {
+                if tx.send(LoopMsg::Spool { bridge, event }).is_ok() {
+                    let _ = waker.wake();
+                }
+            });
+            let name = b.config.name.clone();
+            let warnings = b.open_spool(notify).map_err(|e| {
+                stdio::Error::new(
+                    e.kind(),
+                    format!("bridge {name}: cannot open its spool: {e}"),
+                )
+            })?;
+            for w in warnings {
+                log::warn!("bridge {name}: spool: {w}");
+            }
+            if b.queued_messages() > 0 {
+                log::info!(
+                    "bridge {name}: {} message(s) in its spool from before, sent first",
+                    b.queued_messages()
+                );
+            }
+        }
         Ok(Self {
             poll,
             listeners,
@@ -295,6 +322,10 @@ impl Server {
                         .map(|t| t.saturating_duration_since(now)),
                     self.core
                         .cluster
+                        .next_retry()
+                        .map(|t| t.saturating_duration_since(now)),
+                    self.core
+                        .bridges
                         .next_retry()
                         .map(|t| t.saturating_duration_since(now)),
                     self.core

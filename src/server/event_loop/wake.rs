@@ -1,9 +1,10 @@
 //! What wakes the loop besides sockets: answers from the auth worker
 //! (bcrypt results, a reload's new database) and the resolver thread (a
 //! node's addresses, tried in turn),
-//! signals (SIGHUP reloads, SIGTERM/SIGINT stops), and the outgoing cluster
-//! links' I/O — starting connects when a node's retry time comes, and the
-//! outcome of a non-blocking connect (the plain greeting, then TLS).
+//! signals (SIGHUP reloads, SIGTERM/SIGINT stops), and the outgoing
+//! connections' I/O (cluster links and bridges) — starting connects when a
+//! retry time comes, and the outcome of a non-blocking connect (a link's
+//! plain greeting then TLS; a bridge's TLS then CONNECT).
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -16,7 +17,10 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use super::Server;
 use crate::server::auth::Reloaded;
-use crate::server::auth::worker::{Job, LoopMsg, Ticket};
+use crate::server::auth::worker::{Job, LoopMsg, Outgoing, Ticket};
+use crate::server::bridge::phase::{BridgeLink, BridgeStep};
+use crate::server::bridge::state::BridgeStatus;
+use crate::server::bridge::{self};
 use crate::server::config::ConfigError;
 use crate::server::conn::{CloseReason, Peer, Stream, Transport};
 use crate::server::dispatch;
@@ -49,7 +53,20 @@ impl Server {
                     }
                 }
                 LoopMsg::Reloaded(result) => self.on_reloaded(*result),
-                LoopMsg::Resolved { node, result } => self.on_resolved(node, result),
+                LoopMsg::Resolved { target, result } => self.on_resolved(target, result),
+                LoopMsg::BridgesReloaded(result) => match *result {
+                    Ok(list) => {
+                        let mut cx = self.cx();
+                        bridge::reload::apply(&mut cx, list);
+                        dispatch::apply_effects(&mut cx);
+                    }
+                    Err(e) => error!("bridges not reloaded, keeping them as they are: {e}"),
+                },
+                LoopMsg::Spool { bridge, event } => {
+                    let mut cx = self.cx();
+                    bridge::on_spool(&mut cx, bridge, event);
+                    dispatch::apply_effects(&mut cx);
+                }
             }
         }
     }
@@ -80,12 +97,16 @@ impl Server {
             self.core.reload_queued = true;
             return;
         }
-        info!("reloading ACL, passwords, keys and the TLS identity");
+        info!("reloading ACL, passwords, keys, the TLS identity and the bridges");
         self.notifier.reloading();
         let files = self.core.config.auth.clone();
         if self.core.worker.submit(Job::Reload(files)).is_err() {
             error!("auth worker is gone: reload impossible");
             return;
+        }
+        if let Some(path) = self.core.config.source.clone() {
+            // The bridges: config.yml is read and checked in the worker.
+            let _ = self.core.worker.submit(Job::ReloadBridges(path));
         }
         self.core.reload_running = true;
     }
@@ -132,9 +153,9 @@ impl Server {
         }
     }
 
-    /// Starts links whose retry time has come: a Unix socket connects now;
-    /// a host name is resolved in the resolver thread first (DNS may
-    /// block), unless addresses of the last resolution are left to try.
+    /// Starts links and bridges whose retry time has come: a Unix socket
+    /// connects now; a host name is resolved in the resolver thread first
+    /// (DNS may block), unless addresses of the last resolution are left.
     pub(super) fn cluster_tick(&mut self) {
         let now = self.core.now;
         for i in 0..self.core.cluster.nodes.len() {
@@ -147,60 +168,158 @@ impl Server {
                 NodeAddr::Unix(path) => {
                     let stream = UnixStream::connect(&path).map(Stream::Unix);
                     let peer = Peer::Unix(path.display().to_string().into());
-                    self.link_connect(i, stream, peer);
+                    self.outgoing_connect(Outgoing::Node(i), stream, peer);
                 }
                 NodeAddr::Tcp(_) if !node.addrs.is_empty() => {
                     if let Some(addr) = node.addrs.pop_front() {
                         let stream = TcpStream::connect(addr).map(Stream::Tcp);
-                        self.link_connect(i, stream, Peer::Tcp(addr));
+                        self.outgoing_connect(Outgoing::Node(i), stream, Peer::Tcp(addr));
                     }
                 }
                 NodeAddr::Tcp(spec) => {
-                    if self
-                        .core
-                        .worker
-                        .submit(Job::Resolve { node: i, spec })
-                        .is_err()
-                    {
+                    let job = Job::Resolve {
+                        target: Outgoing::Node(i),
+                        spec,
+                    };
+                    if self.core.worker.submit(job).is_err() {
                         self.core.cluster.nodes[i].down(now);
                     }
+                }
+            }
+        }
+        for key in 0..self.core.bridges.list.capacity() {
+            let Some(b) = self.core.bridges.list.get_mut(key) else {
+                continue;
+            };
+            if b.conn.is_some() || b.retry_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            b.retry_at = None;
+            let target = Outgoing::Bridge(key as u32);
+            if let Some(addr) = b.addrs.pop_front() {
+                let stream = TcpStream::connect(addr).map(Stream::Tcp);
+                self.outgoing_connect(target, stream, Peer::Tcp(addr));
+            } else {
+                let spec = b.spec();
+                if self
+                    .core
+                    .worker
+                    .submit(Job::Resolve { target, spec })
+                    .is_err()
+                {
+                    bridge::failed(&mut self.core, key as u32, "the resolver thread is gone");
                 }
             }
         }
     }
 
     /// The resolver answered: every address is tried in turn, the first now.
-    fn on_resolved(&mut self, node: usize, result: io::Result<Vec<SocketAddr>>) {
-        let addr = match result {
+    fn on_resolved(&mut self, target: Outgoing, result: io::Result<Vec<SocketAddr>>) {
+        let why = match result {
             Ok(addrs) if !addrs.is_empty() => {
-                let Some(n) = self.core.cluster.nodes.get_mut(node) else {
+                let list = match target {
+                    Outgoing::Node(i) => self.core.cluster.nodes.get_mut(i).map(|n| &mut n.addrs),
+                    Outgoing::Bridge(k) => self.core.bridges.get_mut(k).map(|b| &mut b.addrs),
+                };
+                let Some(list) = list else {
                     return;
                 };
-                n.addrs = addrs.into();
-                let Some(first) = n.addrs.pop_front() else {
+                *list = addrs.into();
+                let Some(first) = list.pop_front() else {
                     return;
                 };
-                first
+                let stream = TcpStream::connect(first).map(Stream::Tcp);
+                return self.outgoing_connect(target, stream, Peer::Tcp(first));
             }
-            Ok(_) => return link::failed(&mut self.core, node, "the name has no address"),
-            Err(e) => return link::failed(&mut self.core, node, &format!("cannot resolve: {e}")),
+            Ok(_) => "the name has no address".to_string(),
+            Err(e) => format!("cannot resolve: {e}"),
         };
-        let stream = TcpStream::connect(addr).map(Stream::Tcp);
-        self.link_connect(node, stream, Peer::Tcp(addr));
+        self.outgoing_failed(target, &why);
     }
 
-    fn link_connect(&mut self, node: usize, stream: io::Result<Stream>, peer: Peer) {
-        let phase = Phase::Link(Link {
-            node,
-            step: LinkStep::Connecting,
-        });
-        match stream.and_then(|s| self.insert_conn(s, peer, phase)) {
-            Ok(id) => {
-                if let Some(n) = self.core.cluster.nodes.get_mut(node) {
-                    n.link = Some(id);
-                }
+    fn outgoing_failed(&mut self, target: Outgoing, why: &str) {
+        match target {
+            Outgoing::Node(i) => link::failed(&mut self.core, i, why),
+            Outgoing::Bridge(k) => bridge::failed(&mut self.core, k, why),
+        }
+    }
+
+    /// Puts a connecting socket for a node or a bridge on the loop.
+    fn outgoing_connect(&mut self, target: Outgoing, stream: io::Result<Stream>, peer: Peer) {
+        let phase = match target {
+            Outgoing::Node(node) => Phase::Link(Link {
+                node,
+                step: LinkStep::Connecting,
+            }),
+            Outgoing::Bridge(k) => {
+                let Some(b) = self.core.bridges.get_mut(k) else {
+                    return;
+                };
+                Phase::Bridge(BridgeLink {
+                    bridge: k,
+                    keepalive: b.config.keepalive,
+                    step: BridgeStep::Connecting,
+                })
             }
-            Err(e) => link::failed(&mut self.core, node, &format!("cannot connect: {e}")),
+        };
+        match stream.and_then(|s| self.insert_conn(s, peer, phase)) {
+            Ok(id) => match target {
+                Outgoing::Node(i) => {
+                    if let Some(n) = self.core.cluster.nodes.get_mut(i) {
+                        n.link = Some(id);
+                    }
+                }
+                Outgoing::Bridge(k) => {
+                    if let Some(b) = self.core.bridges.get_mut(k) {
+                        b.conn = Some(id);
+                        b.status = BridgeStatus::Connecting;
+                    }
+                }
+            },
+            Err(e) => self.outgoing_failed(target, &format!("cannot connect: {e}")),
+        }
+    }
+
+    /// The outcome of a non-blocking connect, once the socket is writable.
+    fn connect_outcome(&mut self, id: usize) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Ok(());
+        };
+        if let Transport::Plain(Stream::Tcp(s)) = &conn.stream {
+            if let Some(e) = s.take_error()? {
+                return Err(e);
+            }
+            s.peer_addr()?;
+        }
+        Ok(())
+    }
+
+    /// A connecting bridge's socket became writable: on success TLS starts
+    /// (`mqtts://`) and CONNECT is queued (rustls holds it until the
+    /// handshake is done).
+    pub(super) fn on_bridge_connected(&mut self, id: usize, key: u32) {
+        let tls = match self.core.bridges.get_mut(key) {
+            Some(b) => b.tls.clone(),
+            None => return,
+        };
+        let result = self.connect_outcome(id).and_then(|()| {
+            if let (Some((config, name)), Some(conn)) = (tls, self.conns.get_mut(id)) {
+                let client = ClientConnection::new(config, name).map_err(io::Error::other)?;
+                conn.stream.start_tls(client.into(), &[])?;
+            }
+            Ok(())
+        });
+        let mut cx = self.cx();
+        match result {
+            Ok(()) => {
+                bridge::packets::on_connected(&mut cx, id);
+                dispatch::on_tls_progress(&mut cx, id);
+            }
+            Err(e) => {
+                let reason = CloseReason::Bridge(e.to_string());
+                dispatch::close(&mut cx, id, reason);
+                dispatch::apply_effects(&mut cx);
+            }
         }
     }
 
@@ -211,16 +330,11 @@ impl Server {
         let Some(config) = self.core.cluster.nodes.get(node).map(|n| n.config.clone()) else {
             return;
         };
+        let outcome = self.connect_outcome(id);
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let result = (|| -> io::Result<()> {
-            if let Transport::Plain(Stream::Tcp(s)) = &conn.stream {
-                if let Some(e) = s.take_error()? {
-                    return Err(e);
-                }
-                s.peer_addr()?;
-            }
+        let result = outcome.and_then(|()| {
             let comm = if config.tls.is_some() {
                 CommMode::Tls
             } else {
@@ -239,7 +353,7 @@ impl Server {
                 conn.stream.start_tls(client.into(), &[])?;
             }
             Ok(())
-        })();
+        });
         let mut cx = self.cx();
         match result {
             Ok(()) => {

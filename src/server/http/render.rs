@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::tables::unix_us;
+use crate::server::bridge::state::{Bridge, BridgeStatus};
 use crate::server::core::{Conns, Core};
 use crate::server::link::nodes::{Node, NodeStatus};
 use crate::server::stats::{COUNTERS, Group};
@@ -46,6 +47,7 @@ pub(crate) fn status_json(core: &Core, conns: &Conns) -> String {
         },
         "cluster": cluster_status(core),
         "cluster_nodes": cluster_figures(core),
+        "bridges": bridge_figures(core),
         "psrtd": {
             "connections": conns.len(),
             "mqtt": {
@@ -107,6 +109,36 @@ fn cluster_figures(core: &Core) -> serde_json::Value {
         );
     }
     serde_json::Value::Object(nodes)
+}
+
+/// Per-bridge figures (`null` without bridges).
+fn bridge_figures(core: &Core) -> serde_json::Value {
+    if core.bridges.list.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let mut out = serde_json::Map::new();
+    for (_, b) in &core.bridges.list {
+        out.insert(
+            b.config.name.clone(),
+            serde_json::json!({
+                "url": b.config.url,
+                "state": b.status.as_str(),
+                "subscribed": b.subscribed,
+                "queued_messages": b.queued_messages(),
+                "queued_bytes": b.queued_bytes,
+                "queue_bound_bytes": b.config.queue_bytes,
+                "spooled_bytes": b.spooled_bytes(),
+                "in_flight": b.in_flight,
+                "sent": b.sent,
+                "received": b.received,
+                "dropped": b.dropped,
+                "echoes": b.echoes,
+                "echo_pending": b.echo.len(),
+                "reconnects": b.reconnects,
+            }),
+        );
+    }
+    serde_json::Value::Object(out)
 }
 
 /// `/metrics`: Prometheus text exposition format.
@@ -173,7 +205,83 @@ pub(crate) fn metrics_text(core: &Core, conns: &Conns) -> String {
         );
     }
     cluster_metrics(core, &mut out);
+    bridge_metrics(core, &mut out);
     out
+}
+
+/// Per-bridge metrics, labelled with the bridge's name.
+fn bridge_metrics(core: &Core, out: &mut String) {
+    if core.bridges.list.is_empty() {
+        return;
+    }
+    type Metric = (&'static str, &'static str, fn(&Bridge) -> u64);
+    let per_bridge: [Metric; 9] = [
+        (
+            "bridge_up",
+            "1 when the bridge's broker accepted its connection.",
+            |b| u64::from(b.status == BridgeStatus::Online),
+        ),
+        (
+            "bridge_sent_total",
+            "Messages the broker took (PUBACK at QoS 1, written at QoS 0).",
+            |b| b.sent,
+        ),
+        (
+            "bridge_received_total",
+            "Messages from the broker published locally.",
+            |b| b.received,
+        ),
+        (
+            "bridge_dropped_total",
+            "Messages dropped: queue bound (oldest first), or refused locally.",
+            |b| b.dropped,
+        ),
+        (
+            "bridge_echoes_total",
+            "Our own messages the broker sent back, not delivered again.",
+            |b| b.echoes,
+        ),
+        (
+            "bridge_queued_messages",
+            "Messages waiting for the broker (not yet acknowledged), in memory and spooled.",
+            |b| b.queued_messages(),
+        ),
+        (
+            "bridge_queued_bytes",
+            "Bytes (topic + payload) waiting for the broker in memory.",
+            |b| b.queued_bytes as u64,
+        ),
+        (
+            "bridge_spooled_bytes",
+            "Bytes of the bridge's spool on disk.",
+            |b| b.spooled_bytes(),
+        ),
+        (
+            "bridge_reconnects_total",
+            "Connections to the broker made after the first.",
+            |b| b.reconnects,
+        ),
+    ];
+    for (name, help, value) in per_bridge {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(
+            out,
+            "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} {kind}"
+        );
+        for (_, b) in &core.bridges.list {
+            // Names are [A-Za-z0-9_.-] (config): safe as a label value.
+            let _ = writeln!(
+                out,
+                "psrtd_{name}{{bridge=\"{}\"}} {}",
+                b.config.name,
+                value(b)
+            );
+        }
+    }
 }
 
 /// Per-node replication metrics, labelled with the node's path.

@@ -196,6 +196,7 @@ fn status_has_the_latency_counter_and_rates() {
     assert_eq!(own["rate_interval"], 1.5);
     assert_eq!(own["topics_tracked"], 1);
     assert!(v["cluster_nodes"].is_null(), "no cluster configured");
+    assert!(v["bridges"].is_null(), "no bridge configured");
 }
 
 #[test]

@@ -409,9 +409,7 @@ impl Node {
         self.in_flight = 0;
         self.in_flight_bytes = 0;
         self.nop_pending = false;
-        let jitter = self.backoff.mul_f64(jitter_fraction() * 0.25);
-        self.retry_at = Some(now + self.backoff + jitter);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.retry_at = Some(now + retry_delay(&mut self.backoff));
     }
 
     /// The node closed the link right after REPL_HELLO: a reference node.
@@ -422,6 +420,16 @@ impl Node {
         self.backoff = FIRST_BACKOFF;
         self.retry_at = Some(now);
     }
+}
+
+/// The delay before the next attempt of an outgoing connection (cluster
+/// links, bridges): the current backoff plus up to a quarter of it at
+/// random, so peers do not retry in step; the backoff doubles up to
+/// [`MAX_BACKOFF`].
+pub(crate) fn retry_delay(backoff: &mut Duration) -> Duration {
+    let delay = *backoff + backoff.mul_f64(jitter_fraction() * 0.25);
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    delay
 }
 
 /// A number in [0, 1) that differs between calls and processes.

@@ -3,8 +3,10 @@
 //! replicated publish — goes through [`publish`]: validate and normalise
 //! the topic (MQTT topics are taken as sent: only depth and wildcards are
 //! checked), check the ACL, count (and count its topic in the
-//! busiest-topics table), deliver to every matching subscriber once, and
-//! queue it for the cluster (unless it came from the cluster: no echo).
+//! busiest-topics table), deliver to every matching subscriber once,
+//! queue it for the cluster (unless it came from the cluster: no echo) and
+//! for the bridges whose `out` covers it (not the bridge it came from, and
+//! not a message from the cluster).
 
 use std::borrow::Cow;
 
@@ -14,7 +16,7 @@ pub(crate) use super::deliver::Message;
 use super::deliver::deliver;
 use crate::server::auth::AclEntry;
 use crate::server::core::Cx;
-use crate::server::link;
+use crate::server::{bridge, link};
 
 /// Who publishes.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +30,10 @@ pub(crate) enum Origin<'a> {
     Replica,
     /// An MQTT client (a PUBLISH or its last will) with these permissions.
     Mqtt(&'a AclEntry),
+    /// A bridge's broker (the bridge's key): its `in` filters (or the
+    /// login its `acl` names) say what it may publish. Never sent back
+    /// out on the same bridge; replicated to the cluster.
+    Bridge(u32),
 }
 
 /// Why a publish was refused.
@@ -81,9 +87,15 @@ pub(crate) fn publish_counted(
     msg: Message<'_>,
 ) -> Result<u64, Refusal> {
     let topic = match origin {
-        Origin::Mqtt(_) => validate_mqtt(msg.topic, &cx.core.config.limits)?,
+        Origin::Mqtt(_) | Origin::Bridge(_) => validate_mqtt(msg.topic, &cx.core.config.limits)?,
         _ => validate(msg.topic, &cx.core.config.limits)?,
     };
+    if let Origin::Bridge(key) = origin {
+        if !bridge::may_publish(cx.core, key, &topic) {
+            cx.core.stats.access_denied += 1;
+            return Err(Refusal::Denied);
+        }
+    }
     let stats = &mut cx.core.stats;
     match origin {
         Origin::Client(acl) | Origin::Udp(acl) | Origin::Mqtt(acl) if !acl.can_publish(&topic) => {
@@ -99,7 +111,7 @@ pub(crate) fn publish_counted(
             stats.mqtt_pub_messages += 1;
             stats.mqtt_pub_bytes += msg.message.len() as u64;
         }
-        Origin::Replica => {}
+        Origin::Replica | Origin::Bridge(_) => {}
     }
     let bytes = (topic.len() + 1 + msg.message.len()) as u64;
     cx.core.topics.record(&topic, bytes, cx.core.now);
@@ -114,6 +126,11 @@ pub(crate) fn publish_counted(
     let delivered = deliver(cx, &frame);
     if !matches!(origin, Origin::Replica) {
         link::replicate(cx, msg.priority, &topic, msg.message);
+        let from = match origin {
+            Origin::Bridge(key) => Some(key),
+            _ => None,
+        };
+        bridge::forward(cx, from, &topic, msg.message);
     }
     Ok(delivered)
 }
