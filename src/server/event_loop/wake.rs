@@ -172,7 +172,7 @@ impl Server {
                 }
                 NodeAddr::Tcp(_) if !node.addrs.is_empty() => {
                     if let Some(addr) = node.addrs.pop_front() {
-                        let stream = TcpStream::connect(addr).map(Stream::Tcp);
+                        let stream = connect_tcp(addr);
                         self.outgoing_connect(Outgoing::Node(i), stream, Peer::Tcp(addr));
                     }
                 }
@@ -197,7 +197,7 @@ impl Server {
             b.retry_at = None;
             let target = Outgoing::Bridge(key as u32);
             if let Some(addr) = b.addrs.pop_front() {
-                let stream = TcpStream::connect(addr).map(Stream::Tcp);
+                let stream = connect_tcp(addr);
                 self.outgoing_connect(target, stream, Peer::Tcp(addr));
             } else {
                 let spec = b.spec();
@@ -228,7 +228,7 @@ impl Server {
                 let Some(first) = list.pop_front() else {
                     return;
                 };
-                let stream = TcpStream::connect(first).map(Stream::Tcp);
+                let stream = connect_tcp(first);
                 return self.outgoing_connect(target, stream, Peer::Tcp(first));
             }
             Ok(_) => "the name has no address".to_string(),
@@ -368,4 +368,14 @@ impl Server {
             }
         }
     }
+}
+
+/// Starts a non-blocking connect for a cluster link or a bridge. No Nagle,
+/// as on accepted sockets: a lone replicated message or bridged packet
+/// must not wait for the peer's ACK of the previous write. (The pipelined
+/// replication row did not move either way: there every write is large.)
+fn connect_tcp(addr: std::net::SocketAddr) -> io::Result<Stream> {
+    let s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    Ok(Stream::Tcp(s))
 }
