@@ -41,6 +41,7 @@ OPTIONS:
     --only LIST    parts to run: ack,cli (default both)
     --write        write the tables into BENCHMARKS.md
     --out FILE     the markdown file to write (default BENCHMARKS.md)
+    --report FILE  also copy the tables to FILE (benches/run.sh uses it)
     --no-install   install nothing (fails if the reference is not built)
     -h, --help     this help
 
@@ -63,6 +64,7 @@ PARTS="ack,cli"
 WRITE=0
 OUT="$REPO/BENCHMARKS.md"
 INSTALL=1
+REPORT=""
 REF_DIR="${PSRT_REFERENCE_DIR:-$HOME/.cache/psrt-reference/0.3.8}"
 
 die() { echo "reference.sh: $*" >&2; exit 2; }
@@ -75,6 +77,7 @@ while [ $# -gt 0 ]; do
         --only) [ $# -ge 2 ] || die "--only needs a list"; PARTS=$2; shift 2 ;;
         --write) WRITE=1; shift ;;
         --out) [ $# -ge 2 ] || die "--out needs a file"; OUT=$2; shift 2 ;;
+        --report) [ $# -ge 2 ] || die "--report needs a file"; REPORT=$2; shift 2 ;;
         --no-install) INSTALL=0; shift ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -239,6 +242,7 @@ PSRTD_SHOWN=${PSRTD#"$REPO"/}
     fi
 } >"$LOGDIR/report.md"
 cat "$LOGDIR/report.md"
+[ -z "$REPORT" ] || cp "$LOGDIR/report.md" "$REPORT"
 
 if [ "$WRITE" = 1 ]; then
     grep -q '<!-- reference:begin -->' "$OUT" || die "$OUT has no <!-- reference:begin --> marker"

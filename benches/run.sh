@@ -89,6 +89,15 @@ OPTIONS:
                                  MQTT publisher on A) in the same run: 1 -> 1,
                                  16 B, window 500, n N_1TO1, median of 3,
                                  alternated
+                       reference psrtd against the reference server (psrt
+                                 0.3.8, built once from the Rust registry and
+                                 cached; cmake and Go are installed for it)
+                                 and a round-trip floor: benches/reference.sh
+                                 with --reps REPS: pbench --psrt-ack 1 -> 1
+                                 and every row of the reference psrt-cli
+                                 --benchmark (2 workers x 5000) on both
+                                 servers. Skipped with --no-install when the
+                                 reference is not built yet.
                        The binary size is always reported.
     --quick            smaller n and one run per workload instead of three
     --reps N           runs per headline workload (1to1, fanout, fanin,
@@ -120,7 +129,7 @@ EOF
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ORIG_ARGS=("$@")
 ALL_SERVERS=(psrtd redis nats mosquitto)
-ALL_WORKLOADS=(1to1 ack fanout fanin 1k 1m latency subs100k idle udp cpu syscalls mqtt tls repl bridge)
+ALL_WORKLOADS=(1to1 ack fanout fanin 1k 1m latency subs100k idle udp cpu syscalls mqtt tls repl reference bridge)
 SERVERS=("${ALL_SERVERS[@]}")
 WORKLOADS=("${ALL_WORKLOADS[@]}")
 QUICK=0
@@ -818,6 +827,18 @@ if want bridge && serving psrtd && [ "$MOSQ_BRIDGE_OK" = 1 ]; then
     log "psrtd: bridge (psrtd's bridge to mosquitto, against mosquitto's own bridge), x$REPS each"
     bridge_runs
 fi
+REF_REPORT=""
+if want reference && serving psrtd; then
+    log "psrtd: reference (benches/reference.sh, x$REPS)"
+    ref_args=(--reps "$REPS" --report "$LOGDIR/reference.md")
+    [ "$INSTALL" = 1 ] || ref_args+=(--no-install)
+    if PSRTD_BIN="$PSRTD" bash "$REPO/benches/reference.sh" "${ref_args[@]}" >"$LOGDIR/reference.log" 2>&1; then
+        REF_REPORT=$(cat "$LOGDIR/reference.md")
+    else
+        REF_REPORT="Not measured: \`benches/reference.sh\` failed ($(tail -1 "$LOGDIR/reference.log"))."
+        log "reference: $(tail -1 "$LOGDIR/reference.log")"
+    fi
+fi
 T_END=$(date +%s)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$((T_END - T_START))
@@ -892,7 +913,7 @@ tput_row() { # WORKLOAD LABEL GOALTEXT MIN_RATIO(or "") UNIT
 tput_row 1to1 "1 → 1, 16 B, pipelined (median of $REPS)" "≥ 1.3× best peer" 1.3 "msg/s"
 if want ack; then
     pv=$(value psrtd ack rate)
-    row "1 → 1, 16 B, publisher waits for each OK" "$(psrtd_cell ack "$(fmt_rate "${pv:-0}") msg/s")" "n/a (no equivalent)" "—" "— (RTT-bound)" "—"
+    row "1 → 1, 16 B, publisher waits for each OK" "$(psrtd_cell ack "$(fmt_rate "${pv:-0}") msg/s")" "n/a (no equivalent; against the reference psrtd: the \`reference\` workload)" "—" "— (RTT-bound)" "—"
 fi
 tput_row fanout "fan-out 1 → 100, 16 B (median of $REPS)" "≥ 1.3× best peer" 1.3 "deliveries/s"
 tput_row fanin "fan-in 100 → 1, 16 B (median of $REPS)" "≥ 1.0× best peer" 1.0 "msg/s"
@@ -1081,6 +1102,12 @@ report() {
     echo "|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
     echo
+    if [ -n "$REF_REPORT" ]; then
+        echo "### Request/response against the reference psrtd"
+        echo
+        printf '%s\n' "$REF_REPORT"
+        echo
+    fi
     if [ ${#ANOMALIES[@]} -gt 0 ]; then
         echo "### Anomalies in this run"
         echo
