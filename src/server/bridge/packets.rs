@@ -264,7 +264,7 @@ fn on_connack(
     let Some(b) = cx.core.bridges.get_mut(link.bridge) else {
         return Err(bad("bridge removed"));
     };
-    b.online();
+    b.peer.online();
     let resend = b.queue.iter().filter(|m| m.sent_before).count();
     log::info!(
         "bridge {}: connected to {} as {:?}{}",

@@ -81,8 +81,8 @@ fn online(h: &mut Harness) -> ConnId {
         step: BridgeStep::Connecting,
     }));
     let b = h.core.bridges.get_mut(0).unwrap();
-    b.conn = Some(id);
-    b.retry_at = None;
+    b.peer.conn = Some(id);
+    b.peer.retry_at = None;
     on_connected(&mut h.cx(), id);
     h.take_output(id);
     let mut ack = Vec::new();

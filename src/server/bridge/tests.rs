@@ -15,11 +15,11 @@ use psrt_protocol::mqtt::{
 
 use super::packets::on_connected;
 use super::phase::{BridgeLink, BridgeStep};
-use super::state::BridgeStatus;
 use super::state::Bridges;
 use crate::server::config::BridgeConfig;
 use crate::server::conn::ConnId;
 use crate::server::dispatch;
+use crate::server::link::outgoing::PeerStatus;
 use crate::server::phase::{Phase, due};
 use crate::server::pubsub::pipeline::{self, Message, Origin};
 use crate::server::testing::Harness;
@@ -93,8 +93,8 @@ fn connected(qos: u8, inflight: usize) -> (Harness, ConnId) {
         step: BridgeStep::Connecting,
     }));
     let b = h.core.bridges.get_mut(0).unwrap();
-    b.conn = Some(id);
-    b.retry_at = None;
+    b.peer.conn = Some(id);
+    b.peer.retry_at = None;
     on_connected(&mut h.cx(), id);
     (h, id)
 }
@@ -178,7 +178,7 @@ fn connect_then_subscribe_on_connack() {
     assert_eq!(out[0].1, "cmd/#@1,both/#@1");
     assert_eq!((out[1].0, out[1].1.as_str()), (kind::PUBLISH, "plant/a"));
     let b = h.core.bridges.get_mut(0).unwrap();
-    assert_eq!((b.status, b.in_flight), (BridgeStatus::Online, 1));
+    assert_eq!((b.peer.status, b.in_flight), (PeerStatus::Online, 1));
     // SUBACK with a refused filter: logged, the link stays.
     let mut suback = Vec::new();
     encode_suback(1, &[1, 0x80], &mut suback);
@@ -194,8 +194,8 @@ fn a_refused_connack_closes_and_retries_later() {
     h.feed(id, &connack(ConnectCode::NotAuthorized));
     assert!(matches!(h.phase(id), Phase::Closing(_)));
     let b = h.core.bridges.get_mut(0).unwrap();
-    assert_eq!((b.status, b.conn), (BridgeStatus::Offline, None));
-    let retry = b.retry_at.expect("retried");
+    assert_eq!((b.peer.status, b.peer.conn), (PeerStatus::Offline, None));
+    let retry = b.peer.retry_at.expect("retried");
     assert!(retry >= h.core.now + Duration::from_secs(1));
     assert!(retry <= h.core.now + Duration::from_millis(1250));
 }
@@ -243,8 +243,8 @@ fn unacknowledged_messages_are_resent_with_dup_after_a_reconnect() {
     );
     let b = h.core.bridges.get_mut(0).unwrap();
     assert_eq!(
-        (b.status, b.in_flight, b.queue.len()),
-        (BridgeStatus::Offline, 0, 2)
+        (b.peer.status, b.in_flight, b.queue.len()),
+        (PeerStatus::Offline, 0, 2)
     );
     local(&mut h, "plant/x", b"3");
     // A new connection (the loop's part), CONNACK.
@@ -253,7 +253,7 @@ fn unacknowledged_messages_are_resent_with_dup_after_a_reconnect() {
         keepalive: 10,
         step: BridgeStep::Connecting,
     }));
-    h.core.bridges.get_mut(0).unwrap().conn = Some(id2);
+    h.core.bridges.get_mut(0).unwrap().peer.conn = Some(id2);
     on_connected(&mut h.cx(), id2);
     h.take_output(id2);
     h.feed(id2, &connack(ConnectCode::Accepted));
@@ -263,7 +263,7 @@ fn unacknowledged_messages_are_resent_with_dup_after_a_reconnect() {
         got,
         [(&b"1"[..], true), (&b"2"[..], true), (&b"3"[..], false)]
     );
-    assert_eq!(h.core.bridges.get_mut(0).unwrap().reconnects, 1);
+    assert_eq!(h.core.bridges.get_mut(0).unwrap().peer.reconnects, 1);
 }
 
 #[test]
@@ -339,8 +339,8 @@ fn keepalive_pings_and_a_silent_broker_is_left() {
     dispatch::on_due(&mut h.cx(), id);
     assert!(matches!(h.phase(id), Phase::Closing(_)));
     assert_eq!(
-        h.core.bridges.get_mut(0).unwrap().status,
-        BridgeStatus::Offline
+        h.core.bridges.get_mut(0).unwrap().peer.status,
+        PeerStatus::Offline
     );
 }
 
@@ -359,8 +359,8 @@ fn bad_broker_input_closes_the_connection() {
         h.feed(id, bad);
         assert!(matches!(h.phase(id), Phase::Closing(_)), "{bad:02x?}");
         let b = h.core.bridges.get_mut(0).unwrap();
-        assert_eq!(b.status, BridgeStatus::Offline, "{bad:02x?}");
-        assert!(b.retry_at.is_some());
+        assert_eq!(b.peer.status, PeerStatus::Offline, "{bad:02x?}");
+        assert!(b.peer.retry_at.is_some());
     }
     // Before CONNACK, anything else is refused too.
     let (mut h, id) = connected(1, 8);
@@ -392,7 +392,7 @@ fn the_queue_bound_counts_drops_while_offline() {
     }
     let b = h.core.bridges.get_mut(0).unwrap();
     assert_eq!((b.queue.len(), b.dropped, b.queued_bytes), (10, 10, 1000));
-    assert!(b.dropping);
+    assert!(b.peer.dropping);
     assert_eq!(b.queue.front().unwrap().payload[0], 10, "the oldest went");
     assert_eq!(h.core.stats.bridge_dropped, 10);
     // Once the queue is below half its bound the episode ends (logged).
@@ -400,7 +400,7 @@ fn the_queue_bound_counts_drops_while_offline() {
         b.pop_front();
     }
     assert!(b.drop_episode_over());
-    assert!(!b.dropping);
+    assert!(!b.peer.dropping);
 }
 
 #[test]
@@ -465,9 +465,9 @@ fn a_reload_keeps_changes_and_removes_bridges_by_name() {
     assert!(matches!(h.phase(id), Phase::Closing(_)));
     let b = h.core.bridges.get_mut(0).unwrap();
     assert_eq!((b.config.out[0].as_str(), b.queue.len()), ("other/#", 1));
-    assert!(b.retry_at.is_some());
+    assert!(b.peer.retry_at.is_some());
     let second = h.core.bridges.get_mut(1).unwrap();
-    assert_eq!(second.retry_at, Some(h.core.now));
+    assert_eq!(second.peer.retry_at, Some(h.core.now));
     // A spooled bridge cannot be added by a reload; removing keeps the rest.
     let mut spooled = config(1, 8);
     spooled.name = "spooled".into();
