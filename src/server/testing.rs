@@ -5,13 +5,16 @@
 
 use std::time::{Duration, Instant};
 
+use psrt_protocol::mqtt::QoS;
 use psrt_protocol::{
     CommMode, DataHello, Greeting, Login, Request, StreamKind, TOKEN_LEN, Token, encode_data_hello,
     encode_greeting, encode_login, encode_request, encode_topics,
 };
 
-use super::auth::AuthDb;
 use super::auth::worker::Worker;
+use super::auth::{AclEntry, AuthDb};
+use super::bridge::packets::on_connected;
+use super::bridge::phase::{BridgeLink, BridgeStep};
 use super::config::Config;
 use super::conn::{ConnId, test_pair};
 use super::core::{Conns, Core, Cx, Effect};
@@ -19,6 +22,7 @@ use super::dispatch;
 use super::phase::{Conn, ListenerKind, Phase};
 use super::psrt::state::{Phase as Psrt, Session};
 use super::pubsub::outbox;
+use super::pubsub::pipeline::{self, Message, Origin};
 
 /// The state of a server with the embedded default config (anonymous
 /// pub/sub) unless built `with` another; its worker keeps jobs unanswered.
@@ -61,6 +65,45 @@ impl Harness {
         let conn = &mut self.conns[id];
         self.core.rearm(id, conn);
         id
+    }
+
+    /// A socket of bridge `key` that just connected (the loop's part:
+    /// the bridge's connection, its retry time taken), CONNECT queued.
+    pub(crate) fn connect_bridge(&mut self, key: u32) -> ConnId {
+        let keepalive = self
+            .core
+            .bridges
+            .get_mut(key)
+            .expect("bridge")
+            .config
+            .keepalive;
+        let id = self.add(Phase::Bridge(BridgeLink {
+            bridge: key,
+            keepalive,
+            step: BridgeStep::Connecting,
+        }));
+        if let Some(b) = self.core.bridges.get_mut(key) {
+            b.peer.conn = Some(id);
+            b.peer.retry_at = None;
+        }
+        on_connected(&mut self.cx(), id);
+        id
+    }
+
+    /// A local client's PUBLISH (QoS 1, every permission) through the one
+    /// pipeline, its effects applied.
+    pub(crate) fn publish_local(&mut self, topic: &str, payload: &[u8]) {
+        let acl = AclEntry::full();
+        let msg = Message {
+            priority: psrt_protocol::DEFAULT_PRIORITY,
+            topic,
+            message: payload,
+            raw: None,
+            shared: None,
+            qos: QoS::AtLeastOnce,
+        };
+        pipeline::publish(&mut self.cx(), Origin::Client(&acl), msg).unwrap();
+        dispatch::apply_effects(&mut self.cx());
     }
 
     /// A new connection on a PSRT listener, counted against its address

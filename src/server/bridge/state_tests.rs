@@ -8,7 +8,9 @@ use super::state::*;
 use crate::server::config::BridgeConfig;
 use crate::server::link::outgoing::PeerStatus;
 
-pub(crate) fn config(queue_bytes: usize) -> BridgeConfig {
+/// A bridge `cloud` forwarding `plant/#` and taking `cmd/#` (QoS 1, no
+/// spool); the other bridge tests change what they need.
+pub(super) fn config(queue_bytes: usize) -> BridgeConfig {
     BridgeConfig {
         name: "cloud".into(),
         url: "mqtt://broker:1883".into(),
