@@ -94,14 +94,7 @@ impl Harness {
     /// pipeline, its effects applied.
     pub(crate) fn publish_local(&mut self, topic: &str, payload: &[u8]) {
         let acl = AclEntry::full();
-        let msg = Message {
-            priority: psrt_protocol::DEFAULT_PRIORITY,
-            topic,
-            message: payload,
-            raw: None,
-            shared: None,
-            qos: QoS::AtLeastOnce,
-        };
+        let msg = Message::new(topic, payload, QoS::AtLeastOnce);
         pipeline::publish(&mut self.cx(), Origin::Client(&acl), msg).unwrap();
         dispatch::apply_effects(&mut self.cx());
     }

@@ -173,10 +173,7 @@ pub(crate) fn set_step(cx: &mut Cx, id: ConnId, step: LinkStep) {
 
 /// Encodes `len` bytes straight into the link's send queue.
 fn push(cx: &mut Cx, id: ConnId, len: usize, encode: impl FnOnce(&mut Vec<u8>)) {
-    let conn = &mut cx.conns[id];
-    conn.output_started(cx.core.now);
-    conn.tx.push_with(len, false, &mut cx.core.tx_pool, encode);
-    cx.core.schedule_flush(id, conn);
+    cx.core.push_encoded(id, &mut cx.conns[id], len, encode);
 }
 
 /// A link connection ended: the node is down until its retry time.
