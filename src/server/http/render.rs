@@ -210,13 +210,15 @@ pub(crate) fn metrics_text(core: &Core, conns: &Conns) -> String {
     out
 }
 
+/// A per-peer metric: name, help, and its value for one peer.
+type Metric<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 /// Per-bridge metrics, labelled with the bridge's name.
 fn bridge_metrics(core: &Core, out: &mut String) {
     if core.bridges.list.is_empty() {
         return;
     }
-    type Metric = (&'static str, &'static str, fn(&Bridge) -> u64);
-    let per_bridge: [Metric; 9] = [
+    let per_bridge: [Metric<Bridge>; 9] = [
         (
             "bridge_up",
             "1 when the bridge's broker accepted its connection.",
@@ -263,7 +265,20 @@ fn bridge_metrics(core: &Core, out: &mut String) {
             |b| b.peer.reconnects,
         ),
     ];
-    for (name, help, value) in per_bridge {
+    // Names are [A-Za-z0-9_.-] (config): safe as a label value.
+    let bridges: Vec<(&str, &Bridge)> = core
+        .bridges
+        .list
+        .iter()
+        .map(|(_, b)| (b.config.name.as_str(), b))
+        .collect();
+    labelled_metrics(out, "bridge", &per_bridge, &bridges);
+}
+
+/// Per-peer metrics: for each, its HELP and TYPE (`_total`: a counter,
+/// else a gauge) and a line per peer labelled `label="name"`.
+fn labelled_metrics<T>(out: &mut String, label: &str, metrics: &[Metric<T>], peers: &[(&str, &T)]) {
+    for (name, help, value) in metrics {
         let kind = if name.ends_with("_total") {
             "counter"
         } else {
@@ -273,14 +288,8 @@ fn bridge_metrics(core: &Core, out: &mut String) {
             out,
             "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} {kind}"
         );
-        for (_, b) in &core.bridges.list {
-            // Names are [A-Za-z0-9_.-] (config): safe as a label value.
-            let _ = writeln!(
-                out,
-                "psrtd_{name}{{bridge=\"{}\"}} {}",
-                b.config.name,
-                value(b)
-            );
+        for &(peer, p) in peers {
+            let _ = writeln!(out, "psrtd_{name}{{{label}=\"{peer}\"}} {}", value(p));
         }
     }
 }
@@ -290,8 +299,7 @@ fn cluster_metrics(core: &Core, out: &mut String) {
     if core.cluster.is_empty() {
         return;
     }
-    type Metric = (&'static str, &'static str, fn(&Node) -> u64);
-    let per_node: [Metric; 8] = [
+    let per_node: [Metric<Node>; 8] = [
         (
             "cluster_node_up",
             "1 when the link to the node is logged in.",
@@ -333,19 +341,16 @@ fn cluster_metrics(core: &Core, out: &mut String) {
             |n| u64::try_from(n.rtt.as_micros()).unwrap_or(u64::MAX),
         ),
     ];
-    for (name, help, value) in per_node {
-        let kind = if name.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
-        };
-        let _ = writeln!(
-            out,
-            "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} {kind}"
-        );
-        for n in &core.cluster.nodes {
-            let node = n.config.path.replace(['"', '\\'], "_");
-            let _ = writeln!(out, "psrtd_{name}{{node=\"{node}\"}} {}", value(n));
-        }
-    }
+    let paths: Vec<String> = core
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| n.config.path.replace(['"', '\\'], "_"))
+        .collect();
+    let nodes: Vec<(&str, &Node)> = paths
+        .iter()
+        .map(String::as_str)
+        .zip(&core.cluster.nodes)
+        .collect();
+    labelled_metrics(out, "node", &per_node, &nodes);
 }
