@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use psrt_protocol::mqtt::QoS;
+use psrt_protocol::Decoded;
+use psrt_protocol::mqtt::{Filters, Packet, QoS, decode_packet, encode_packet};
 use psrt_protocol::{
     CommMode, DataHello, Greeting, Login, Request, StreamKind, TOKEN_LEN, Token, encode_data_hello,
     encode_greeting, encode_login, encode_request, encode_topics,
@@ -253,4 +254,52 @@ pub(crate) fn topics(subscribe: bool, masks: &[&str]) -> Vec<u8> {
     let mut v = Vec::new();
     encode_topics(subscribe, masks.iter().copied(), &mut v);
     v
+}
+
+/// An MQTT packet's bytes.
+pub(crate) fn encode_mqtt(p: &Packet<'_>) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_packet(p, &mut v);
+    v
+}
+
+/// An MQTT SUBSCRIBE of `list` with packet id `id`.
+pub(crate) fn mqtt_subscribe(id: u16, list: &[(&str, QoS)]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    Filters::encode_subscribe(list, &mut raw);
+    encode_mqtt(&Packet::Subscribe {
+        packet_id: id,
+        filters: Filters::new(&raw, true).unwrap(),
+    })
+}
+
+/// Every MQTT packet a server wrote in `bytes`: `connack SP CODE`,
+/// `publish QOS ID TOPIC PAYLOAD[ retain][ dup]`, `suback CODES`, or its
+/// Debug.
+pub(crate) fn mqtt_packets(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Ok(Decoded::Frame { frame, len }) = decode_packet(rest, u32::MAX >> 4) else {
+            panic!("not MQTT: {rest:02x?}");
+        };
+        out.push(match frame {
+            Packet::ConnAck(a) => {
+                format!("connack {} {}", u8::from(a.session_present), a.code as u8)
+            }
+            Packet::Publish(p) => format!(
+                "publish {} {:?} {} {}{}{}",
+                p.qos as u8,
+                p.packet_id,
+                p.topic,
+                String::from_utf8_lossy(p.payload),
+                if p.retain { " retain" } else { "" },
+                if p.dup { " dup" } else { "" }
+            ),
+            Packet::SubAck { codes, .. } => format!("suback {codes:?}"),
+            other => format!("{other:?}"),
+        });
+        rest = &rest[len..];
+    }
+    out
 }
