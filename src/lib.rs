@@ -11,10 +11,13 @@
 //!   file without htpasswd.
 //! * `term` (private): terminal modes for `psrt-cli --top` and the password
 //!   prompt.
+//! * `units` (private): the byte-size parser (`64MiB`, `1.5kb`) shared by
+//!   the server's config and `psrt-cli`.
 
 pub mod client;
 pub mod passwd;
 pub mod server;
 mod term;
+mod units;
 
 pub use psrt_protocol as protocol;

@@ -466,21 +466,17 @@ fn overlapping_in_and_out_deliver_once() {
     assert_eq!(b["sent"], 20, "{b}");
 }
 
-#[test]
-fn messages_published_while_the_broker_is_down_arrive_in_order() {
-    let Some(bin) = mosquitto_bin() else { return };
-    let mut broker = Broker::start(bin);
-    // A persistent QoS 1 session at the broker: it keeps what arrives
-    // while this subscriber is away, across the broker's restart.
-    let mut sub = Mq::connect(broker.addr(), "t-restart-sub", false);
+/// A persistent QoS 1 session at the broker subscribed to `plant/#`: the
+/// broker keeps what arrives while `client_id` is away (across a restart).
+fn persistent_subscription(broker: &Broker, client_id: &str) {
+    let mut sub = Mq::connect(broker.addr(), client_id, false);
     sub.subscribe("plant/#", QoS::AtLeastOnce);
-    drop(sub);
-    let srv = server(&bridge_yaml(broker.port, "    out: ['plant/#']\n"));
-    wait_state(&srv, "cloud", "online");
-    broker.stop();
-    wait_state(&srv, "cloud", "offline");
-    let mut publisher = Session::anonymous(srv.addr);
-    for i in 0..1000 {
+}
+
+/// Publishes `plant/seq` with the payloads `0` to `n - 1` through psrtd.
+fn publish_sequence(addr: SocketAddr, n: u32) {
+    let mut publisher = Session::anonymous(addr);
+    for i in 0..n {
         assert_eq!(
             publisher
                 .ctl
@@ -488,6 +484,32 @@ fn messages_published_while_the_broker_is_down_arrive_in_order() {
             0x01
         );
     }
+}
+
+/// The persistent session `client_id` gets `plant/seq` `0` to `n - 1` in
+/// order, and then nothing.
+fn expect_sequence(broker: &Broker, client_id: &str, n: u32) {
+    let mut sub = Mq::connect(broker.addr(), client_id, false);
+    for i in 0..n {
+        assert_eq!(
+            sub.expect_publish(),
+            ("plant/seq".into(), format!("{i}").into_bytes()),
+            "message {i}"
+        );
+    }
+    sub.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn messages_published_while_the_broker_is_down_arrive_in_order() {
+    let Some(bin) = mosquitto_bin() else { return };
+    let mut broker = Broker::start(bin);
+    persistent_subscription(&broker, "t-restart-sub");
+    let srv = server(&bridge_yaml(broker.port, "    out: ['plant/#']\n"));
+    wait_state(&srv, "cloud", "online");
+    broker.stop();
+    wait_state(&srv, "cloud", "offline");
+    publish_sequence(srv.addr, 1000);
     let b = status(&srv)["bridges"]["cloud"].clone();
     assert_eq!(b["queued_messages"], 1000, "{b}");
     broker.restart();
@@ -496,15 +518,7 @@ fn messages_published_while_the_broker_is_down_arrive_in_order() {
         (b["dropped"].as_u64(), b["reconnects"].as_u64()),
         (Some(0), Some(1))
     );
-    let mut sub = Mq::connect(broker.addr(), "t-restart-sub", false);
-    for i in 0..1000 {
-        assert_eq!(
-            sub.expect_publish(),
-            ("plant/seq".into(), format!("{i}").into_bytes()),
-            "message {i}"
-        );
-    }
-    sub.expect_silence(Duration::from_millis(300));
+    expect_sequence(&broker, "t-restart-sub", 1000);
 }
 
 #[test]
@@ -618,9 +632,7 @@ fn a_refused_connect_is_retried() {
 fn a_spool_keeps_messages_across_a_psrtd_restart() {
     let Some(bin) = mosquitto_bin() else { return };
     let mut broker = Broker::start(bin);
-    let mut sub = Mq::connect(broker.addr(), "t-spool-sub", false);
-    sub.subscribe("plant/#", QoS::AtLeastOnce);
-    drop(sub);
+    persistent_subscription(&broker, "t-spool-sub");
     broker.stop();
     let spool = TempDir::new("spool");
     let yaml = bridge_yaml(
@@ -631,20 +643,11 @@ fn a_spool_keeps_messages_across_a_psrtd_restart() {
         ),
     );
     let srv = server(&yaml);
-    let mut publisher = Session::anonymous(srv.addr);
-    for i in 0..1000 {
-        assert_eq!(
-            publisher
-                .ctl
-                .publish("plant/seq", format!("{i}").as_bytes()),
-            0x01
-        );
-    }
+    publish_sequence(srv.addr, 1000);
     let b = status(&srv)["bridges"]["cloud"].clone();
     assert_eq!(b["queued_messages"], 1000, "{b}");
     assert!(b["spooled_bytes"].as_u64() > Some(1000 * 20), "{b}");
     // psrtd stops (its spool writer finishes) and starts again.
-    drop(publisher);
     srv.stop();
     let srv = server(&yaml);
     let b = status(&srv)["bridges"]["cloud"].clone();
@@ -655,15 +658,7 @@ fn a_spool_keeps_messages_across_a_psrtd_restart() {
         (b["dropped"].as_u64(), b["queued_messages"].as_u64()),
         (Some(0), Some(0))
     );
-    let mut sub = Mq::connect(broker.addr(), "t-spool-sub", false);
-    for i in 0..1000 {
-        assert_eq!(
-            sub.expect_publish(),
-            ("plant/seq".into(), format!("{i}").into_bytes()),
-            "message {i}"
-        );
-    }
-    sub.expect_silence(Duration::from_millis(300));
+    expect_sequence(&broker, "t-spool-sub", 1000);
     // Acknowledged: a third start replays nothing.
     srv.stop();
     let srv = server(&yaml);

@@ -312,6 +312,20 @@ impl Core {
         login::finish(&self.auth, &mut self.cache, &mut self.worker, self.now, v)
     }
 
+    /// Encodes `len` bytes straight into a connection's send queue (a
+    /// cluster link's or a bridge's packets) and schedules its flush.
+    pub(crate) fn push_encoded(
+        &mut self,
+        id: ConnId,
+        conn: &mut Conn,
+        len: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) {
+        conn.output_started(self.now);
+        conn.tx.push_with(len, false, &mut self.tx_pool, encode);
+        self.schedule_flush(id, conn);
+    }
+
     /// Queues bytes on a connection and schedules its flush.
     /// A reply: its connection is flushed before the pushes of the same
     /// turn, so the requester can send its next request sooner.

@@ -5,13 +5,17 @@
 
 use std::time::{Duration, Instant};
 
+use psrt_protocol::Decoded;
+use psrt_protocol::mqtt::{Filters, Packet, QoS, decode_packet, encode_packet};
 use psrt_protocol::{
     CommMode, DataHello, Greeting, Login, Request, StreamKind, TOKEN_LEN, Token, encode_data_hello,
     encode_greeting, encode_login, encode_request, encode_topics,
 };
 
-use super::auth::AuthDb;
 use super::auth::worker::Worker;
+use super::auth::{AclEntry, AuthDb};
+use super::bridge::packets::on_connected;
+use super::bridge::phase::{BridgeLink, BridgeStep};
 use super::config::Config;
 use super::conn::{ConnId, test_pair};
 use super::core::{Conns, Core, Cx, Effect};
@@ -19,6 +23,7 @@ use super::dispatch;
 use super::phase::{Conn, ListenerKind, Phase};
 use super::psrt::state::{Phase as Psrt, Session};
 use super::pubsub::outbox;
+use super::pubsub::pipeline::{self, Message, Origin};
 
 /// The state of a server with the embedded default config (anonymous
 /// pub/sub) unless built `with` another; its worker keeps jobs unanswered.
@@ -61,6 +66,38 @@ impl Harness {
         let conn = &mut self.conns[id];
         self.core.rearm(id, conn);
         id
+    }
+
+    /// A socket of bridge `key` that just connected (the loop's part:
+    /// the bridge's connection, its retry time taken), CONNECT queued.
+    pub(crate) fn connect_bridge(&mut self, key: u32) -> ConnId {
+        let keepalive = self
+            .core
+            .bridges
+            .get_mut(key)
+            .expect("bridge")
+            .config
+            .keepalive;
+        let id = self.add(Phase::Bridge(BridgeLink {
+            bridge: key,
+            keepalive,
+            step: BridgeStep::Connecting,
+        }));
+        if let Some(b) = self.core.bridges.get_mut(key) {
+            b.peer.conn = Some(id);
+            b.peer.retry_at = None;
+        }
+        on_connected(&mut self.cx(), id);
+        id
+    }
+
+    /// A local client's PUBLISH (QoS 1, every permission) through the one
+    /// pipeline, its effects applied.
+    pub(crate) fn publish_local(&mut self, topic: &str, payload: &[u8]) {
+        let acl = AclEntry::full();
+        let msg = Message::new(topic, payload, QoS::AtLeastOnce);
+        pipeline::publish(&mut self.cx(), Origin::Client(&acl), msg).unwrap();
+        dispatch::apply_effects(&mut self.cx());
     }
 
     /// A new connection on a PSRT listener, counted against its address
@@ -217,4 +254,52 @@ pub(crate) fn topics(subscribe: bool, masks: &[&str]) -> Vec<u8> {
     let mut v = Vec::new();
     encode_topics(subscribe, masks.iter().copied(), &mut v);
     v
+}
+
+/// An MQTT packet's bytes.
+pub(crate) fn encode_mqtt(p: &Packet<'_>) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_packet(p, &mut v);
+    v
+}
+
+/// An MQTT SUBSCRIBE of `list` with packet id `id`.
+pub(crate) fn mqtt_subscribe(id: u16, list: &[(&str, QoS)]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    Filters::encode_subscribe(list, &mut raw);
+    encode_mqtt(&Packet::Subscribe {
+        packet_id: id,
+        filters: Filters::new(&raw, true).unwrap(),
+    })
+}
+
+/// Every MQTT packet a server wrote in `bytes`: `connack SP CODE`,
+/// `publish QOS ID TOPIC PAYLOAD[ retain][ dup]`, `suback CODES`, or its
+/// Debug.
+pub(crate) fn mqtt_packets(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Ok(Decoded::Frame { frame, len }) = decode_packet(rest, u32::MAX >> 4) else {
+            panic!("not MQTT: {rest:02x?}");
+        };
+        out.push(match frame {
+            Packet::ConnAck(a) => {
+                format!("connack {} {}", u8::from(a.session_present), a.code as u8)
+            }
+            Packet::Publish(p) => format!(
+                "publish {} {:?} {} {}{}{}",
+                p.qos as u8,
+                p.packet_id,
+                p.topic,
+                String::from_utf8_lossy(p.payload),
+                if p.retain { " retain" } else { "" },
+                if p.dup { " dup" } else { "" }
+            ),
+            Packet::SubAck { codes, .. } => format!("suback {codes:?}"),
+            other => format!("{other:?}"),
+        });
+        rest = &rest[len..];
+    }
+    out
 }

@@ -18,7 +18,7 @@
 //!
 //! Connecting (name resolution in the resolver thread, the non-blocking
 //! connect, TLS for `mqtts://`) is the loop's I/O (`event_loop::wake`), with
-//! the cluster links' machinery and backoff (`link::nodes::retry_delay`).
+//! the cluster links' machinery and backoff (`link::outgoing::OutgoingPeer`).
 //!
 //! Rules:
 //! * A message that came in from a bridge is never sent back out on it; it
@@ -46,6 +46,7 @@ mod tests;
 
 use crate::server::conn::{CloseReason, ConnId, SharedBuf};
 use crate::server::core::{Core, Cx};
+use crate::server::link::outgoing::PeerStatus;
 use log::info;
 use phase::{BridgeLink, BridgeStep};
 
@@ -76,9 +77,8 @@ pub(crate) fn forward(cx: &mut Cx, from: Option<u32>, topic: &str, payload: &[u8
             acked: false,
             seq: 0,
         });
-        let conn = b.conn;
-        if dropped > 0 && !b.dropping {
-            b.dropping = true;
+        let conn = b.peer.conn;
+        if dropped > 0 && b.peer.start_dropping() {
             let name = b.config.name.clone();
             let what = match b.spool {
                 Some(_) => format!("spool full (spool_bytes {})", b.config.spool_bytes),
@@ -123,7 +123,7 @@ pub(crate) fn failed(core: &mut Core, key: u32, why: &str) {
     let Some(b) = core.bridges.get_mut(key) else {
         return;
     };
-    if b.try_next_addr(now) {
+    if b.peer.try_next_addr(now) {
         let name = b.config.name.clone();
         core.warn(
             "bridge",
@@ -150,14 +150,14 @@ pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, link: BridgeLink, reason: &Clos
     let Some(b) = cx.core.bridges.get_mut(link.bridge) else {
         return;
     };
-    if b.conn != Some(id) {
+    if b.peer.conn != Some(id) {
         return;
     }
     if matches!(reason, CloseReason::Shutdown) {
-        b.conn = None;
+        b.peer.conn = None;
         return;
     }
-    if link.step == BridgeStep::Connecting && b.try_next_addr(now) {
+    if link.step == BridgeStep::Connecting && b.peer.try_next_addr(now) {
         let name = b.config.name.clone();
         cx.core.warn(
             "bridge",
@@ -165,7 +165,7 @@ pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, link: BridgeLink, reason: &Clos
         );
         return;
     }
-    let was_online = b.status == state::BridgeStatus::Online;
+    let was_online = b.peer.status == PeerStatus::Online;
     let delay = b.down(now);
     let (name, url, queued) = (
         b.config.name.clone(),
@@ -195,7 +195,7 @@ pub(crate) fn on_spool(cx: &mut Cx, key: u32, event: spool::SpoolEvent) {
     match event {
         spool::SpoolEvent::Read(records) => {
             let dropped = b.spool_read(records);
-            let (name, conn) = (b.config.name.clone(), b.conn);
+            let (name, conn) = (b.config.name.clone(), b.peer.conn);
             if dropped > 0 {
                 cx.core.stats.bridge_dropped += dropped;
                 cx.core.warn(

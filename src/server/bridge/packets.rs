@@ -45,10 +45,7 @@ fn set_step(cx: &mut Cx, id: ConnId, step: BridgeStep) {
 
 /// Encodes `len` bytes into the connection's send queue.
 fn push(cx: &mut Cx, id: ConnId, len: usize, encode: impl FnOnce(&mut Vec<u8>)) {
-    let conn = &mut cx.conns[id];
-    conn.output_started(cx.core.now);
-    conn.tx.push_with(len, false, &mut cx.core.tx_pool, encode);
-    cx.core.schedule_flush(id, conn);
+    cx.core.push_encoded(id, &mut cx.conns[id], len, encode);
 }
 
 /// The socket is connected (and TLS started for `mqtts://`): CONNECT goes
@@ -264,7 +261,7 @@ fn on_connack(
     let Some(b) = cx.core.bridges.get_mut(link.bridge) else {
         return Err(bad("bridge removed"));
     };
-    b.online();
+    b.peer.online();
     let resend = b.queue.iter().filter(|m| m.sent_before).count();
     log::info!(
         "bridge {}: connected to {} as {:?}{}",
@@ -350,14 +347,7 @@ fn on_publish(cx: &mut Cx, id: ConnId, key: u32, p: &Publish<'_>) -> Result<(), 
             ),
         );
     } else {
-        let msg = Message {
-            priority: psrt_protocol::DEFAULT_PRIORITY,
-            topic: p.topic,
-            message: p.payload,
-            raw: None,
-            shared: None,
-            qos: p.qos,
-        };
+        let msg = Message::new(p.topic, p.payload, p.qos);
         match pipeline::publish(cx, Origin::Bridge(key), msg) {
             Ok(()) => {
                 cx.core.stats.bridge_in_messages += 1;

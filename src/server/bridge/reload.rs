@@ -62,7 +62,7 @@ pub(crate) fn apply(cx: &mut Cx, list: Vec<BridgeConfig>) {
 
 fn remove(cx: &mut Cx, key: usize) {
     let mut b = cx.core.bridges.list.remove(key);
-    if let Some(id) = b.conn {
+    if let Some(id) = b.peer.conn {
         cx.core.close_later(
             id,
             CloseReason::Bridge("the bridge was removed from the configuration".into()),
@@ -103,12 +103,12 @@ fn change(cx: &mut Cx, key: usize, mut new: BridgeConfig) {
     info!("bridge {}: configuration changed ({})", new.name, new.url);
     b.config = new;
     b.tls = tls;
-    b.addrs.clear();
-    match b.conn {
+    b.peer.addrs.clear();
+    match b.peer.conn {
         Some(id) => cx.core.close_later(
             id,
             CloseReason::Bridge("its configuration changed: connecting again".into()),
         ),
-        None => b.retry_at = Some(now),
+        None => b.peer.retry_at = Some(now),
     }
 }

@@ -8,41 +8,24 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use psrt_protocol::Decoded;
-use psrt_protocol::mqtt::{
-    ConnectCode, Packet, QoS, decode_packet, encode_ack, encode_connack, kind,
-};
+use psrt_protocol::mqtt::{ConnectCode, Packet, decode_packet, encode_ack, encode_connack, kind};
 
 use super::on_spool;
-use super::packets::on_connected;
-use super::phase::{BridgeLink, BridgeStep};
 use super::spool::SpoolEvent;
 use super::state::Bridges;
 use crate::server::config::BridgeConfig;
 use crate::server::conn::ConnId;
-use crate::server::dispatch;
-use crate::server::phase::Phase;
-use crate::server::pubsub::pipeline::{self, Message, Origin};
 use crate::server::testing::Harness;
 
 fn config(dir: &Path) -> BridgeConfig {
     BridgeConfig {
-        name: "cloud".into(),
-        url: "mqtt://broker:1883".into(),
-        host: "broker".into(),
-        port: 1883,
-        tls_ca_pem: None,
-        user: None,
-        password: None,
         client_id: "psrtd-gw".into(),
-        out: vec!["plant/#".into()],
         inbound: vec![],
-        qos: 1,
-        queue_bytes: 1024,
         spool: Some(dir.to_path_buf()),
         spool_bytes: 1 << 20,
         keepalive: 10,
         inflight: 1024,
-        acl: None,
+        ..super::state_tests::config(1024)
     }
 }
 
@@ -60,30 +43,8 @@ fn harness(dir: &Path) -> (Harness, Receiver<SpoolEvent>) {
     (h, rx)
 }
 
-fn local(h: &mut Harness, topic: &str, payload: &[u8]) {
-    let acl = crate::server::auth::AclEntry::full();
-    let msg = Message {
-        priority: psrt_protocol::DEFAULT_PRIORITY,
-        topic,
-        message: payload,
-        raw: None,
-        shared: None,
-        qos: QoS::AtLeastOnce,
-    };
-    pipeline::publish(&mut h.cx(), Origin::Client(&acl), msg).unwrap();
-    dispatch::apply_effects(&mut h.cx());
-}
-
 fn online(h: &mut Harness) -> ConnId {
-    let id = h.add(Phase::Bridge(BridgeLink {
-        bridge: 0,
-        keepalive: 10,
-        step: BridgeStep::Connecting,
-    }));
-    let b = h.core.bridges.get_mut(0).unwrap();
-    b.conn = Some(id);
-    b.retry_at = None;
-    on_connected(&mut h.cx(), id);
+    let id = h.connect_bridge(0);
     h.take_output(id);
     let mut ack = Vec::new();
     encode_connack(false, ConnectCode::Accepted, &mut ack);
@@ -132,7 +93,7 @@ fn beyond_memory_messages_wait_on_disk_and_go_out_in_order() {
     let dir = temp("order");
     let (mut h, rx) = harness(&dir);
     for i in 0..30u8 {
-        local(&mut h, "plant/x", &[i; 93]);
+        h.publish_local("plant/x", &[i; 93]);
     }
     let b = h.core.bridges.get_mut(0).unwrap();
     assert_eq!((b.queue.len(), b.queued_messages(), b.dropped), (10, 30, 0));
@@ -155,7 +116,7 @@ fn unacknowledged_messages_survive_a_restart() {
     let dir = temp("restart");
     let (mut h, rx) = harness(&dir);
     for i in 0..20u8 {
-        local(&mut h, "plant/x", &[i; 93]);
+        h.publish_local("plant/x", &[i; 93]);
     }
     let id = online(&mut h);
     // Five acknowledged, then psrtd stops.
@@ -165,7 +126,7 @@ fn unacknowledged_messages_survive_a_restart() {
     let (mut h, rx) = harness(&dir);
     let b = h.core.bridges.get_mut(0).unwrap();
     assert_eq!(b.queued_messages(), 10, "acknowledged: the first ten");
-    local(&mut h, "plant/x", &[20; 93]);
+    h.publish_local("plant/x", &[20; 93]);
     let id = online(&mut h);
     let got = drain(&mut h, id, &rx, 11);
     let firsts: Vec<u8> = got.iter().map(|p| p[0]).collect();
@@ -189,7 +150,7 @@ fn the_spool_bound_drops_the_oldest_segment() {
     for i in 0..300u16 {
         let mut payload = vec![0u8; 900];
         payload[..2].copy_from_slice(&i.to_le_bytes());
-        local(&mut h, "plant/x", &payload);
+        h.publish_local("plant/x", &payload);
     }
     let b = h.core.bridges.get_mut(0).unwrap();
     let dropped = b.dropped;

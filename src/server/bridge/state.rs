@@ -9,7 +9,6 @@
 //! ends when the queue is back under half its bound).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +22,8 @@ use slab::Slab;
 use super::echo::Echo;
 use super::spool::{self, Record, Segment, Spool, SpoolEvent};
 use crate::server::config::BridgeConfig;
-use crate::server::conn::{ConnId, SharedBuf};
-use crate::server::link::nodes::{FIRST_BACKOFF, retry_delay};
+use crate::server::conn::SharedBuf;
+use crate::server::link::outgoing::OutgoingPeer;
 
 /// Every bridge, by a key that stays while the bridge exists.
 #[derive(Debug, Default)]
@@ -46,7 +45,7 @@ impl Bridges {
 
     /// The earliest pending connect, for the poll timeout.
     pub(crate) fn next_retry(&self) -> Option<Instant> {
-        self.list.iter().filter_map(|(_, b)| b.retry_at).min()
+        self.list.iter().filter_map(|(_, b)| b.peer.retry_at).min()
     }
 
     /// The bridge with this key.
@@ -79,28 +78,6 @@ impl OutMsg {
     }
 }
 
-/// A bridge's link state, as `/status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BridgeStatus {
-    /// Resolving, connecting, or waiting for CONNACK.
-    Connecting,
-    /// CONNACK accepted: forwarding.
-    Online,
-    /// Down; retried later.
-    Offline,
-}
-
-impl BridgeStatus {
-    /// The word `/status` and the page use.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Online => "online",
-            Self::Offline => "offline",
-        }
-    }
-}
-
 /// One bridge.
 #[derive(Debug)]
 pub(crate) struct Bridge {
@@ -115,22 +92,11 @@ pub(crate) struct Bridge {
     /// Messages at the front sent on the current connection, not acked.
     pub in_flight: usize,
     pub(super) next_packet_id: u16,
-    /// The connection, while one exists.
-    pub conn: Option<ConnId>,
-    /// What `/status` shows.
-    pub status: BridgeStatus,
-    /// When to connect again (`None` while connected or resolving).
-    pub retry_at: Option<Instant>,
-    backoff: Duration,
-    /// Resolved addresses not tried yet in this attempt.
-    pub addrs: VecDeque<SocketAddr>,
+    /// The connection, its status, addresses, retry time and backoff,
+    /// reconnects, the drop episode (shared with cluster nodes).
+    pub peer: OutgoingPeer,
     /// Messages sent that may come back through `in` (overlap).
     pub echo: Echo,
-    /// Dropping because the queue is full (logged once per episode).
-    pub dropping: bool,
-    connects: u64,
-    /// Connections made after the first.
-    pub reconnects: u64,
     /// Messages the broker acknowledged (QoS 1) or that were written (QoS 0).
     pub sent: u64,
     /// Messages received from the broker and published locally.
@@ -199,15 +165,8 @@ impl Bridge {
             queued_bytes: 0,
             in_flight: 0,
             next_packet_id: 1,
-            conn: None,
-            status: BridgeStatus::Connecting,
-            retry_at: Some(now),
-            backoff: FIRST_BACKOFF,
-            addrs: VecDeque::new(),
+            peer: OutgoingPeer::new(now),
             echo: Echo::default(),
-            dropping: false,
-            connects: 0,
-            reconnects: 0,
             sent: 0,
             received: 0,
             dropped: 0,
@@ -476,49 +435,18 @@ impl Bridge {
             Some(sp) => (sp.bytes, self.config.spool_bytes),
             None => (self.queued_bytes as u64, self.config.queue_bytes as u64),
         };
-        let over = self.dropping && used <= bound / 2;
-        if over {
-            self.dropping = false;
-        }
-        over
-    }
-
-    /// CONNACK accepted.
-    pub(crate) fn online(&mut self) {
-        self.status = BridgeStatus::Online;
-        self.backoff = FIRST_BACKOFF;
-        if self.connects > 0 {
-            self.reconnects += 1;
-        }
-        self.connects += 1;
-    }
-
-    /// A connect failed: another resolved address is tried now if one is
-    /// left (true).
-    pub(crate) fn try_next_addr(&mut self, now: Instant) -> bool {
-        if self.addrs.is_empty() {
-            return false;
-        }
-        self.conn = None;
-        self.status = BridgeStatus::Connecting;
-        self.retry_at = Some(now);
-        true
+        self.peer.drop_episode_over(used, bound)
     }
 
     /// The connection failed or could not be made: messages in flight are
     /// kept (sent again, with DUP, on the next connection) and the next
     /// attempt waits for the backoff with jitter. Returns the delay.
     pub(crate) fn down(&mut self, now: Instant) -> Duration {
-        self.conn = None;
-        self.status = BridgeStatus::Offline;
         self.subscribed = false;
-        self.addrs.clear();
         self.in_flight = 0;
         for m in &mut self.queue {
             m.acked = false;
         }
-        let delay = retry_delay(&mut self.backoff);
-        self.retry_at = Some(now + delay);
-        delay
+        self.peer.down(now)
     }
 }

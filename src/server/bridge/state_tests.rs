@@ -6,8 +6,11 @@ use std::time::Instant;
 
 use super::state::*;
 use crate::server::config::BridgeConfig;
+use crate::server::link::outgoing::PeerStatus;
 
-pub(crate) fn config(queue_bytes: usize) -> BridgeConfig {
+/// A bridge `cloud` forwarding `plant/#` and taking `cmd/#` (QoS 1, no
+/// spool); the other bridge tests change what they need.
+pub(super) fn config(queue_bytes: usize) -> BridgeConfig {
     BridgeConfig {
         name: "cloud".into(),
         url: "mqtt://broker:1883".into(),
@@ -76,8 +79,8 @@ fn acks_pop_in_order_and_strays_are_ignored() {
     assert_eq!((b.queue.len(), b.in_flight, b.sent), (1, 1, 2));
     // A reconnect: in flight again from the start, acks forgotten.
     b.down(Instant::now());
-    assert_eq!((b.in_flight, b.status), (0, BridgeStatus::Offline));
-    assert!(b.retry_at.is_some());
+    assert_eq!((b.in_flight, b.peer.status), (0, PeerStatus::Offline));
+    assert!(b.peer.retry_at.is_some());
 }
 
 #[test]

@@ -13,36 +13,26 @@ use psrt_protocol::mqtt::{
     encode_suback, kind,
 };
 
-use super::packets::on_connected;
-use super::phase::{BridgeLink, BridgeStep};
-use super::state::BridgeStatus;
+use super::phase::BridgeStep;
 use super::state::Bridges;
 use crate::server::config::BridgeConfig;
 use crate::server::conn::ConnId;
 use crate::server::dispatch;
+use crate::server::link::outgoing::PeerStatus;
 use crate::server::phase::{Phase, due};
-use crate::server::pubsub::pipeline::{self, Message, Origin};
 use crate::server::testing::Harness;
 
 fn config(qos: u8, inflight: usize) -> BridgeConfig {
     BridgeConfig {
-        name: "cloud".into(),
-        url: "mqtt://broker:1883".into(),
-        host: "broker".into(),
-        port: 1883,
-        tls_ca_pem: None,
         user: Some("gw".into()),
         password: Some("pw".into()),
         client_id: "psrtd-gw".into(),
         out: vec!["plant/#".into(), "both/#".into()],
         inbound: vec!["cmd/#".into(), "both/#".into()],
         qos,
-        queue_bytes: 1 << 20,
-        spool: None,
-        spool_bytes: 0,
         keepalive: 10,
         inflight,
-        acl: None,
+        ..super::state_tests::config(1 << 20)
     }
 }
 
@@ -87,15 +77,7 @@ fn packets(bytes: &[u8]) -> Vec<Sent> {
 fn connected(qos: u8, inflight: usize) -> (Harness, ConnId) {
     let mut h = Harness::new();
     h.core.bridges = Bridges::new(&[config(qos, inflight)], h.core.now).unwrap();
-    let id = h.add(Phase::Bridge(BridgeLink {
-        bridge: 0,
-        keepalive: 10,
-        step: BridgeStep::Connecting,
-    }));
-    let b = h.core.bridges.get_mut(0).unwrap();
-    b.conn = Some(id);
-    b.retry_at = None;
-    on_connected(&mut h.cx(), id);
+    let id = h.connect_bridge(0);
     (h, id)
 }
 
@@ -120,21 +102,6 @@ fn step(h: &Harness, id: ConnId) -> BridgeStep {
         Phase::Bridge(b) => b.step,
         other => panic!("{other:?}"),
     }
-}
-
-/// A local PSRT publish through the one pipeline.
-fn local(h: &mut Harness, topic: &str, payload: &[u8]) {
-    let acl = crate::server::auth::AclEntry::full();
-    let msg = Message {
-        priority: psrt_protocol::DEFAULT_PRIORITY,
-        topic,
-        message: payload,
-        raw: None,
-        shared: None,
-        qos: QoS::AtLeastOnce,
-    };
-    pipeline::publish(&mut h.cx(), Origin::Client(&acl), msg).unwrap();
-    dispatch::apply_effects(&mut h.cx());
 }
 
 fn puback(id: u16) -> Vec<u8> {
@@ -169,7 +136,7 @@ fn connect_then_subscribe_on_connack() {
     assert_eq!(&out[10..12], &[0, 10]);
     assert_eq!(packets(&out)[0].1, "psrtd-gw");
     // Before CONNACK nothing is forwarded.
-    local(&mut h, "plant/a", b"1");
+    h.publish_local("plant/a", b"1");
     assert!(h.take_output(id).is_empty());
     h.feed(id, &connack(ConnectCode::Accepted));
     assert_eq!(step(&h, id), BridgeStep::Up);
@@ -178,7 +145,7 @@ fn connect_then_subscribe_on_connack() {
     assert_eq!(out[0].1, "cmd/#@1,both/#@1");
     assert_eq!((out[1].0, out[1].1.as_str()), (kind::PUBLISH, "plant/a"));
     let b = h.core.bridges.get_mut(0).unwrap();
-    assert_eq!((b.status, b.in_flight), (BridgeStatus::Online, 1));
+    assert_eq!((b.peer.status, b.in_flight), (PeerStatus::Online, 1));
     // SUBACK with a refused filter: logged, the link stays.
     let mut suback = Vec::new();
     encode_suback(1, &[1, 0x80], &mut suback);
@@ -194,8 +161,8 @@ fn a_refused_connack_closes_and_retries_later() {
     h.feed(id, &connack(ConnectCode::NotAuthorized));
     assert!(matches!(h.phase(id), Phase::Closing(_)));
     let b = h.core.bridges.get_mut(0).unwrap();
-    assert_eq!((b.status, b.conn), (BridgeStatus::Offline, None));
-    let retry = b.retry_at.expect("retried");
+    assert_eq!((b.peer.status, b.peer.conn), (PeerStatus::Offline, None));
+    let retry = b.peer.retry_at.expect("retried");
     assert!(retry >= h.core.now + Duration::from_secs(1));
     assert!(retry <= h.core.now + Duration::from_millis(1250));
 }
@@ -204,9 +171,9 @@ fn a_refused_connack_closes_and_retries_later() {
 fn the_window_and_pubacks_keep_publish_order() {
     let (mut h, id) = online(1, 2);
     for i in 0..5 {
-        local(&mut h, "plant/x", format!("{i}").as_bytes());
+        h.publish_local("plant/x", format!("{i}").as_bytes());
     }
-    local(&mut h, "other", b"not forwarded");
+    h.publish_local("other", b"not forwarded");
     let out = packets(&h.take_output(id));
     let got: Vec<(&[u8], Option<u16>)> = out.iter().map(|p| (&p.2[..], p.3)).collect();
     assert_eq!(got, [(&b"0"[..], Some(1)), (&b"1"[..], Some(2))]);
@@ -231,7 +198,7 @@ fn the_window_and_pubacks_keep_publish_order() {
 fn unacknowledged_messages_are_resent_with_dup_after_a_reconnect() {
     let (mut h, id) = online(1, 8);
     for i in 0..3 {
-        local(&mut h, "plant/x", format!("{i}").as_bytes());
+        h.publish_local("plant/x", format!("{i}").as_bytes());
     }
     h.take_output(id);
     h.feed(id, &puback(1));
@@ -243,18 +210,12 @@ fn unacknowledged_messages_are_resent_with_dup_after_a_reconnect() {
     );
     let b = h.core.bridges.get_mut(0).unwrap();
     assert_eq!(
-        (b.status, b.in_flight, b.queue.len()),
-        (BridgeStatus::Offline, 0, 2)
+        (b.peer.status, b.in_flight, b.queue.len()),
+        (PeerStatus::Offline, 0, 2)
     );
-    local(&mut h, "plant/x", b"3");
+    h.publish_local("plant/x", b"3");
     // A new connection (the loop's part), CONNACK.
-    let id2 = h.add(Phase::Bridge(BridgeLink {
-        bridge: 0,
-        keepalive: 10,
-        step: BridgeStep::Connecting,
-    }));
-    h.core.bridges.get_mut(0).unwrap().conn = Some(id2);
-    on_connected(&mut h.cx(), id2);
+    let id2 = h.connect_bridge(0);
     h.take_output(id2);
     h.feed(id2, &connack(ConnectCode::Accepted));
     let out = packets(&h.take_output(id2));
@@ -263,7 +224,7 @@ fn unacknowledged_messages_are_resent_with_dup_after_a_reconnect() {
         got,
         [(&b"1"[..], true), (&b"2"[..], true), (&b"3"[..], false)]
     );
-    assert_eq!(h.core.bridges.get_mut(0).unwrap().reconnects, 1);
+    assert_eq!(h.core.bridges.get_mut(0).unwrap().peer.reconnects, 1);
 }
 
 #[test]
@@ -303,7 +264,7 @@ fn echoes_are_acknowledged_but_not_delivered_again() {
     let (ctl, data) = h.client();
     h.feed(ctl, &crate::server::testing::topics(true, &["both/#"]));
     h.take_output(ctl);
-    local(&mut h, "both/t", b"v1");
+    h.publish_local("both/t", b"v1");
     assert!(h.take_output(data).ends_with(b"both/t\0v1"));
     h.take_output(id);
     // The broker sends it back (`in` covers it).
@@ -339,8 +300,8 @@ fn keepalive_pings_and_a_silent_broker_is_left() {
     dispatch::on_due(&mut h.cx(), id);
     assert!(matches!(h.phase(id), Phase::Closing(_)));
     assert_eq!(
-        h.core.bridges.get_mut(0).unwrap().status,
-        BridgeStatus::Offline
+        h.core.bridges.get_mut(0).unwrap().peer.status,
+        PeerStatus::Offline
     );
 }
 
@@ -359,8 +320,8 @@ fn bad_broker_input_closes_the_connection() {
         h.feed(id, bad);
         assert!(matches!(h.phase(id), Phase::Closing(_)), "{bad:02x?}");
         let b = h.core.bridges.get_mut(0).unwrap();
-        assert_eq!(b.status, BridgeStatus::Offline, "{bad:02x?}");
-        assert!(b.retry_at.is_some());
+        assert_eq!(b.peer.status, PeerStatus::Offline, "{bad:02x?}");
+        assert!(b.peer.retry_at.is_some());
     }
     // Before CONNACK, anything else is refused too.
     let (mut h, id) = connected(1, 8);
@@ -372,7 +333,7 @@ fn bad_broker_input_closes_the_connection() {
 fn qos0_bridges_send_without_waiting_for_acks() {
     let (mut h, id) = online(0, 1);
     for i in 0..5 {
-        local(&mut h, "plant/x", format!("{i}").as_bytes());
+        h.publish_local("plant/x", format!("{i}").as_bytes());
     }
     let out = packets(&h.take_output(id));
     assert_eq!(out.len(), 5);
@@ -388,11 +349,11 @@ fn the_queue_bound_counts_drops_while_offline() {
     c.queue_bytes = 1024;
     h.core.bridges = Bridges::new(&[c], h.core.now).unwrap();
     for i in 0..20 {
-        local(&mut h, "plant/q", &[i; 93]);
+        h.publish_local("plant/q", &[i; 93]);
     }
     let b = h.core.bridges.get_mut(0).unwrap();
     assert_eq!((b.queue.len(), b.dropped, b.queued_bytes), (10, 10, 1000));
-    assert!(b.dropping);
+    assert!(b.peer.dropping);
     assert_eq!(b.queue.front().unwrap().payload[0], 10, "the oldest went");
     assert_eq!(h.core.stats.bridge_dropped, 10);
     // Once the queue is below half its bound the episode ends (logged).
@@ -400,7 +361,7 @@ fn the_queue_bound_counts_drops_while_offline() {
         b.pop_front();
     }
     assert!(b.drop_episode_over());
-    assert!(!b.dropping);
+    assert!(!b.peer.dropping);
 }
 
 #[test]
@@ -447,7 +408,7 @@ fn a_broker_that_does_not_read_stops_being_read() {
 #[test]
 fn a_reload_keeps_changes_and_removes_bridges_by_name() {
     let (mut h, id) = online(1, 8);
-    local(&mut h, "plant/a", b"1");
+    h.publish_local("plant/a", b"1");
     h.take_output(id);
     let same = config(1, 8);
     // Unchanged: nothing happens to the connection.
@@ -465,9 +426,9 @@ fn a_reload_keeps_changes_and_removes_bridges_by_name() {
     assert!(matches!(h.phase(id), Phase::Closing(_)));
     let b = h.core.bridges.get_mut(0).unwrap();
     assert_eq!((b.config.out[0].as_str(), b.queue.len()), ("other/#", 1));
-    assert!(b.retry_at.is_some());
+    assert!(b.peer.retry_at.is_some());
     let second = h.core.bridges.get_mut(1).unwrap();
-    assert_eq!(second.retry_at, Some(h.core.now));
+    assert_eq!(second.peer.retry_at, Some(h.core.now));
     // A spooled bridge cannot be added by a reload; removing keeps the rest.
     let mut spooled = config(1, 8);
     spooled.name = "spooled".into();

@@ -13,6 +13,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
+use crate::units::{Fraction, SizeError, parse_size};
+
 /// Default bound of a bridge's memory queue (`queue_bytes`).
 pub(super) const DEFAULT_BRIDGE_QUEUE_BYTES: u64 = 64 << 20;
 /// Default bound of a bridge's spool on disk (`spool_bytes`).
@@ -36,35 +38,24 @@ pub(super) enum Size {
 
 impl Size {
     /// Bytes: `b`, `kb`/`mb`/`gb` (powers of 1000), `kib`/`mib`/`gib`
-    /// (powers of 1024), case-insensitive; whole numbers only.
+    /// (powers of 1024), case-insensitive; whole numbers only (the crate's
+    /// parser, `crate::units`). An error names `key`.
     fn bytes(&self, key: &str) -> Result<u64, String> {
-        let text = match self {
-            Self::Bytes(n) => return Ok(*n),
-            Self::Text(t) => t.trim(),
-        };
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" => 1000,
-            "ki" | "kib" => 1 << 10,
-            "m" | "mb" => 1_000_000,
-            "mi" | "mib" => 1 << 20,
-            "g" | "gb" => 1_000_000_000,
-            "gi" | "gib" => 1 << 30,
-            _ => {
-                return Err(format!(
-                    "{key}: {text:?} is not a size (examples: 1048576, 64MiB, 1GiB, 500mb)"
-                ));
-            }
-        };
-        number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(multiplier))
-            .ok_or_else(|| format!("{key}: {text:?} is not a size (examples: 64MiB, 1GiB)"))
+        match self {
+            Self::Bytes(n) => Ok(*n),
+            Self::Text(t) => parse_size(t, Fraction::Refused).map_err(|e| match e {
+                SizeError::Unit(_) => format!(
+                    "{key}: {:?} is not a size (examples: 1048576, 64MiB, 1GiB, 500mb)",
+                    t.trim()
+                ),
+                SizeError::Number => {
+                    format!(
+                        "{key}: {:?} is not a size (examples: 64MiB, 1GiB)",
+                        t.trim()
+                    )
+                }
+            }),
+        }
     }
 }
 
@@ -371,14 +362,16 @@ mod tests {
 
     #[test]
     fn sizes() {
-        let s = |t: &str| Size::Text(t.into()).bytes("k");
+        // The parsing itself is tested in `crate::units`; here: plain
+        // numbers, and errors that name the key.
+        let s = |t: &str| Size::Text(t.into()).bytes("queue_bytes");
         assert_eq!(s("64MiB"), Ok(64 << 20));
-        assert_eq!(s("1GiB"), Ok(1 << 30));
-        assert_eq!(s("500 mb"), Ok(500_000_000));
-        assert_eq!(s("2048"), Ok(2048));
+        assert_eq!(s(" 500 mb"), Ok(500_000_000));
         assert_eq!(Size::Bytes(7).bytes("k"), Ok(7));
         for bad in ["", "MiB", "1.5MiB", "12 parsecs", "99999999999999999999GiB"] {
-            assert!(s(bad).is_err(), "{bad}");
+            let err = s(bad).unwrap_err();
+            assert!(err.starts_with("queue_bytes: "), "{bad}: {err}");
+            assert!(err.contains(bad.trim()), "{bad}: {err}");
         }
     }
 }

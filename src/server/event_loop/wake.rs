@@ -19,12 +19,12 @@ use super::Server;
 use crate::server::auth::Reloaded;
 use crate::server::auth::worker::{Job, LoopMsg, Outgoing, Ticket};
 use crate::server::bridge::phase::{BridgeLink, BridgeStep};
-use crate::server::bridge::state::BridgeStatus;
 use crate::server::bridge::{self};
 use crate::server::config::ConfigError;
 use crate::server::conn::{CloseReason, Peer, Stream, Transport};
 use crate::server::dispatch;
 use crate::server::link::nodes::NodeAddr;
+use crate::server::link::outgoing::PeerStatus;
 use crate::server::link::phase::{Link, LinkStep};
 use crate::server::link::{self};
 use crate::server::phase::Phase;
@@ -160,18 +160,17 @@ impl Server {
         let now = self.core.now;
         for i in 0..self.core.cluster.nodes.len() {
             let node = &mut self.core.cluster.nodes[i];
-            if node.link.is_some() || node.retry_at.is_none_or(|t| t > now) {
+            if !node.peer.due(now) {
                 continue;
             }
-            node.retry_at = None;
             match node.config.addr.clone() {
                 NodeAddr::Unix(path) => {
                     let stream = UnixStream::connect(&path).map(Stream::Unix);
                     let peer = Peer::Unix(path.display().to_string().into());
                     self.outgoing_connect(Outgoing::Node(i), stream, peer);
                 }
-                NodeAddr::Tcp(_) if !node.addrs.is_empty() => {
-                    if let Some(addr) = node.addrs.pop_front() {
+                NodeAddr::Tcp(_) if !node.peer.addrs.is_empty() => {
+                    if let Some(addr) = node.peer.addrs.pop_front() {
                         let stream = connect_tcp(addr);
                         self.outgoing_connect(Outgoing::Node(i), stream, Peer::Tcp(addr));
                     }
@@ -191,12 +190,11 @@ impl Server {
             let Some(b) = self.core.bridges.list.get_mut(key) else {
                 continue;
             };
-            if b.conn.is_some() || b.retry_at.is_none_or(|t| t > now) {
+            if !b.peer.due(now) {
                 continue;
             }
-            b.retry_at = None;
             let target = Outgoing::Bridge(key as u32);
-            if let Some(addr) = b.addrs.pop_front() {
+            if let Some(addr) = b.peer.addrs.pop_front() {
                 let stream = connect_tcp(addr);
                 self.outgoing_connect(target, stream, Peer::Tcp(addr));
             } else {
@@ -218,8 +216,13 @@ impl Server {
         let why = match result {
             Ok(addrs) if !addrs.is_empty() => {
                 let list = match target {
-                    Outgoing::Node(i) => self.core.cluster.nodes.get_mut(i).map(|n| &mut n.addrs),
-                    Outgoing::Bridge(k) => self.core.bridges.get_mut(k).map(|b| &mut b.addrs),
+                    Outgoing::Node(i) => self
+                        .core
+                        .cluster
+                        .nodes
+                        .get_mut(i)
+                        .map(|n| &mut n.peer.addrs),
+                    Outgoing::Bridge(k) => self.core.bridges.get_mut(k).map(|b| &mut b.peer.addrs),
                 };
                 let Some(list) = list else {
                     return;
@@ -266,13 +269,13 @@ impl Server {
             Ok(id) => match target {
                 Outgoing::Node(i) => {
                     if let Some(n) = self.core.cluster.nodes.get_mut(i) {
-                        n.link = Some(id);
+                        n.peer.conn = Some(id);
                     }
                 }
                 Outgoing::Bridge(k) => {
                     if let Some(b) = self.core.bridges.get_mut(k) {
-                        b.conn = Some(id);
-                        b.status = BridgeStatus::Connecting;
+                        b.peer.conn = Some(id);
+                        b.peer.status = PeerStatus::Connecting;
                     }
                 }
             },

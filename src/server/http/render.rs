@@ -6,9 +6,10 @@
 use std::fmt::Write;
 
 use super::tables::unix_us;
-use crate::server::bridge::state::{Bridge, BridgeStatus};
+use crate::server::bridge::state::Bridge;
 use crate::server::core::{Conns, Core};
-use crate::server::link::nodes::{Node, NodeStatus};
+use crate::server::link::nodes::Node;
+use crate::server::link::outgoing::PeerStatus;
 use crate::server::stats::{COUNTERS, Group};
 
 /// The stats page.
@@ -80,7 +81,7 @@ fn cluster_status(core: &Core) -> serde_json::Value {
     }
     let mut nodes = serde_json::Map::new();
     for n in &core.cluster.nodes {
-        nodes.insert(n.config.path.clone(), n.status.as_str().into());
+        nodes.insert(n.config.path.clone(), n.peer.status.as_str().into());
     }
     serde_json::Value::Object(nodes)
 }
@@ -95,7 +96,7 @@ fn cluster_figures(core: &Core) -> serde_json::Value {
         nodes.insert(
             n.config.path.clone(),
             serde_json::json!({
-                "status": n.status.as_str(),
+                "status": n.peer.status.as_str(),
                 "queued_messages": n.queue.len(),
                 "queued_bytes": n.queued_bytes,
                 "queue_bound_bytes": n.config.queue_bytes,
@@ -103,7 +104,7 @@ fn cluster_figures(core: &Core) -> serde_json::Value {
                 "replicated": n.sent,
                 "not_required": n.not_required,
                 "dropped": n.dropped,
-                "reconnects": n.reconnects,
+                "reconnects": n.peer.reconnects,
                 "rtt_us": u64::try_from(n.rtt.as_micros()).unwrap_or(u64::MAX),
             }),
         );
@@ -122,7 +123,7 @@ fn bridge_figures(core: &Core) -> serde_json::Value {
             b.config.name.clone(),
             serde_json::json!({
                 "url": b.config.url,
-                "state": b.status.as_str(),
+                "state": b.peer.status.as_str(),
                 "subscribed": b.subscribed,
                 "queued_messages": b.queued_messages(),
                 "queued_bytes": b.queued_bytes,
@@ -134,7 +135,7 @@ fn bridge_figures(core: &Core) -> serde_json::Value {
                 "dropped": b.dropped,
                 "echoes": b.echoes,
                 "echo_pending": b.echo.len(),
-                "reconnects": b.reconnects,
+                "reconnects": b.peer.reconnects,
             }),
         );
     }
@@ -209,17 +210,19 @@ pub(crate) fn metrics_text(core: &Core, conns: &Conns) -> String {
     out
 }
 
+/// A per-peer metric: name, help, and its value for one peer.
+type Metric<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 /// Per-bridge metrics, labelled with the bridge's name.
 fn bridge_metrics(core: &Core, out: &mut String) {
     if core.bridges.list.is_empty() {
         return;
     }
-    type Metric = (&'static str, &'static str, fn(&Bridge) -> u64);
-    let per_bridge: [Metric; 9] = [
+    let per_bridge: [Metric<Bridge>; 9] = [
         (
             "bridge_up",
             "1 when the bridge's broker accepted its connection.",
-            |b| u64::from(b.status == BridgeStatus::Online),
+            |b| u64::from(b.peer.status == PeerStatus::Online),
         ),
         (
             "bridge_sent_total",
@@ -259,10 +262,23 @@ fn bridge_metrics(core: &Core, out: &mut String) {
         (
             "bridge_reconnects_total",
             "Connections to the broker made after the first.",
-            |b| b.reconnects,
+            |b| b.peer.reconnects,
         ),
     ];
-    for (name, help, value) in per_bridge {
+    // Names are [A-Za-z0-9_.-] (config): safe as a label value.
+    let bridges: Vec<(&str, &Bridge)> = core
+        .bridges
+        .list
+        .iter()
+        .map(|(_, b)| (b.config.name.as_str(), b))
+        .collect();
+    labelled_metrics(out, "bridge", &per_bridge, &bridges);
+}
+
+/// Per-peer metrics: for each, its HELP and TYPE (`_total`: a counter,
+/// else a gauge) and a line per peer labelled `label="name"`.
+fn labelled_metrics<T>(out: &mut String, label: &str, metrics: &[Metric<T>], peers: &[(&str, &T)]) {
+    for (name, help, value) in metrics {
         let kind = if name.ends_with("_total") {
             "counter"
         } else {
@@ -272,14 +288,8 @@ fn bridge_metrics(core: &Core, out: &mut String) {
             out,
             "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} {kind}"
         );
-        for (_, b) in &core.bridges.list {
-            // Names are [A-Za-z0-9_.-] (config): safe as a label value.
-            let _ = writeln!(
-                out,
-                "psrtd_{name}{{bridge=\"{}\"}} {}",
-                b.config.name,
-                value(b)
-            );
+        for &(peer, p) in peers {
+            let _ = writeln!(out, "psrtd_{name}{{{label}=\"{peer}\"}} {}", value(p));
         }
     }
 }
@@ -289,12 +299,11 @@ fn cluster_metrics(core: &Core, out: &mut String) {
     if core.cluster.is_empty() {
         return;
     }
-    type Metric = (&'static str, &'static str, fn(&Node) -> u64);
-    let per_node: [Metric; 8] = [
+    let per_node: [Metric<Node>; 8] = [
         (
             "cluster_node_up",
             "1 when the link to the node is logged in.",
-            |n| u64::from(n.status == NodeStatus::Online),
+            |n| u64::from(n.peer.status == PeerStatus::Online),
         ),
         (
             "cluster_replicated_total",
@@ -324,7 +333,7 @@ fn cluster_metrics(core: &Core, out: &mut String) {
         (
             "cluster_reconnects_total",
             "Links to the node made after the first.",
-            |n| n.reconnects,
+            |n| n.peer.reconnects,
         ),
         (
             "cluster_rtt_microseconds",
@@ -332,19 +341,16 @@ fn cluster_metrics(core: &Core, out: &mut String) {
             |n| u64::try_from(n.rtt.as_micros()).unwrap_or(u64::MAX),
         ),
     ];
-    for (name, help, value) in per_node {
-        let kind = if name.ends_with("_total") {
-            "counter"
-        } else {
-            "gauge"
-        };
-        let _ = writeln!(
-            out,
-            "# HELP psrtd_{name} {help}\n# TYPE psrtd_{name} {kind}"
-        );
-        for n in &core.cluster.nodes {
-            let node = n.config.path.replace(['"', '\\'], "_");
-            let _ = writeln!(out, "psrtd_{name}{{node=\"{node}\"}} {}", value(n));
-        }
-    }
+    let paths: Vec<String> = core
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| n.config.path.replace(['"', '\\'], "_"))
+        .collect();
+    let nodes: Vec<(&str, &Node)> = paths
+        .iter()
+        .map(String::as_str)
+        .zip(&core.cluster.nodes)
+        .collect();
+    labelled_metrics(out, "node", &per_node, &nodes);
 }

@@ -3,13 +3,16 @@
 //! file holds the link's protocol (greeting reply, login, REPL_HELLO, the
 //! pipelined PUBLISH_REPL_SEQ stream to a psrtd node or the reference's
 //! two-phase PUBLISH_REPL exchange, keep-alive) and the replication queueing;
-//! `nodes.rs` holds `cluster.yml` and the per-node queues; connecting
+//! `nodes.rs` holds `cluster.yml` and the per-node queues; `outgoing.rs`
+//! the connect state a node shares with a bridge (status, addresses,
+//! backoff, reconnects, drop episode); connecting
 //! (name resolution in the worker, the non-blocking connect, the plain
 //! greeting and the switch to TLS) is the loop's I/O (`event_loop::wake`).
 
 pub(crate) mod nodes;
 #[cfg(test)]
 mod nodes_tests;
+pub(crate) mod outgoing;
 pub(crate) mod phase;
 #[cfg(test)]
 mod tests;
@@ -59,8 +62,7 @@ pub(crate) fn replicate(cx: &mut Cx, priority: u8, topic: &str, message: &[u8]) 
     };
     for i in 0..cx.core.cluster.nodes.len() {
         let node = &mut cx.core.cluster.nodes[i];
-        if node.push(replica.clone()) > 0 && !node.dropping {
-            node.dropping = true;
+        if node.push(replica.clone()) > 0 && node.peer.start_dropping() {
             let (path, bound) = (node.config.path.clone(), node.config.queue_bytes);
             cx.core.warn(
                 "cluster",
@@ -81,7 +83,7 @@ pub(crate) fn replicate(cx: &mut Cx, priority: u8, topic: &str, message: &[u8]) 
         );
     }
     for i in 0..cx.core.cluster.nodes.len() {
-        if let Some(id) = cx.core.cluster.nodes[i].link {
+        if let Some(id) = cx.core.cluster.nodes[i].peer.conn {
             pump(cx, id);
         }
     }
@@ -136,7 +138,7 @@ pub(crate) fn failed(core: &mut Core, node: usize, why: &str) {
     let Some(n) = core.cluster.nodes.get_mut(node) else {
         return;
     };
-    if n.try_next_addr(now) {
+    if n.peer.try_next_addr(now) {
         let path = n.config.path.clone();
         core.warn(
             "cluster",
@@ -171,10 +173,7 @@ pub(crate) fn set_step(cx: &mut Cx, id: ConnId, step: LinkStep) {
 
 /// Encodes `len` bytes straight into the link's send queue.
 fn push(cx: &mut Cx, id: ConnId, len: usize, encode: impl FnOnce(&mut Vec<u8>)) {
-    let conn = &mut cx.conns[id];
-    conn.output_started(cx.core.now);
-    conn.tx.push_with(len, false, &mut cx.core.tx_pool, encode);
-    cx.core.schedule_flush(id, conn);
+    cx.core.push_encoded(id, &mut cx.conns[id], len, encode);
 }
 
 /// A link connection ended: the node is down until its retry time.
@@ -183,10 +182,10 @@ pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, link: Link, reason: &CloseReaso
     let Some(n) = cx.core.cluster.nodes.get_mut(link.node) else {
         return;
     };
-    if n.link != Some(id) {
+    if n.peer.conn != Some(id) {
         return;
     }
-    if link.step == LinkStep::Connecting && n.try_next_addr(now) {
+    if link.step == LinkStep::Connecting && n.peer.try_next_addr(now) {
         let path = n.config.path.clone();
         cx.core.warn(
             "cluster",

@@ -30,14 +30,10 @@ use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
+use super::outgoing::{OutgoingPeer, jitter_fraction};
 use crate::server::config::ConfigError;
-use crate::server::conn::ConnId;
 use crate::server::conn::SharedBuf;
 
-/// First retry delay after a link fails; doubles up to [`MAX_BACKOFF`].
-pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest retry delay.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Default bound of a node's queue (`queue_bytes`).
 pub(crate) const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
 /// Origins whose last sequence number a receiving node remembers.
@@ -223,28 +219,6 @@ pub(crate) enum Dialect {
     Reference,
 }
 
-/// A node's link state, as shown by the stats endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NodeStatus {
-    /// Connecting or logging in.
-    Connecting,
-    /// Logged in; replicating.
-    Online,
-    /// Down; retried later.
-    Offline,
-}
-
-impl NodeStatus {
-    /// The word the reference's stats page styles.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Online => "online",
-            Self::Offline => "offline",
-        }
-    }
-}
-
 /// A neighbour and everything the loop keeps for it.
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -268,23 +242,11 @@ pub(crate) struct Node {
     pub ping_at: Option<Instant>,
     /// What the link speaks.
     pub dialect: Dialect,
-    /// Resolved addresses not tried yet in this attempt.
-    pub addrs: VecDeque<std::net::SocketAddr>,
     /// The next message's sequence number.
     next_seq: u64,
-    /// Dropping because the queue is full (logged once per episode).
-    pub dropping: bool,
-    /// Links made (logins) after the first.
-    pub reconnects: u64,
-    logins: u64,
-    /// The link connection, while one exists.
-    pub link: Option<ConnId>,
-    /// What the stats page shows.
-    pub status: NodeStatus,
-    /// When to try to connect again (`None` while a link exists or an address
-    /// is being resolved).
-    pub retry_at: Option<Instant>,
-    backoff: Duration,
+    /// The link connection, its status, addresses, retry time and backoff,
+    /// reconnects, the drop episode.
+    pub peer: OutgoingPeer,
     /// Messages the node took (`01` after the body).
     pub sent: u64,
     /// Messages the node did not need (`E0`: no subscriber there).
@@ -307,16 +269,9 @@ impl Node {
             last_answer: None,
             ping_at: None,
             dialect: Dialect::Unknown,
-            addrs: VecDeque::new(),
             next_seq: 1,
-            dropping: false,
-            reconnects: 0,
-            logins: 0,
+            peer: OutgoingPeer::new(now),
             rtt: Duration::ZERO,
-            link: None,
-            status: NodeStatus::Connecting,
-            retry_at: Some(now),
-            backoff: FIRST_BACKOFF,
             sent: 0,
             not_required: 0,
             dropped: 0,
@@ -370,46 +325,24 @@ impl Node {
     /// The queue is below half its bound again after dropping: the episode
     /// is over (true once, for the log line).
     pub(crate) fn drop_episode_over(&mut self) -> bool {
-        let over = self.dropping && self.queued_bytes <= self.config.queue_bytes / 2;
-        if over {
-            self.dropping = false;
-        }
-        over
+        self.peer
+            .drop_episode_over(self.queued_bytes as u64, self.config.queue_bytes as u64)
     }
 
     /// The link is up and logged in.
     pub(crate) fn online(&mut self, now: Instant) {
-        self.status = NodeStatus::Online;
-        self.backoff = FIRST_BACKOFF;
+        self.peer.online();
         self.last_answer = Some(now);
-        if self.logins > 0 {
-            self.reconnects += 1;
-        }
-        self.logins += 1;
-    }
-
-    /// A connect failed: if another resolved address is left, it is tried
-    /// now (true); otherwise the caller marks the node down.
-    pub(crate) fn try_next_addr(&mut self, now: Instant) -> bool {
-        if self.addrs.is_empty() {
-            return false;
-        }
-        self.link = None;
-        self.status = NodeStatus::Connecting;
-        self.retry_at = Some(now);
-        true
     }
 
     /// The link failed or could not be made: retry after the backoff, with
     /// up to a quarter of it added at random so nodes do not retry in step.
+    /// Nothing is in flight any more (sent again on the next link).
     pub(crate) fn down(&mut self, now: Instant) {
-        self.link = None;
-        self.status = NodeStatus::Offline;
-        self.addrs.clear();
+        self.peer.down(now);
         self.in_flight = 0;
         self.in_flight_bytes = 0;
         self.nop_pending = false;
-        self.retry_at = Some(now + retry_delay(&mut self.backoff));
     }
 
     /// The node closed the link right after REPL_HELLO: a reference node.
@@ -417,27 +350,8 @@ impl Node {
     pub(crate) fn speaks_reference(&mut self, now: Instant) {
         self.down(now);
         self.dialect = Dialect::Reference;
-        self.backoff = FIRST_BACKOFF;
-        self.retry_at = Some(now);
+        self.peer.retry_now(now);
     }
-}
-
-/// The delay before the next attempt of an outgoing connection (cluster
-/// links, bridges): the current backoff plus up to a quarter of it at
-/// random, so peers do not retry in step; the backoff doubles up to
-/// [`MAX_BACKOFF`].
-pub(crate) fn retry_delay(backoff: &mut Duration) -> Duration {
-    let delay = *backoff + backoff.mul_f64(jitter_fraction() * 0.25);
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
-    delay
-}
-
-/// A number in [0, 1) that differs between calls and processes.
-fn jitter_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(u64::from(std::process::id()));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// All nodes.
@@ -479,7 +393,7 @@ impl Cluster {
 
     /// The earliest pending retry, for the poll timeout.
     pub(crate) fn next_retry(&self) -> Option<Instant> {
-        self.nodes.iter().filter_map(|n| n.retry_at).min()
+        self.nodes.iter().filter_map(|n| n.peer.retry_at).min()
     }
 
     /// Enforces the bound of all queues together: the oldest messages of
@@ -503,8 +417,7 @@ impl Cluster {
                 break;
             }
             queued -= before - n.queued_bytes;
-            if !n.dropping {
-                n.dropping = true;
+            if n.peer.start_dropping() {
                 started.push(i);
             }
         }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::nodes::*;
+use super::outgoing::{FIRST_BACKOFF, MAX_BACKOFF};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -103,16 +104,16 @@ fn queue_limits_and_backoff() {
     let within =
         |t: Option<Instant>, d: Duration| t.is_some_and(|t| t >= now + d && t <= now + d + d / 4);
     node.down(now);
-    assert!(within(node.retry_at, FIRST_BACKOFF));
+    assert!(within(node.peer.retry_at, FIRST_BACKOFF));
     node.down(now);
-    assert!(within(node.retry_at, FIRST_BACKOFF * 2));
+    assert!(within(node.peer.retry_at, FIRST_BACKOFF * 2));
     for _ in 0..10 {
         node.down(now);
     }
-    assert!(within(node.retry_at, MAX_BACKOFF));
+    assert!(within(node.peer.retry_at, MAX_BACKOFF));
     node.online(now);
     node.down(now);
-    assert!(within(node.retry_at, FIRST_BACKOFF));
+    assert!(within(node.peer.retry_at, FIRST_BACKOFF));
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use psrt_protocol::{Request, StreamKind, decode_repl_body, encode_request};
 
-use super::nodes::{Dialect, NodeAddr, NodeConfig, NodeStatus};
+use super::nodes::{Dialect, NodeAddr, NodeConfig};
+use super::outgoing::PeerStatus;
 use super::phase::{Link, LinkStep};
 use super::{Cluster, replicate};
 use crate::server::conn::{CloseReason, ConnId};
@@ -43,8 +44,8 @@ fn linked() -> (Harness, ConnId) {
         node: 0,
         step: LinkStep::Greeting,
     }));
-    h.core.cluster.nodes[0].link = Some(id);
-    h.core.cluster.nodes[0].retry_at = None;
+    h.core.cluster.nodes[0].peer.conn = Some(id);
+    h.core.cluster.nodes[0].peer.retry_at = None;
     (h, id)
 }
 
@@ -127,9 +128,9 @@ fn topic_request(topic: &str) -> Vec<u8> {
 /// after the first backoff (1 s).
 fn assert_down(h: &Harness) {
     let n = &h.core.cluster.nodes[0];
-    assert_eq!(n.link, None);
-    assert_eq!(n.status, NodeStatus::Offline);
-    let (first, at) = (Duration::from_secs(1), n.retry_at.unwrap());
+    assert_eq!(n.peer.conn, None);
+    assert_eq!(n.peer.status, PeerStatus::Offline);
+    let (first, at) = (Duration::from_secs(1), n.peer.retry_at.unwrap());
     assert!(
         at >= h.core.now + first && at <= h.core.now + first * 5 / 4,
         "backoff with jitter"
@@ -139,7 +140,7 @@ fn assert_down(h: &Harness) {
 #[test]
 fn greeting_reply_then_token_brings_the_node_online() {
     let (mut h, id) = linked();
-    assert_eq!(h.core.cluster.nodes[0].status, NodeStatus::Connecting);
+    assert_eq!(h.core.cluster.nodes[0].peer.status, PeerStatus::Connecting);
     // The reply arrives in two pieces.
     h.feed(id, &GREETING_REPLY[..3]);
     assert_eq!(step(&h, id), LinkStep::Greeting);
@@ -151,7 +152,7 @@ fn greeting_reply_then_token_brings_the_node_online() {
     assert_eq!(step(&h, id), LinkStep::Login, "the token is 32 bytes");
     h.feed(id, &[7; 12]);
     assert_eq!(step(&h, id), LinkStep::Hello);
-    assert_eq!(h.core.cluster.nodes[0].status, NodeStatus::Online);
+    assert_eq!(h.core.cluster.nodes[0].peer.status, PeerStatus::Online);
     assert_eq!(h.take_output(id), hello(&h));
     h.feed(id, &[OK]);
     assert_eq!(step(&h, id), LinkStep::Streaming);
@@ -258,7 +259,7 @@ fn not_required_and_access_denied_skip_the_body() {
     let n = &h.core.cluster.nodes[0];
     assert_eq!((n.not_required, n.dropped, n.sent), (1, 1, 0));
     assert!(n.queue.is_empty());
-    assert_eq!(n.status, NodeStatus::Online, "the link stays up");
+    assert_eq!(n.peer.status, PeerStatus::Online, "the link stays up");
 }
 
 #[test]
@@ -271,7 +272,7 @@ fn messages_queued_while_logging_in_go_out_after_the_token() {
     replicate(&mut h.cx(), 0x7f, "c", b"3");
     let n = &h.core.cluster.nodes[0];
     assert_eq!((n.queue.len(), n.dropped), (2, 1), "bounded in bytes");
-    assert!(n.dropping, "the episode is logged once");
+    assert!(n.peer.dropping, "the episode is logged once");
     assert_eq!(step(&h, id), LinkStep::Greeting);
     assert!(h.take_output(id).is_empty());
     h.feed(id, &GREETING_REPLY);
@@ -337,7 +338,7 @@ fn idle_deadline_sends_a_keepalive_nop() {
     h.feed(id, &[OK]);
     assert_eq!(h.take_output(id), topic_request("t"));
     assert_eq!(step(&h, id), LinkStep::AwaitTopic);
-    assert_eq!(h.core.cluster.nodes[0].status, NodeStatus::Online);
+    assert_eq!(h.core.cluster.nodes[0].peer.status, PeerStatus::Online);
 }
 
 #[test]
@@ -391,12 +392,12 @@ fn closing_a_stale_link_leaves_the_node_alone() {
         node: 0,
         step: LinkStep::Greeting,
     }));
-    h.core.cluster.nodes[0].link = Some(new);
+    h.core.cluster.nodes[0].peer.conn = Some(new);
     dispatch::close(&mut h.cx(), old, CloseReason::Link("test".into()));
     let n = &h.core.cluster.nodes[0];
-    assert_eq!(n.link, Some(new));
-    assert_ne!(n.status, NodeStatus::Offline);
-    assert_eq!(n.retry_at, None);
+    assert_eq!(n.peer.conn, Some(new));
+    assert_ne!(n.peer.status, PeerStatus::Offline);
+    assert_eq!(n.peer.retry_at, None);
 }
 
 /// `Conn::last_write` is documented as "last time a write made progress or
@@ -451,14 +452,14 @@ fn a_psrtd_node_gets_many_messages_in_flight_answered_in_order() {
         node: 0,
         step: LinkStep::Greeting,
     }));
-    h.core.cluster.nodes[0].link = Some(id);
+    h.core.cluster.nodes[0].peer.conn = Some(id);
     h.feed(id, &GREETING_REPLY);
     h.feed(id, &[7; 32]);
     h.take_output(id);
     h.feed(id, &[OK]);
     let seqs: Vec<u64> = seq_frames(&h.take_output(id)).iter().map(|f| f.0).collect();
     assert_eq!(seqs, [4, 5]);
-    assert_eq!(h.core.cluster.nodes[0].reconnects, 1);
+    assert_eq!(h.core.cluster.nodes[0].peer.reconnects, 1);
 }
 
 #[test]
@@ -470,7 +471,7 @@ fn a_reference_node_closing_at_the_hello_is_retried_at_once_without_it() {
     dispatch::close(&mut h.cx(), id, CloseReason::Link("closed by peer".into()));
     let n = &h.core.cluster.nodes[0];
     assert_eq!(n.dialect, Dialect::Reference);
-    assert_eq!(n.retry_at, Some(h.core.now), "no backoff");
+    assert_eq!(n.peer.retry_at, Some(h.core.now), "no backoff");
 }
 
 #[test]
@@ -495,19 +496,23 @@ fn a_failed_connect_tries_the_next_resolved_address_at_once() {
         node: 0,
         step: LinkStep::Connecting,
     }));
-    h.core.cluster.nodes[0].link = Some(id);
-    h.core.cluster.nodes[0].addrs = ["127.0.0.2:1".parse().unwrap()].into();
+    h.core.cluster.nodes[0].peer.conn = Some(id);
+    h.core.cluster.nodes[0].peer.addrs = ["127.0.0.2:1".parse().unwrap()].into();
     dispatch::close(&mut h.cx(), id, CloseReason::Link("refused".into()));
     let n = &h.core.cluster.nodes[0];
-    assert_eq!((n.link, n.status), (None, NodeStatus::Connecting));
-    assert_eq!(n.retry_at, Some(h.core.now), "no backoff between addresses");
+    assert_eq!((n.peer.conn, n.peer.status), (None, PeerStatus::Connecting));
+    assert_eq!(
+        n.peer.retry_at,
+        Some(h.core.now),
+        "no backoff between addresses"
+    );
     // The last address failed too: now the node is down, with the backoff.
-    h.core.cluster.nodes[0].addrs.clear();
+    h.core.cluster.nodes[0].peer.addrs.clear();
     let id = h.add(Phase::Link(Link {
         node: 0,
         step: LinkStep::Connecting,
     }));
-    h.core.cluster.nodes[0].link = Some(id);
+    h.core.cluster.nodes[0].peer.conn = Some(id);
     dispatch::close(&mut h.cx(), id, CloseReason::Link("refused".into()));
     assert_down(&h);
 }

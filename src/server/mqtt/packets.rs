@@ -137,14 +137,7 @@ fn on_publish(cx: &mut Cx, id: ConnId, key: usize, p: &Publish<'_>) -> Result<()
         session.qos2_in.push(pid);
     }
     let acl = session.acl.clone();
-    let msg = Message {
-        priority: psrt_protocol::DEFAULT_PRIORITY,
-        topic: p.topic,
-        message: p.payload,
-        raw: None,
-        shared: None,
-        qos: p.qos,
-    };
+    let msg = Message::new(p.topic, p.payload, p.qos);
     match pipeline::publish(cx, Origin::Mqtt(&acl), msg) {
         // Delivered with RETAIN=0 to current subscribers; then kept.
         Ok(()) if p.retain => retain_publish(cx.core, p.topic, p.payload, p.qos),

@@ -237,14 +237,7 @@ pub(crate) fn on_closed(cx: &mut Cx, id: ConnId, old: Mqtt, will: bool) {
 
 /// Publishes a will through the one pipeline, with its connection's rights.
 fn publish_will(cx: &mut Cx, acl: &AclEntry, w: &OwnedWill) {
-    let msg = Message {
-        priority: psrt_protocol::DEFAULT_PRIORITY,
-        topic: &w.topic,
-        message: &w.message,
-        raw: None,
-        shared: None,
-        qos: w.qos,
-    };
+    let msg = Message::new(&w.topic, &w.message, w.qos);
     match pipeline::publish(cx, Origin::Mqtt(acl), msg) {
         Ok(()) => {
             cx.core.stats.mqtt_wills += 1;

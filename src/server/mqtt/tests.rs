@@ -7,11 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use psrt_protocol::mqtt::{
-    Connect, ConnectCode, Filters, Packet, Protocol, Publish, QoS, Will, decode_packet,
-    encode_packet,
-};
-use psrt_protocol::{Decoded, encode_push_header};
+use psrt_protocol::encode_push_header;
+use psrt_protocol::mqtt::{Connect, ConnectCode, Packet, Protocol, Publish, QoS, Will};
 
 use super::phase::Phase as Mqtt;
 use crate::server::auth::worker::{Ticket, Verified};
@@ -20,13 +17,10 @@ use crate::server::config::Config;
 use crate::server::conn::{CloseReason, ConnId};
 use crate::server::dispatch;
 use crate::server::phase::{ListenerKind, Phase};
-use crate::server::testing::{Harness, publish, topics};
-
-fn encode(p: &Packet<'_>) -> Vec<u8> {
-    let mut v = Vec::new();
-    encode_packet(p, &mut v);
-    v
-}
+use crate::server::testing::{
+    Harness, encode_mqtt as encode, mqtt_packets as packets, mqtt_subscribe as subscribe, publish,
+    topics,
+};
 
 fn connect_with(
     client_id: &str,
@@ -54,43 +48,6 @@ fn pub_packet(topic: &str, payload: &[u8], qos: QoS, id: u16) -> Vec<u8> {
         packet_id: (qos != QoS::AtMostOnce).then_some(id),
         payload,
     }))
-}
-
-fn subscribe(id: u16, list: &[(&str, QoS)]) -> Vec<u8> {
-    let mut raw = Vec::new();
-    Filters::encode_subscribe(list, &mut raw);
-    encode(&Packet::Subscribe {
-        packet_id: id,
-        filters: Filters::new(&raw, true).unwrap(),
-    })
-}
-
-/// Every packet in `bytes`, as (type, packet id or code, topic, payload).
-fn packets(bytes: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let Ok(Decoded::Frame { frame, len }) = decode_packet(rest, u32::MAX >> 4) else {
-            panic!("not MQTT: {rest:02x?}");
-        };
-        out.push(match frame {
-            Packet::ConnAck(a) => {
-                format!("connack {} {}", u8::from(a.session_present), a.code as u8)
-            }
-            Packet::Publish(p) => format!(
-                "publish {} {:?} {} {}{}",
-                p.qos as u8,
-                p.packet_id,
-                p.topic,
-                String::from_utf8_lossy(p.payload),
-                if p.dup { " dup" } else { "" }
-            ),
-            Packet::SubAck { codes, .. } => format!("suback {codes:?}"),
-            other => format!("{other:?}"),
-        });
-        rest = &rest[len..];
-    }
-    out
 }
 
 fn accept(h: &mut Harness) -> ConnId {

@@ -48,7 +48,20 @@ pub(crate) struct Message<'a> {
     pub qos: QoS,
 }
 
-impl Message<'_> {
+impl<'a> Message<'a> {
+    /// A message with no frame to forward as it is (an MQTT PUBLISH or
+    /// will, a bridge's inbound PUBLISH): the default priority.
+    pub(crate) fn new(topic: &'a str, message: &'a [u8], qos: QoS) -> Self {
+        Self {
+            priority: psrt_protocol::DEFAULT_PRIORITY,
+            topic,
+            message,
+            raw: None,
+            shared: None,
+            qos,
+        }
+    }
+
     /// The pushed frame as one shareable buffer.
     fn build(&self) -> SharedBuf {
         match (self.shared, self.raw) {
