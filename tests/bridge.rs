@@ -530,10 +530,11 @@ fn the_queue_bound_drops_the_oldest() {
     let port = hold.local_addr().unwrap().port();
     let srv = server(&bridge_yaml(
         port,
-        "    out: ['q/#']\n    queue_bytes: 1KiB\n",
+        "    out: ['q/#']\n    queue_bytes: 2300\n",
     ));
     let mut publisher = Session::anonymous(srv.addr);
-    // 3 + 97 = 100 bytes each: 1024 bytes hold the newest 10.
+    // 3 + 97 = 100 bytes each, plus 128 per queued message: 2300 bytes
+    // hold the newest 10.
     for i in 0..100 {
         let payload = format!("{i:097}");
         assert_eq!(publisher.ctl.publish("q/1", payload.as_bytes()), 0x01);
@@ -544,7 +545,7 @@ fn the_queue_bound_drops_the_oldest() {
         (Some(10), Some(90)),
         "{b}"
     );
-    assert_eq!(b["queued_bytes"], 1000);
+    assert_eq!(b["queued_bytes"], 2280);
     let (_, metrics) = http_get(srv.stats_addr.unwrap(), "/metrics");
     assert!(
         metrics.contains("psrtd_bridge_dropped_total{bridge=\"cloud\"} 90"),

@@ -15,6 +15,7 @@ use super::spool::SpoolEvent;
 use super::state::Bridges;
 use crate::server::config::BridgeConfig;
 use crate::server::conn::ConnId;
+use crate::server::link::outgoing::QUEUED_MESSAGE_OVERHEAD;
 use crate::server::testing::Harness;
 
 fn config(dir: &Path) -> BridgeConfig {
@@ -25,7 +26,8 @@ fn config(dir: &Path) -> BridgeConfig {
         spool_bytes: 1 << 20,
         keepalive: 10,
         inflight: 1024,
-        ..super::state_tests::config(1024)
+        // Ten messages of 100 bytes (topic + payload) in memory.
+        ..super::state_tests::config(10 * (100 + QUEUED_MESSAGE_OVERHEAD))
     }
 }
 

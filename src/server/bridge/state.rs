@@ -23,7 +23,7 @@ use super::echo::Echo;
 use super::spool::{self, Record, Segment, Spool, SpoolEvent};
 use crate::server::config::BridgeConfig;
 use crate::server::conn::SharedBuf;
-use crate::server::link::outgoing::OutgoingPeer;
+use crate::server::link::outgoing::{OutgoingPeer, QUEUED_MESSAGE_OVERHEAD};
 
 /// Every bridge, by a key that stays while the bridge exists.
 #[derive(Debug, Default)]
@@ -74,7 +74,7 @@ pub(crate) struct OutMsg {
 impl OutMsg {
     /// What it counts against `queue_bytes`.
     pub(crate) fn size(&self) -> usize {
-        self.topic.len() + self.payload.len()
+        self.topic.len() + self.payload.len() + QUEUED_MESSAGE_OVERHEAD
     }
 }
 
@@ -274,7 +274,7 @@ impl Bridge {
         let Some(sp) = self.spool.as_mut() else {
             return 0;
         };
-        let mut record = Vec::with_capacity(32 + msg.size());
+        let mut record = Vec::with_capacity(32 + msg.topic.len() + msg.payload.len());
         spool::encode_record(msg.seq, &msg.topic, &msg.payload, &mut record);
         let len = record.len() as u64;
         let seg_bytes = spool::segment_bytes(self.config.spool_bytes);

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::state::*;
 use crate::server::config::BridgeConfig;
-use crate::server::link::outgoing::PeerStatus;
+use crate::server::link::outgoing::{PeerStatus, QUEUED_MESSAGE_OVERHEAD};
 
 /// A bridge `cloud` forwarding `plant/#` and taking `cmd/#` (QoS 1, no
 /// spool); the other bridge tests change what they need.
@@ -45,17 +45,19 @@ fn msg(topic: &str, len: usize) -> OutMsg {
 
 #[test]
 fn the_bound_drops_the_oldest_not_in_flight() {
-    let mut b = Bridge::new(config(100), Instant::now()).unwrap();
+    // Each message counts 30 bytes of topic and payload and the overhead.
+    let each = 30 + QUEUED_MESSAGE_OVERHEAD;
+    let mut b = Bridge::new(config(3 * each + 10), Instant::now()).unwrap();
     for i in 0..3 {
         assert_eq!(b.push(msg(&format!("t{i}"), 28)), 0);
     }
-    assert_eq!(b.queued_bytes, 90);
+    assert_eq!(b.queued_bytes, 3 * each);
     b.in_flight = 1;
-    // 120 > 100: t1 goes (t0 is in flight).
+    // Four do not fit: t1 goes (t0 is in flight).
     assert_eq!(b.push(msg("t3", 28)), 1);
     let topics: Vec<&str> = b.queue.iter().map(|m| &*m.topic).collect();
     assert_eq!(topics, ["t0", "t2", "t3"]);
-    assert_eq!((b.queued_bytes, b.dropped), (90, 1));
+    assert_eq!((b.queued_bytes, b.dropped), (3 * each, 1));
     // A message larger than the bound goes itself if nothing else can.
     b.in_flight = 3;
     assert_eq!(b.push(msg("big", 200)), 1);

@@ -19,6 +19,7 @@ use crate::server::config::BridgeConfig;
 use crate::server::conn::ConnId;
 use crate::server::dispatch;
 use crate::server::link::outgoing::PeerStatus;
+use crate::server::link::outgoing::QUEUED_MESSAGE_OVERHEAD;
 use crate::server::phase::{Phase, due};
 use crate::server::testing::Harness;
 
@@ -346,13 +347,18 @@ fn qos0_bridges_send_without_waiting_for_acks() {
 fn the_queue_bound_counts_drops_while_offline() {
     let mut h = Harness::new();
     let mut c = config(1, 8);
-    c.queue_bytes = 1024;
+    // Room for ten messages of 100 bytes (topic + payload) and overhead.
+    let each = 100 + QUEUED_MESSAGE_OVERHEAD;
+    c.queue_bytes = 10 * each + 24;
     h.core.bridges = Bridges::new(&[c], h.core.now).unwrap();
     for i in 0..20 {
         h.publish_local("plant/q", &[i; 93]);
     }
     let b = h.core.bridges.get_mut(0).unwrap();
-    assert_eq!((b.queue.len(), b.dropped, b.queued_bytes), (10, 10, 1000));
+    assert_eq!(
+        (b.queue.len(), b.dropped, b.queued_bytes),
+        (10, 10, 10 * each)
+    );
     assert!(b.peer.dropping);
     assert_eq!(b.queue.front().unwrap().payload[0], 10, "the oldest went");
     assert_eq!(h.core.stats.bridge_dropped, 10);

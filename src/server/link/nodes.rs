@@ -204,7 +204,7 @@ pub(crate) struct Replica {
 impl Replica {
     /// What it counts against the queue's bound.
     pub(crate) fn size(&self) -> usize {
-        self.message.len() + self.topic.len()
+        self.message.len() + self.topic.len() + super::outgoing::QUEUED_MESSAGE_OVERHEAD
     }
 }
 

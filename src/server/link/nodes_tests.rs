@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::nodes::*;
-use super::outgoing::{FIRST_BACKOFF, MAX_BACKOFF};
+use super::outgoing::{FIRST_BACKOFF, MAX_BACKOFF, QUEUED_MESSAGE_OVERHEAD};
+
+/// One 10-byte message on topic "t" as `queue_limits_and_backoff` counts it.
+const EACH: usize = 11 + QUEUED_MESSAGE_OVERHEAD;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -68,7 +71,7 @@ fn queue_limits_and_backoff() {
         user: String::new(),
         password: String::new(),
         tls: None,
-        queue_bytes: 33,
+        queue_bytes: 3 * EACH,
     };
     let mut node = Node::new(config, now);
     let r = |n: usize| Replica {
@@ -82,7 +85,7 @@ fn queue_limits_and_backoff() {
     assert_eq!(node.push(r(10)), 0);
     assert_eq!(node.push(r(10)), 0);
     node.in_flight = 1;
-    node.in_flight_bytes = 11;
+    node.in_flight_bytes = EACH;
     assert_eq!(
         node.push(r(10)),
         1,
@@ -93,7 +96,7 @@ fn queue_limits_and_backoff() {
     node.pop();
     assert_eq!((node.in_flight, node.in_flight_bytes), (0, 0));
     assert_eq!(
-        node.push(r(40)),
+        node.push(r(3 * EACH)),
         3,
         "everything older goes, then the new one"
     );
@@ -139,10 +142,11 @@ fn the_total_bound_drops_from_the_longest_queue() {
         c.nodes[0].push(r());
     }
     c.nodes[1].push(r());
-    assert_eq!(c.enforce_total(30), [0], "a started dropping");
+    let each = 10 + QUEUED_MESSAGE_OVERHEAD;
+    assert_eq!(c.enforce_total(3 * each), [0], "a started dropping");
     assert_eq!((c.nodes[0].queue.len(), c.nodes[1].queue.len()), (2, 1));
     assert_eq!(c.nodes[0].queue[0].seq, 2, "the oldest went");
-    assert_eq!(c.enforce_total(30), Vec::<usize>::new());
+    assert_eq!(c.enforce_total(3 * each), Vec::<usize>::new());
     assert_eq!(c.nodes[0].dropped + c.nodes[1].dropped, 1);
 }
 

@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 
 use crate::server::conn::ConnId;
 
+/// What one queued message costs a cluster or bridge queue besides its
+/// topic and payload: its queue slot and the headers of its topic and
+/// payload allocations (counted in every queue that holds it, so the bound
+/// errs on the safe side). Without it a flood of tiny messages would fill
+/// several times the configured bytes.
+pub(crate) const QUEUED_MESSAGE_OVERHEAD: usize = 128;
+
 /// First retry delay after a connection fails; doubles up to [`MAX_BACKOFF`].
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest retry delay.

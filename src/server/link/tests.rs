@@ -8,7 +8,7 @@ use std::time::Duration;
 use psrt_protocol::{Request, StreamKind, decode_repl_body, encode_request};
 
 use super::nodes::{Dialect, NodeAddr, NodeConfig};
-use super::outgoing::PeerStatus;
+use super::outgoing::{PeerStatus, QUEUED_MESSAGE_OVERHEAD};
 use super::phase::{Link, LinkStep};
 use super::{Cluster, replicate};
 use crate::server::conn::{CloseReason, ConnId};
@@ -266,7 +266,8 @@ fn not_required_and_access_denied_skip_the_body() {
 fn messages_queued_while_logging_in_go_out_after_the_token() {
     let (mut h, id) = linked();
     h.core.cluster.nodes[0].dialect = Dialect::Reference;
-    h.core.cluster.nodes[0].config.queue_bytes = 4;
+    // Room for two one-byte messages on a one-letter topic.
+    h.core.cluster.nodes[0].config.queue_bytes = 2 * (2 + QUEUED_MESSAGE_OVERHEAD);
     replicate(&mut h.cx(), 0x7f, "a", b"1");
     replicate(&mut h.cx(), 0x7f, "b", b"2");
     replicate(&mut h.cx(), 0x7f, "c", b"3");
