@@ -79,8 +79,8 @@ pub use request::{
     Request, Topics, decode_reply, decode_request, encode_reply, encode_request, encode_topics,
 };
 pub use topic::{
-    TopicError, canonical_mask, mask_covers, mask_matches, normalize_topic, topic_depth,
-    validate_mask, validate_publish_topic,
+    TopicError, canonical_mask, mask_covers, mask_matches, normalize_publish_topic,
+    normalize_topic, topic_depth, validate_mask, validate_publish_topic,
 };
 pub use udp::{
     AES_KEY_LEN, Datagram, GCM_NONCE_LEN, GCM_TAG_LEN, UDP_ACK_LEN, UdpAuth, UdpBody, UdpKey,

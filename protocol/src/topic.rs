@@ -82,6 +82,43 @@ pub fn normalize_topic(topic: &str, max_depth: usize) -> Result<Cow<'_, str>, To
     Ok(normalized)
 }
 
+/// [`normalize_topic`] then [`validate_publish_topic`], in one pass over the
+/// bytes when the topic has no run of `/` (the usual case): the topic a
+/// publish goes to, or the first rule it breaks (depth before wildcards).
+pub fn normalize_publish_topic(topic: &str, max_depth: usize) -> Result<Cow<'_, str>, TopicError> {
+    let mut slashes = 0usize;
+    let mut wildcard = false;
+    let mut prev_slash = false;
+    for &b in topic.as_bytes() {
+        let slash = b == b'/';
+        if slash && prev_slash {
+            let normalized = normalize_topic(topic, max_depth)?;
+            validate_publish_topic(&normalized)?;
+            return Ok(normalized);
+        }
+        slashes += usize::from(slash);
+        wildcard |= b == b'+' || b == b'#';
+        prev_slash = slash;
+    }
+    let normalized = match topic.strip_prefix('/') {
+        Some(rest) => {
+            slashes -= 1;
+            rest
+        }
+        None => topic,
+    };
+    if slashes > max_depth {
+        return Err(TopicError::TooDeep {
+            depth: slashes,
+            max: max_depth,
+        });
+    }
+    if wildcard {
+        return Err(TopicError::Wildcard);
+    }
+    Ok(Cow::Borrowed(normalized))
+}
+
 /// Checks that a (normalised) topic may be published: no `+` or `#`.
 pub fn validate_publish_topic(topic: &str) -> Result<(), TopicError> {
     if topic.bytes().any(|b| b == b'+' || b == b'#') {
@@ -160,6 +197,33 @@ pub fn mask_covers(mask: &str, pattern: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_publish_check_agrees_with_the_two_steps() {
+        // Every string of up to 6 bytes over the characters that matter.
+        let alphabet = [b'/', b'a', b'+', b'#', b'b'];
+        let mut topics = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..6 {
+            let next: Vec<String> = last
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |&c| format!("{t}{}", c as char)))
+                .collect();
+            topics.extend(next.iter().cloned());
+            last = next;
+        }
+        for topic in &topics {
+            for depth in 0..4 {
+                let two_steps = normalize_topic(topic, depth)
+                    .and_then(|n| validate_publish_topic(&n).map(|()| n));
+                assert_eq!(
+                    normalize_publish_topic(topic, depth),
+                    two_steps,
+                    "{topic:?} depth {depth}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn normalisation_table() {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use psrt_protocol::Token as ClientToken;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -74,6 +74,8 @@ pub(crate) struct Core {
     pub(crate) seq: u64,
     /// The loop's notion of now, taken once per iteration (tests set it).
     pub(crate) now: Instant,
+    /// [`Core::wall_ns`] of this turn, once read.
+    wall_ns: Option<u64>,
     pub(crate) next_serial: u64,
     pub(crate) per_ip: HashMap<IpAddr, usize>,
     pub(crate) per_user: HashMap<Box<str>, usize>,
@@ -138,6 +140,7 @@ impl Core {
             tx_pool: TxPool::default(),
             seq: 0,
             now,
+            wall_ns: None,
             next_serial: 0,
             per_ip: HashMap::new(),
             per_user: HashMap::new(),
@@ -161,6 +164,17 @@ impl Core {
     pub(crate) fn set_now(&mut self, now: Instant) {
         self.now = now;
         self.tx_pool.stamp_us = self.clock_us(now);
+        self.wall_ns = None;
+    }
+
+    /// Wall-clock time of this loop turn, ns since the epoch (read at the
+    /// turn's first use: a turn that replicates a batch reads it once).
+    pub(crate) fn wall_ns(&mut self) -> u64 {
+        *self.wall_ns.get_or_insert_with(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        })
     }
 
     /// Once a second (the loop asks every turn): the counters' and the
@@ -330,11 +344,27 @@ impl Core {
     /// A reply: its connection is flushed before the pushes of the same
     /// turn, so the requester can send its next request sooner.
     pub(crate) fn send(&mut self, id: ConnId, conn: &mut Conn, bytes: &[u8]) {
+        self.queue_reply(id, conn, bytes, true);
+    }
+
+    /// Queues an answer nobody is waiting for (the acknowledgements of a
+    /// pipelined replication link, whose sender keeps thousands of messages
+    /// in flight): flushed with the pushes and after them, so that the
+    /// sending node is not woken before the subscribers the messages are for.
+    pub(crate) fn send_later(&mut self, id: ConnId, conn: &mut Conn, bytes: &[u8]) {
+        self.queue_reply(id, conn, bytes, false);
+    }
+
+    fn queue_reply(&mut self, id: ConnId, conn: &mut Conn, bytes: &[u8], urgent: bool) {
         conn.output_started(self.now);
         conn.tx.push_slice(bytes, false, &mut self.tx_pool);
         if !conn.in_flush_list {
             conn.in_flush_list = true;
-            self.reply_list.push(id);
+            if urgent {
+                self.reply_list.push(id);
+            } else {
+                self.flush_list.push(id);
+            }
         }
     }
 }

@@ -17,8 +17,6 @@ pub(crate) mod phase;
 #[cfg(test)]
 mod tests;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use log::info;
 use psrt_protocol::{
     Decoded, Login, REPL_BODY_HEADER_LEN, REPL_SEQ_HEADER_LEN, Reply, Request, StreamKind,
@@ -27,10 +25,10 @@ use psrt_protocol::{
 };
 
 pub(crate) use nodes::Cluster;
-use nodes::{Dialect, Replica};
+use nodes::{Dialect, Payload, Replica};
 use phase::{Link, LinkStep};
 
-use crate::server::conn::{CloseReason, ConnId};
+use crate::server::conn::{CloseReason, ConnId, SharedBuf};
 use crate::server::core::{Core, Cx};
 use crate::server::phase::{Phase, Step, frame};
 
@@ -38,14 +36,6 @@ use crate::server::phase::{Phase, Step, frame};
 const WINDOW_MESSAGES: usize = 4096;
 /// Bytes (payload + topic) a pipelined link keeps in flight at most.
 const WINDOW_BYTES: usize = 4 << 20;
-/// A message this large goes into the send queue shared, not copied.
-const SHARE_FROM: usize = 8192;
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
 
 /// Queues a locally published message to every node (dropping the oldest
 /// beyond a node's bound) and sends it on links that have room.
@@ -55,9 +45,9 @@ pub(crate) fn replicate(cx: &mut Cx, priority: u8, topic: &str, message: &[u8]) 
     }
     let replica = Replica {
         priority,
-        topic: topic.into(),
-        message: std::rc::Rc::new(message.to_vec()),
-        timestamp_ns: now_ns(),
+        topic: cx.core.cluster.topic_rc(topic),
+        message: Payload::new(message),
+        timestamp_ns: cx.core.wall_ns(),
         seq: 0,
     };
     for i in 0..cx.core.cluster.nodes.len() {
@@ -116,18 +106,18 @@ fn send_window(cx: &mut Cx, id: ConnId, node: usize) {
         n.in_flight += 1;
         n.in_flight_bytes += r.size();
         let len = r.message.len();
-        let shared = len >= SHARE_FROM;
         let head = 1 + REPL_SEQ_HEADER_LEN + r.topic.len() + 1;
-        push(cx, id, head + if shared { 0 } else { len }, |v| {
-            encode_repl_seq_head(r.priority, r.timestamp_ns, r.seq, &r.topic, len, v);
-            if !shared {
-                v.extend_from_slice(&r.message);
+        match r.message {
+            Payload::Inline(bytes) => push(cx, id, head + len, |v| {
+                encode_repl_seq_head(r.priority, r.timestamp_ns, r.seq, &r.topic, len, v);
+                v.extend_from_slice(&bytes);
+            }),
+            Payload::Shared(buf) => {
+                push(cx, id, head, |v| {
+                    encode_repl_seq_head(r.priority, r.timestamp_ns, r.seq, &r.topic, len, v);
+                });
+                push_shared(cx, id, buf);
             }
-        });
-        if shared {
-            cx.conns[id]
-                .tx
-                .push_shared(r.message, len, false, &mut cx.core.tx_pool);
         }
     }
 }
@@ -174,6 +164,14 @@ pub(crate) fn set_step(cx: &mut Cx, id: ConnId, step: LinkStep) {
 /// Encodes `len` bytes straight into the link's send queue.
 fn push(cx: &mut Cx, id: ConnId, len: usize, encode: impl FnOnce(&mut Vec<u8>)) {
     cx.core.push_encoded(id, &mut cx.conns[id], len, encode);
+}
+
+/// Appends a large payload to the link's send queue without copying it.
+fn push_shared(cx: &mut Cx, id: ConnId, buf: SharedBuf) {
+    let len = buf.len();
+    cx.conns[id]
+        .tx
+        .push_shared(buf, len, false, &mut cx.core.tx_pool);
 }
 
 /// A link connection ended: the node is down until its retry time.
@@ -384,15 +382,21 @@ fn on_reply(
             let Some(r) = n.queue.front().cloned() else {
                 return Err(CloseReason::Link("queue emptied mid-request".into()));
             };
-            // The payload is shared by every node's queue: it goes into the
-            // send queue as it is, never copied.
-            push(cx, id, REPL_BODY_HEADER_LEN, |v| {
-                encode_repl_body_header(r.priority, r.timestamp_ns, r.message.len(), v);
-            });
+            // A large payload is shared by every node's queue: it goes into
+            // the send queue as it is, never copied.
             let len = r.message.len();
-            cx.conns[id]
-                .tx
-                .push_shared(r.message, len, false, &mut cx.core.tx_pool);
+            match r.message {
+                Payload::Inline(bytes) => push(cx, id, REPL_BODY_HEADER_LEN + len, |v| {
+                    encode_repl_body_header(r.priority, r.timestamp_ns, len, v);
+                    v.extend_from_slice(&bytes);
+                }),
+                Payload::Shared(buf) => {
+                    push(cx, id, REPL_BODY_HEADER_LEN, |v| {
+                        encode_repl_body_header(r.priority, r.timestamp_ns, len, v);
+                    });
+                    push_shared(cx, id, buf);
+                }
+            }
             // The next message's topic goes right after the body: the node
             // reads it as its next request once the body is handled, so the
             // link waits one round trip per message, not two.

@@ -37,7 +37,7 @@ use crate::server::conn::SharedBuf;
 /// Default bound of a node's queue (`queue_bytes`).
 pub(crate) const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
 /// Origins whose last sequence number a receiving node remembers.
-const MAX_ORIGINS: usize = 1024;
+pub(crate) const MAX_ORIGINS: usize = 1024;
 
 /// One entry of `cluster.yml` (the reference client's `Config`).
 #[derive(Debug, Deserialize)]
@@ -194,11 +194,54 @@ pub(crate) struct Replica {
     /// Normalised topic.
     pub topic: Rc<str>,
     /// Payload, shared by every node's queue.
-    pub message: SharedBuf,
+    pub message: Payload,
     /// Publish time, ns since the epoch (kept end to end for latency).
     pub timestamp_ns: u64,
     /// Sequence number for this node (set when queued).
     pub seq: u64,
+}
+
+/// A replica's payload: a small one in one allocation (copied into a link's
+/// send queue), a large one in a buffer the send queues share as it is.
+#[derive(Debug, Clone)]
+pub(crate) enum Payload {
+    /// Under [`Payload::SHARE_FROM`] bytes.
+    Inline(Rc<[u8]>),
+    /// [`Payload::SHARE_FROM`] bytes or more.
+    Shared(SharedBuf),
+}
+
+impl Payload {
+    /// From this size a payload goes into send queues shared, not copied.
+    pub(crate) const SHARE_FROM: usize = 8192;
+
+    /// The payload `bytes`, copied once.
+    pub(crate) fn new(bytes: &[u8]) -> Self {
+        if bytes.len() >= Self::SHARE_FROM {
+            Self::Shared(Rc::new(bytes.to_vec()))
+        } else {
+            Self::Inline(bytes.into())
+        }
+    }
+
+    /// Its bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(b) => b,
+            Self::Shared(b) => b,
+        }
+    }
+
+    /// Its length.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes().len()
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::new(&bytes)
+    }
 }
 
 impl Replica {
@@ -361,8 +404,14 @@ pub(crate) struct Cluster {
     pub nodes: Vec<Node>,
     /// This process's id as an origin (sent in REPL_HELLO).
     pub origin: u64,
-    /// Receiving side: the last sequence number delivered per origin.
+    /// Receiving side: the last sequence number delivered per origin
+    /// (but the current one's, which is in `recent`).
     seen: std::collections::HashMap<u64, u64>,
+    /// Receiving side: the origin seen last and its last sequence number,
+    /// so that a busy link costs one comparison per message, not a lookup.
+    recent: Option<(u64, u64)>,
+    /// The topic of the last replica queued (see [`Cluster::topic_rc`]).
+    last_topic: Option<Rc<str>>,
 }
 
 impl Cluster {
@@ -373,6 +422,8 @@ impl Cluster {
             origin: ((jitter_fraction() * (1u64 << 53) as f64) as u64) << 11
                 | u64::from(std::process::id() & 0x7ff),
             seen: Default::default(),
+            recent: None,
+            last_topic: None,
         }
     }
 
@@ -380,15 +431,40 @@ impl Cluster {
     /// (and remembers it). Sequence numbers only grow on one link, so a
     /// number not above the last one is a resend after a reconnect.
     pub(crate) fn first_time(&mut self, origin: u64, seq: u64) -> bool {
-        if self.seen.len() >= MAX_ORIGINS && !self.seen.contains_key(&origin) {
-            self.seen.clear();
+        let last = match self.recent {
+            Some((o, last)) if o == origin => last,
+            _ => {
+                if let Some((o, last)) = self.recent.take() {
+                    self.seen.insert(o, last);
+                }
+                if self.seen.len() >= MAX_ORIGINS && !self.seen.contains_key(&origin) {
+                    self.seen.clear();
+                }
+                self.seen.remove(&origin).unwrap_or(0)
+            }
+        };
+        self.recent = Some((origin, last.max(seq)));
+        seq > last
+    }
+
+    /// Origins remembered (the current one included).
+    #[cfg(test)]
+    pub(crate) fn seen_len(&self) -> usize {
+        self.seen.len() + usize::from(self.recent.is_some())
+    }
+
+    /// The topic as a shared string for a replica: the previous replica's
+    /// when it is the same (a sensor publishes to one topic over and over),
+    /// so a stream of messages costs no allocation per topic.
+    pub(crate) fn topic_rc(&mut self, topic: &str) -> Rc<str> {
+        match &self.last_topic {
+            Some(t) if **t == *topic => t.clone(),
+            _ => {
+                let t: Rc<str> = topic.into();
+                self.last_topic = Some(t.clone());
+                t
+            }
         }
-        let last = self.seen.entry(origin).or_insert(0);
-        if seq <= *last {
-            return false;
-        }
-        *last = seq;
-        true
     }
 
     /// The earliest pending retry, for the poll timeout.

@@ -3,6 +3,7 @@
 //! jitter, and the receiving side's resend detection.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::nodes::*;
@@ -159,4 +160,41 @@ fn receiving_side_skips_resends() {
     assert!(!c.first_time(7, 1));
     assert!(c.first_time(8, 1), "another origin");
     assert!(c.first_time(7, 3));
+}
+
+#[test]
+fn receiving_side_keeps_every_origin_while_they_interleave() {
+    let mut c = Cluster::default();
+    // Two origins taking turns: each keeps its own last number whether it
+    // is the current one (`recent`) or parked in the table.
+    for seq in 1..=50 {
+        assert!(c.first_time(1, seq));
+        assert!(c.first_time(2, seq * 2));
+        assert!(!c.first_time(1, seq), "origin 1 resent {seq}");
+    }
+    assert!(!c.first_time(2, 100), "origin 2's last, after origin 1");
+    assert!(c.first_time(2, 101));
+    // Many origins: the table stays bounded and forgets, never refuses a
+    // new number.
+    for origin in 10..(10 + 3 * MAX_ORIGINS as u64) {
+        assert!(c.first_time(origin, 1));
+    }
+    assert!(c.seen_len() <= MAX_ORIGINS);
+}
+
+#[test]
+fn replicas_share_a_repeated_topic_and_keep_small_payloads_inline() {
+    let mut c = Cluster::default();
+    let a = c.topic_rc("plant/a");
+    let b = c.topic_rc("plant/a");
+    assert!(Rc::ptr_eq(&a, &b), "the same topic is one allocation");
+    let other = c.topic_rc("plant/b");
+    assert_eq!(&*other, "plant/b");
+    assert!(!Rc::ptr_eq(&a, &other));
+    let small = Payload::new(&[7u8; Payload::SHARE_FROM - 1]);
+    assert!(matches!(small, Payload::Inline(_)));
+    assert_eq!(small.len(), Payload::SHARE_FROM - 1);
+    let large = Payload::new(&vec![9u8; Payload::SHARE_FROM]);
+    assert!(matches!(large, Payload::Shared(_)));
+    assert_eq!(large.bytes(), &vec![9u8; Payload::SHARE_FROM][..]);
 }

@@ -97,7 +97,13 @@ pub(crate) fn on_request(
             topic,
             message,
             ..
-        } => on_publish_repl_seq(cx, id, priority, seq, topic, message)?,
+        } => {
+            // Acknowledged after the pushes it caused (see `send_later`).
+            let answer = on_publish_repl_seq(cx, id, priority, seq, topic, message)?;
+            let conn = &mut cx.conns[id];
+            cx.core.send_later(id, conn, &[answer.into()]);
+            return Ok(Step::Used(len));
+        }
     };
     reply(cx, id, answer);
     Ok(Step::Used(len))

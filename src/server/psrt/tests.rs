@@ -294,3 +294,40 @@ fn a_partial_request_gets_a_progress_deadline() {
         Some(&CloseReason::Timeout("an incomplete request (too slow)"))
     );
 }
+
+#[test]
+fn a_replicated_message_is_acknowledged_after_the_push_it_caused() {
+    use std::sync::Arc;
+
+    use psrt_protocol::encode_repl_seq_head;
+
+    use crate::server::auth::acl::AclEntry;
+
+    let mut h = Harness::new();
+    let (sub, sub_data) = h.client();
+    h.feed(sub, &topics(true, &["#"]));
+    assert_eq!(h.take_output(sub), [0x01]);
+    let (repl, _) = h.login("", "");
+    if let Phase::Psrt(Psrt::Control(s)) = &mut h.conns[repl].phase {
+        let mut acl = AclEntry::full();
+        acl.replicator = true;
+        s.acl = Arc::new(acl);
+    }
+    h.feed(repl, &request(&Request::ReplHello { origin: 9 }));
+    assert_eq!(h.take_output(repl), [0x01]);
+    h.core.reply_list.clear();
+    h.core.flush_list.clear();
+    for id in [sub, sub_data, repl] {
+        h.conns[id].in_flush_list = false;
+    }
+    let mut frame = Vec::new();
+    encode_repl_seq_head(0x7f, 1, 1, "plant/t", 2, &mut frame);
+    frame.extend_from_slice(b"42");
+    h.feed(repl, &frame);
+    // The pipelined link's sender does not wait for this answer: it goes
+    // out with the pushes, after them, not ahead of them as a reply would.
+    assert!(h.core.reply_list.is_empty());
+    assert_eq!(h.core.flush_list, [sub_data, repl]);
+    assert_eq!(h.take_output(sub_data), pushed("plant/t", b"42"));
+    assert_eq!(h.take_output(repl), [0x01]);
+}

@@ -10,7 +10,9 @@
 
 use std::borrow::Cow;
 
-use psrt_protocol::{Limits, Reply, normalize_topic, topic_depth, validate_publish_topic};
+use psrt_protocol::{
+    Limits, Reply, TopicError, normalize_publish_topic, topic_depth, validate_publish_topic,
+};
 
 pub(crate) use super::deliver::Message;
 use super::deliver::deliver;
@@ -59,10 +61,10 @@ impl Refusal {
 
 /// Normalises a publish topic and checks it is one (no wildcards, depth).
 pub(crate) fn validate<'t>(topic: &'t str, limits: &Limits) -> Result<Cow<'t, str>, Refusal> {
-    let normalized =
-        normalize_topic(topic, limits.max_topic_depth).map_err(|_| Refusal::BadTopic)?;
-    validate_publish_topic(&normalized).map_err(|_| Refusal::Wildcard)?;
-    Ok(normalized)
+    normalize_publish_topic(topic, limits.max_topic_depth).map_err(|e| match e {
+        TopicError::Wildcard => Refusal::Wildcard,
+        _ => Refusal::BadTopic,
+    })
 }
 
 /// An MQTT topic name, as sent: no normalisation (`/a` and `a//b` are
