@@ -43,6 +43,9 @@ OPTIONS:
     --out FILE     the markdown file to write (default BENCHMARKS.md)
     --report FILE  also copy the tables to FILE (benches/run.sh uses it)
     --no-install   install nothing (fails if the reference is not built)
+    --busy-poll US also run psrtd with `server.busy_poll_us: US` (a config
+                   key of psrtd's own, off by default) and report it as a
+                   column of its own
     -h, --help     this help
 
 ENVIRONMENT:
@@ -65,6 +68,7 @@ WRITE=0
 OUT="$REPO/BENCHMARKS.md"
 INSTALL=1
 REPORT=""
+BUSY=0
 REF_DIR="${PSRT_REFERENCE_DIR:-$HOME/.cache/psrt-reference/0.3.8}"
 
 die() { echo "reference.sh: $*" >&2; exit 2; }
@@ -79,9 +83,11 @@ while [ $# -gt 0 ]; do
         --out) [ $# -ge 2 ] || die "--out needs a file"; OUT=$2; shift 2 ;;
         --report) [ $# -ge 2 ] || die "--report needs a file"; REPORT=$2; shift 2 ;;
         --no-install) INSTALL=0; shift ;;
+        --busy-poll) [ $# -ge 2 ] || die "--busy-poll needs µs"; BUSY=$2; shift 2 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
+[[ "$BUSY" =~ ^[0-9]+$ ]] || die "--busy-poll: not a number of µs: $BUSY"
 for v in "$REPS" "$N" "$ITERS"; do [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "not a positive number: $v"; done
 part() { [[ ",$PARTS," == *",$1,"* ]]; }
 
@@ -163,11 +169,18 @@ auth:
   acl: $TMP/acl.yml
 EOF
 
+# psrtd with the busy poll: the same file plus its own key (the reference
+# refuses keys it does not know).
+sed "s/^server:/server:\n  busy_poll_us: $BUSY/" "$TMP/config.yml" >"$TMP/config-bp.yml"
+PSRTDS="psrtd"
+[ "$BUSY" = 0 ] || PSRTDS="psrtd psrtd-bp"
+
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 start() { # floor|psrtd|reference
     case "$1" in
         floor) "$FLOOR" "127.0.0.1:$PORT" >"$LOGDIR/floor.log" 2>&1 & ;;
         psrtd) "$PSRTD" -C "$TMP/config.yml" >>"$LOGDIR/psrtd.log" 2>&1 & ;;
+        psrtd-bp) "$PSRTD" -C "$TMP/config-bp.yml" >>"$LOGDIR/psrtd-bp.log" 2>&1 & ;;
         reference) "$REF_PSRTD" -C "$TMP/config.yml" >>"$LOGDIR/reference.log" 2>&1 & ;;
     esac
     SRV_PID=$!
@@ -206,10 +219,10 @@ run_cli() { # SERVER ROUND
 
 for round in $(seq "$REPS"); do
     if part ack; then
-        for s in floor psrtd reference; do start "$s"; run_ack "$s" "$round"; stop; done
+        for s in floor $PSRTDS reference; do start "$s"; run_ack "$s" "$round"; stop; done
     fi
     if part cli; then
-        for s in psrtd reference; do start "$s"; run_cli "$s" "$round"; stop; done
+        for s in $PSRTDS reference; do start "$s"; run_cli "$s" "$round"; stop; done
     fi
 done
 
@@ -219,7 +232,8 @@ fmt_rate() { awk -v x="$1" 'BEGIN { if (x >= 1e6) printf "%.2f M", x/1e6; else i
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a/b; else print "—" }'; }
 PSRTD_SHOWN=${PSRTD#"$REPO"/}
 {
-    echo "Command: \`bash benches/reference.sh --reps $REPS --n $N --iters $ITERS\`"
+    shown_busy=""; [ "$BUSY" = 0 ] || shown_busy=" --busy-poll $BUSY"
+    echo "Command: \`bash benches/reference.sh --reps $REPS --n $N --iters $ITERS$shown_busy\`"
     echo "($(date -u +%Y-%m-%d), psrtd \`$PSRTD_SHOWN\`, reference $(head -1 "$LOGDIR/versions.txt" 2>/dev/null || echo 'psrtd 0.3.8'),"
     echo "$(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg))."
     echo
@@ -229,15 +243,29 @@ PSRTD_SHOWN=${PSRTD#"$REPO"/}
         echo "|---|---|---|---|---|---|---|"
         echo "| floor (\`benches/floor\`) | $(fmt_rate "$f") | ${ACK[floor]}| $(med "${ACK[floor.p50]}") | — | $(ratio "$f" "$r") | 100 % |"
         echo "| psrtd | $(fmt_rate "$p") | ${ACK[psrtd]}| $(med "${ACK[psrtd.p50]}") | $(med "${ACK[psrtd.cpu]}") % | **$(ratio "$p" "$r")** | $(calc "int(100 * $p / $f + 0.5)") % |"
+        if [ "$BUSY" != 0 ]; then
+            b=$(med "${ACK[psrtd-bp]}")
+            echo "| psrtd, \`busy_poll_us: $BUSY\` | $(fmt_rate "$b") | ${ACK[psrtd-bp]}| $(med "${ACK[psrtd-bp.p50]}") | $(med "${ACK[psrtd-bp.cpu]}") % | **$(ratio "$b" "$r")** | $(calc "int(100 * $b / $f + 0.5)") % |"
+        fi
         echo "| reference psrtd 0.3.8 | $(fmt_rate "$r") | ${ACK[reference]}| $(med "${ACK[reference.p50]}") | $(med "${ACK[reference.cpu]}") % | 1.00× | $(calc "int(100 * $r / $f + 0.5)") % |"
         echo
     fi
     if part cli; then
-        echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | reference | ratio |"
-        echo "|---|---|---|---|"
+        if [ "$BUSY" = 0 ]; then
+            echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | reference | ratio |"
+            echo "|---|---|---|---|"
+        else
+            echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | psrtd, \`busy_poll_us: $BUSY\` | reference | ratio | ratio with busy poll |"
+            echo "|---|---|---|---|---|---|"
+        fi
         for st in "${STAGES[@]}"; do
             p=$(med "${CLI[psrtd.$st]:-}"); r=$(med "${CLI[reference.$st]:-}")
-            echo "| $st | $(fmt_rate "${p:-0}") | $(fmt_rate "${r:-0}") | $(ratio "${p:-0}" "${r:-0}") |"
+            if [ "$BUSY" = 0 ]; then
+                echo "| $st | $(fmt_rate "${p:-0}") | $(fmt_rate "${r:-0}") | $(ratio "${p:-0}" "${r:-0}") |"
+            else
+                b=$(med "${CLI[psrtd-bp.$st]:-}")
+                echo "| $st | $(fmt_rate "${p:-0}") | $(fmt_rate "${b:-0}") | $(fmt_rate "${r:-0}") | $(ratio "${p:-0}" "${r:-0}") | $(ratio "${b:-0}" "${r:-0}") |"
+            fi
         done
     fi
 } >"$LOGDIR/report.md"

@@ -227,6 +227,23 @@ fn listen_backlog_defaults_to_somaxconn_and_parses() {
 }
 
 #[test]
+fn busy_poll_is_off_by_default_and_bounded() {
+    assert_eq!(parse("auth:\n  acl: a\n").unwrap().busy_poll_us, 0);
+    assert_eq!(Config::embedded_default().busy_poll_us, 0);
+    let c = parse("server:\n  busy_poll_us: 50\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.busy_poll_us, 50);
+    let c = parse("server:\n  busy_poll_us: 1000\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.busy_poll_us, MAX_BUSY_POLL_US);
+    for bad in ["1001", "-5", "fast"] {
+        let e = parse(&format!(
+            "server:\n  busy_poll_us: {bad}\nauth:\n  acl: a\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("busy_poll_us"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn admission_keys_have_safe_defaults_and_parse() {
     let c = parse("auth:\n  acl: a\n").unwrap();
     assert_eq!((c.max_handshakes_per_ip, c.max_tls_handshakes), (64, 64));

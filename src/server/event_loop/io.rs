@@ -229,6 +229,7 @@ impl Server {
                 Ok(got) if got.n == 0 => Some(CloseReason::PeerClosed),
                 Ok(got) => {
                     read += got.n;
+                    self.turn_read += got.n;
                     drained = got.short && matches!(conn.stream, Transport::Plain(_));
                     None
                 }

@@ -15,10 +15,12 @@
 //! and file reads run in the auth workers, and every buffer is bounded
 //! before it grows. The loop's I/O is split over this file (set-up: the
 //! listeners with their backlog, `server.listen_backlog`; the loop),
-//! `io.rs` (accept, read, flush, timers, removal) and `wake.rs`
-//! (worker answers, signals, reloads, outgoing cluster links); protocol
-//! work is reached only through `dispatch`.
+//! `io.rs` (accept, read, flush, timers, removal), `wake.rs` (worker
+//! answers, signals, reloads, outgoing cluster links) and `busy_poll.rs`
+//! (the optional spin before sleeping); protocol work is reached only
+//! through `dispatch`.
 
+mod busy_poll;
 mod io;
 mod wake;
 
@@ -29,6 +31,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
+
+use busy_poll::BusyPoll;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -90,6 +94,10 @@ pub struct Server {
     notifier: Notifier,
     running: bool,
     accept_paused_until: Option<Instant>,
+    /// `server.busy_poll_us`: whether the next poll spins first.
+    busy: BusyPoll,
+    /// Socket input bytes read in this loop turn (for `busy`).
+    turn_read: usize,
 }
 
 impl Server {
@@ -189,6 +197,7 @@ impl Server {
                 );
             }
         }
+        let busy = BusyPoll::new(core.config.busy_poll_us);
         Ok(Self {
             poll,
             listeners,
@@ -203,6 +212,8 @@ impl Server {
             notifier: Notifier::default(),
             running: true,
             accept_paused_until: None,
+            busy,
+            turn_read: 0,
         })
     }
 
@@ -339,10 +350,11 @@ impl Server {
             } else {
                 Some(Duration::ZERO)
             };
-            match self.poll.poll(&mut events, timeout) {
+            match self.busy.poll(&mut self.poll, &mut events, timeout) {
                 Err(e) if e.kind() == stdio::ErrorKind::Interrupted => continue,
                 other => other?,
             }
+            self.turn_read = 0;
             self.core.set_now(Instant::now());
             self.core.sample();
             // A quiet turn (few ready sockets: clients that wait for each
@@ -400,6 +412,8 @@ impl Server {
                 mqtt::session::expire(&mut self.cx());
             }
             self.core.ratelog.flush(self.core.now);
+            self.busy
+                .after_turn(self.turn_read, self.core.rx_pool.partial_total > 0);
         }
         self.core.ratelog.flush_all(Instant::now());
         self.notifier.stopping();
