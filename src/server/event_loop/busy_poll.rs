@@ -10,7 +10,9 @@
 //! It never spins when the loop had no input (an idle server sleeps as
 //! before), nor after a turn that read [`BULK_TURN_BYTES`] or more or while
 //! a large frame is arriving (a bulk transfer, where the clients need the
-//! CPU more than the server needs to be awake), nor when the loop has work queued (it polls without sleeping
+//! CPU more than the server needs to be awake), nor after a busy turn (many
+//! ready sockets: clients sending at once are batched better by sleeping
+//! until several have written), nor when the loop has work queued (it polls without sleeping
 //! then anyway). The price is CPU: up to `busy_poll_us` per turn that read a
 //! request, measured in BENCHMARKS.md ("busy poll").
 
@@ -38,11 +40,14 @@ impl BusyPoll {
         }
     }
 
-    /// After a turn that read `bytes_read` bytes of socket input, with
-    /// `large_frame_pending` if a large frame is still being received: the
-    /// next poll spins if that was some input, but not a bulk transfer.
-    pub(super) fn after_turn(&mut self, bytes_read: usize, large_frame_pending: bool) {
+    /// After a turn that read `bytes_read` bytes of socket input, `quiet`
+    /// if it had few ready sockets, with `large_frame_pending` if a large
+    /// frame is still being received: the next poll spins if that was a
+    /// request or two — not a bulk transfer, not a busy turn (many clients
+    /// sending at once batch well without it).
+    pub(super) fn after_turn(&mut self, bytes_read: usize, quiet: bool, large_frame_pending: bool) {
         self.armed = !self.budget.is_zero()
+            && quiet
             && !large_frame_pending
             && (1..BULK_TURN_BYTES).contains(&bytes_read);
     }
@@ -90,23 +95,25 @@ mod tests {
         let mut b = BusyPoll::new(50);
         let sleep = Some(Duration::from_secs(1));
         assert!(!b.spins(sleep), "not before any input");
-        b.after_turn(17, false);
+        b.after_turn(17, true, false);
         assert!(b.spins(sleep), "after a request");
         assert!(b.spins(None), "before an unbounded sleep too");
         assert!(
             !b.spins(Some(Duration::ZERO)),
             "work queued: the loop does not sleep anyway"
         );
-        b.after_turn(17, true);
+        b.after_turn(17, true, true);
         assert!(!b.spins(sleep), "the rest of a large frame is on its way");
-        b.after_turn(0, false);
+        b.after_turn(17, false, false);
+        assert!(!b.spins(sleep), "a busy turn");
+        b.after_turn(0, true, false);
         assert!(!b.spins(sleep), "a turn without input (timers, idle)");
-        b.after_turn(BULK_TURN_BYTES, false);
+        b.after_turn(BULK_TURN_BYTES, true, false);
         assert!(!b.spins(sleep), "a bulk transfer");
-        b.after_turn(BULK_TURN_BYTES - 1, false);
+        b.after_turn(BULK_TURN_BYTES - 1, true, false);
         assert!(b.spins(sleep));
         let mut off = BusyPoll::new(0);
-        off.after_turn(17, false);
+        off.after_turn(17, true, false);
         assert!(!off.spins(sleep), "0 = off");
     }
 
@@ -118,7 +125,7 @@ mod tests {
         let waker = Waker::new(poll.registry(), Token(7)).unwrap();
         let mut events = Events::with_capacity(8);
         let mut b = BusyPoll::new(1000);
-        b.after_turn(10, false);
+        b.after_turn(10, true, false);
         waker.wake().unwrap();
         b.poll(&mut poll, &mut events, Some(Duration::from_secs(5)))
             .unwrap();

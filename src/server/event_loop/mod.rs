@@ -413,7 +413,7 @@ impl Server {
             }
             self.core.ratelog.flush(self.core.now);
             self.busy
-                .after_turn(self.turn_read, self.core.rx_pool.partial_total > 0);
+                .after_turn(self.turn_read, eager, self.core.rx_pool.partial_total > 0);
         }
         self.core.ratelog.flush_all(Instant::now());
         self.notifier.stopping();
