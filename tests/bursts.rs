@@ -6,7 +6,6 @@ mod common;
 use std::io::Write;
 
 use common::{Raw, Setup, TestServer};
-use psrt::protocol::{Request, encode_request};
 
 /// 20 000 publishes written in one go (well over data_queue = 100) reach a
 /// subscriber that reads continuously, all of them, in order.
@@ -18,17 +17,7 @@ fn pipelined_burst_larger_than_data_queue_is_delivered() {
     assert_eq!(sub_ctl.subscribe(&["burst/#"]), 0x01);
     let (mut publisher, _) = Raw::anonymous(srv.addr);
     const N: u32 = 20_000;
-    let mut frames = Vec::new();
-    for i in 0..N {
-        encode_request(
-            &Request::Publish {
-                priority: 0x7f,
-                topic: "burst/t",
-                message: &i.to_le_bytes(),
-            },
-            &mut frames,
-        );
-    }
+    let frames = common::numbered_publishes("burst/t", 0..N);
     let writer = std::thread::spawn(move || {
         publisher.s.write_all(&frames).unwrap();
         let replies = publisher.read_exact(N as usize);

@@ -15,7 +15,6 @@ use std::time::Duration;
 use common::relay::Relay;
 use common::{Raw, Session, Setup, TestServer, http_get, wait_until};
 use psrt::server::config::BindAddr;
-use psrt_protocol::{Request, encode_request};
 
 /// ACL of a receiving node: `repl` may replicate; anonymous may pub/sub.
 const NODE_ACL: &str =
@@ -267,19 +266,7 @@ fn free_addr() -> std::net::SocketAddr {
 /// reply is `01`.
 fn publish_burst(addr: std::net::SocketAddr, topic: &str, range: std::ops::Range<u32>) {
     let (mut publisher, _) = Raw::anonymous(addr);
-    let mut frames = Vec::new();
-    for i in range.clone() {
-        let message = i.to_le_bytes();
-        encode_request(
-            &Request::Publish {
-                priority: 0x7f,
-                topic,
-                message: &message,
-            },
-            &mut frames,
-        );
-    }
-    publisher.send(&frames);
+    publisher.send(&common::numbered_publishes(topic, range.clone()));
     let replies = publisher.read_exact(range.len());
     assert!(replies.iter().all(|&r| r == 0x01));
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use common::nodes::{Node, mesh};
 use common::{Raw, Session, wait_until};
-use psrt_protocol::{Request, encode_request};
 
 const SIGSTOP: i32 = 19;
 const SIGCONT: i32 = 18;
@@ -24,18 +23,7 @@ const SIGCONT: i32 = 18;
 /// pipelined, and checks that every reply is `01`.
 fn publish_burst(addr: SocketAddr, topic: &str, range: Range<u32>) {
     let (mut publisher, _) = Raw::anonymous(addr);
-    let mut frames = Vec::new();
-    for i in range.clone() {
-        encode_request(
-            &Request::Publish {
-                priority: 0x7f,
-                topic,
-                message: &i.to_le_bytes(),
-            },
-            &mut frames,
-        );
-    }
-    publisher.send(&frames);
+    publisher.send(&common::numbered_publishes(topic, range.clone()));
     let replies = publisher.read_exact(range.len());
     assert!(replies.iter().all(|&r| r == 0x01), "every publish took");
 }

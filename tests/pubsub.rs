@@ -224,17 +224,7 @@ fn pipelined_publishes_keep_order() {
     sub.sub(&["pipe"]);
     let (mut publ, _) = Raw::anonymous(srv.addr);
 
-    let mut frames = Vec::new();
-    for i in 0..N {
-        encode_request(
-            &Request::Publish {
-                priority: 0x7f,
-                topic: "pipe",
-                message: &i.to_le_bytes(),
-            },
-            &mut frames,
-        );
-    }
+    let frames = common::numbered_publishes("pipe", 0..N);
     // Read the subscriber on its own thread while the publisher writes.
     let reader = std::thread::spawn(move || {
         for i in 0..N {
@@ -267,18 +257,7 @@ fn the_busy_poll_changes_no_behaviour() {
     let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
     assert_eq!(publ.publish("bp/big", &big), 0x01);
     sub.expect("bp/big", &big);
-    let mut frames = Vec::new();
-    for i in 0..2000u32 {
-        encode_request(
-            &Request::Publish {
-                priority: 0x7f,
-                topic: "bp/pipe",
-                message: &i.to_le_bytes(),
-            },
-            &mut frames,
-        );
-    }
-    publ.send(&frames);
+    publ.send(&common::numbered_publishes("bp/pipe", 0..2000));
     assert!(publ.read_exact(2000).iter().all(|&r| r == 0x01));
     for i in 0..2000u32 {
         sub.expect("bp/pipe", &i.to_le_bytes());

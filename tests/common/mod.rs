@@ -27,6 +27,23 @@ use psrt::server::Stats;
 use psrt::server::config::{AclSource, BindAddr};
 use psrt::server::{AuthDb, Config, Server, ShutdownHandle};
 
+/// Pipelined PUBLISH frames for every number of `range` on `topic` (the
+/// number as its 4 little-endian bytes), to write at once.
+pub fn numbered_publishes(topic: &str, range: std::ops::Range<u32>) -> Vec<u8> {
+    let mut frames = Vec::new();
+    for i in range {
+        encode_request(
+            &Request::Publish {
+                priority: 0x7f,
+                topic,
+                message: &i.to_le_bytes(),
+            },
+            &mut frames,
+        );
+    }
+    frames
+}
+
 /// Read timeout of every test socket.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
