@@ -8,13 +8,14 @@
 //! or virtual machine costs more than the request itself.
 //!
 //! It never spins when the loop had no input (an idle server sleeps as
-//! before), nor after a turn that read [`BULK_TURN_BYTES`] or more or while
+//! before); nor after a turn that read [`BULK_TURN_BYTES`] or more, or while
 //! a large frame is arriving (a bulk transfer, where the clients need the
-//! CPU more than the server needs to be awake), nor after a busy turn (many
+//! CPU more than the server needs to be awake); nor after a busy turn (many
 //! ready sockets: clients sending at once are batched better by sleeping
-//! until several have written), nor when the loop has work queued (it polls without sleeping
-//! then anyway). The price is CPU: up to `busy_poll_us` per turn that read a
-//! request, measured in BENCHMARKS.md ("busy poll").
+//! until several have written); nor when the loop has work queued (it polls
+//! without sleeping then anyway); nor past the loop's next deadline. The
+//! price is CPU: up to `busy_poll_us` per turn that read a request, measured
+//! in BENCHMARKS.md ("Busy poll").
 
 use std::io;
 use std::time::{Duration, Instant};

@@ -31,8 +31,6 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-
-use busy_poll::BusyPoll;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -49,6 +47,7 @@ use super::notify::Notifier;
 use super::phase::ListenerKind;
 use super::stats::Stats;
 use super::udp::Udp;
+use busy_poll::BusyPoll;
 
 const WAKER: Token = Token(0);
 const SIGNALS: Token = Token(1);

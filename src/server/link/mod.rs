@@ -28,7 +28,7 @@ pub(crate) use nodes::Cluster;
 use nodes::{Dialect, Payload, Replica};
 use phase::{Link, LinkStep};
 
-use crate::server::conn::{CloseReason, ConnId, SharedBuf};
+use crate::server::conn::{CloseReason, ConnId};
 use crate::server::core::{Core, Cx};
 use crate::server::phase::{Phase, Step, frame};
 
@@ -107,18 +107,9 @@ fn send_window(cx: &mut Cx, id: ConnId, node: usize) {
         n.in_flight_bytes += r.size();
         let len = r.message.len();
         let head = 1 + REPL_SEQ_HEADER_LEN + r.topic.len() + 1;
-        match r.message {
-            Payload::Inline(bytes) => push(cx, id, head + len, |v| {
-                encode_repl_seq_head(r.priority, r.timestamp_ns, r.seq, &r.topic, len, v);
-                v.extend_from_slice(&bytes);
-            }),
-            Payload::Shared(buf) => {
-                push(cx, id, head, |v| {
-                    encode_repl_seq_head(r.priority, r.timestamp_ns, r.seq, &r.topic, len, v);
-                });
-                push_shared(cx, id, buf);
-            }
-        }
+        push_frame(cx, id, head, r.message, |v| {
+            encode_repl_seq_head(r.priority, r.timestamp_ns, r.seq, &r.topic, len, v);
+        });
     }
 }
 
@@ -166,12 +157,29 @@ fn push(cx: &mut Cx, id: ConnId, len: usize, encode: impl FnOnce(&mut Vec<u8>)) 
     cx.core.push_encoded(id, &mut cx.conns[id], len, encode);
 }
 
-/// Appends a large payload to the link's send queue without copying it.
-fn push_shared(cx: &mut Cx, id: ConnId, buf: SharedBuf) {
-    let len = buf.len();
-    cx.conns[id]
-        .tx
-        .push_shared(buf, len, false, &mut cx.core.tx_pool);
+/// Queues a frame: its head (`head_len` bytes, written by `head`), then its
+/// payload — a small one copied right after the head, a large one shared
+/// with the other nodes' queues as it is.
+fn push_frame(
+    cx: &mut Cx,
+    id: ConnId,
+    head_len: usize,
+    payload: Payload,
+    head: impl FnOnce(&mut Vec<u8>),
+) {
+    match payload {
+        Payload::Inline(bytes) => push(cx, id, head_len + bytes.len(), |v| {
+            head(v);
+            v.extend_from_slice(&bytes);
+        }),
+        Payload::Shared(buf) => {
+            push(cx, id, head_len, head);
+            let len = buf.len();
+            cx.conns[id]
+                .tx
+                .push_shared(buf, len, false, &mut cx.core.tx_pool);
+        }
+    }
 }
 
 /// A link connection ended: the node is down until its retry time.
@@ -385,18 +393,9 @@ fn on_reply(
             // A large payload is shared by every node's queue: it goes into
             // the send queue as it is, never copied.
             let len = r.message.len();
-            match r.message {
-                Payload::Inline(bytes) => push(cx, id, REPL_BODY_HEADER_LEN + len, |v| {
-                    encode_repl_body_header(r.priority, r.timestamp_ns, len, v);
-                    v.extend_from_slice(&bytes);
-                }),
-                Payload::Shared(buf) => {
-                    push(cx, id, REPL_BODY_HEADER_LEN, |v| {
-                        encode_repl_body_header(r.priority, r.timestamp_ns, len, v);
-                    });
-                    push_shared(cx, id, buf);
-                }
-            }
+            push_frame(cx, id, REPL_BODY_HEADER_LEN, r.message, |v| {
+                encode_repl_body_header(r.priority, r.timestamp_ns, len, v);
+            });
             // The next message's topic goes right after the body: the node
             // reads it as its next request once the body is handled, so the
             // link waits one round trip per message, not two.
