@@ -24,7 +24,9 @@
 //! * **replay**: at start the folder is scanned (CRC of every record); a
 //!   torn or corrupt record ends its segment (logged). Records after
 //!   `acked` are sent again, in order (at least once: a message acknowledged
-//!   after the last `acked` write is sent again after a crash).
+//!   after the last `acked` write is sent again after a crash). Records are
+//!   read back in chunks as the memory queue empties; a read continues at
+//!   the byte where the last one stopped, so each byte is read once.
 //! * **deletion**: a sealed segment goes once every record in it is
 //!   acknowledged. **Bound**: when `spool_bytes` would be passed, the
 //!   oldest segment goes (its records not yet read back are dropped,
@@ -32,7 +34,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -47,6 +49,8 @@ const BODY_HEAD: usize = 10;
 /// A record longer than this is corrupt (a topic and a payload of the
 /// largest publish fit far below it).
 const MAX_RECORD: usize = 1 << 30;
+/// Bytes read from a segment file at a time when reading records back.
+const READ_CHUNK: usize = 64 << 10;
 
 /// A segment's size: a sixteenth of the bound, 64 KiB to 16 MiB.
 pub(crate) fn segment_bytes(spool_bytes: u64) -> u64 {
@@ -257,6 +261,7 @@ impl Spool {
                     acked,
                     acked_written: acked,
                     notify,
+                    cursor: None,
                 };
                 loop {
                     match rx.recv_timeout(FSYNC_INTERVAL) {
@@ -341,6 +346,8 @@ struct Writer {
     acked: u64,
     acked_written: u64,
     notify: Box<dyn Fn(SpoolEvent) + Send>,
+    /// Where the last read stopped.
+    cursor: Option<ReadCursor>,
 }
 
 impl Writer {
@@ -442,123 +449,98 @@ impl Writer {
     }
 
     /// Records with `seq >= from`, oldest first, up to `max_bytes` of
-    /// topics and payloads (at least one).
+    /// topics and payloads (at least one). A read that continues where the
+    /// last one stopped starts at that byte of that segment; any other
+    /// starts at the segment holding `from`. Either reads the files in
+    /// chunks and stops once it has enough, so a replay reads each byte
+    /// once however small the memory queue.
     fn read(&mut self, from: u64, max_bytes: usize) -> Vec<Record> {
         let mut out = Vec::new();
         let mut size = 0;
-        // The segment holding `from`: the last one starting at or before it.
-        let start = self.ids.iter().rposition(|&id| id <= from).unwrap_or(0);
+        let resume = self
+            .cursor
+            .take()
+            .filter(|c| c.next_seq == from)
+            .and_then(|c| Some((self.ids.iter().position(|&id| id == c.id)?, c.offset)));
+        // Else the segment holding `from`: the last one starting at or
+        // before it.
+        let (start, mut offset) =
+            resume.unwrap_or_else(|| (self.ids.iter().rposition(|&id| id <= from).unwrap_or(0), 0));
         let ids: Vec<u64> = self.ids.iter().skip(start).copied().collect();
+        let mut chunk = vec![0; READ_CHUNK];
         for id in ids {
             let path = segment_path(&self.dir, id);
-            let mut data = Vec::new();
-            if let Err(e) = File::open(&path).and_then(|mut f| f.read_to_end(&mut data)) {
-                self.fail(format!("cannot read {}: {e}", path.display()));
-                continue;
-            }
-            let mut at = 0;
-            while let Ok(Some((r, len))) = decode_record(&data[at..]) {
-                at += len;
-                if r.seq < from {
+            let opened = File::open(&path).and_then(|mut f| {
+                f.seek(SeekFrom::Start(offset))?;
+                Ok(f)
+            });
+            let mut file = match opened {
+                Ok(f) => f,
+                Err(e) => {
+                    self.fail(format!("cannot read {}: {e}", path.display()));
+                    offset = 0;
                     continue;
                 }
-                size += r.topic.len() + r.payload.len();
-                out.push(r);
-                if size >= max_bytes {
-                    return out;
+            };
+            // `buf` holds the file's bytes from `offset` on; `at` of them
+            // are decoded.
+            let mut buf = Vec::new();
+            let mut at = 0;
+            'segment: loop {
+                loop {
+                    match decode_record(&buf[at..]) {
+                        Ok(Some((r, len))) => {
+                            at += len;
+                            if r.seq < from {
+                                continue;
+                            }
+                            size += r.topic.len() + r.payload.len();
+                            let next_seq = r.seq + 1;
+                            out.push(r);
+                            if size >= max_bytes {
+                                self.cursor = Some(ReadCursor {
+                                    next_seq,
+                                    id,
+                                    offset: offset + at as u64,
+                                });
+                                return out;
+                            }
+                        }
+                        Ok(None) => break,
+                        // Damaged: the rest of this segment is skipped
+                        // (the loop counts what is missing as dropped).
+                        Err(_) => break 'segment,
+                    }
+                }
+                buf.drain(..at);
+                offset += at as u64;
+                at = 0;
+                match file.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.fail(format!("cannot read {}: {e}", path.display()));
+                        break;
+                    }
                 }
             }
+            offset = 0;
         }
         out
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("psrt-spool-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
-    }
-
-    #[test]
-    fn records_round_trip_and_refuse_damage() {
-        let mut v = Vec::new();
-        encode_record(7, "plant/a", b"21.5", &mut v);
-        encode_record(8, "", b"", &mut v);
-        let (r, len) = decode_record(&v).unwrap().unwrap();
-        assert_eq!(
-            (r.seq, r.topic.as_str(), &r.payload[..]),
-            (7, "plant/a", &b"21.5"[..])
-        );
-        let (r2, len2) = decode_record(&v[len..]).unwrap().unwrap();
-        assert_eq!((r2.seq, len + len2), (8, v.len()));
-        for cut in 0..len {
-            assert_eq!(decode_record(&v[..cut]), Ok(None), "cut {cut}");
-        }
-        let mut bad = v.clone();
-        bad[RECORD_HEAD + 3] ^= 1;
-        assert_eq!(decode_record(&bad), Err("CRC mismatch"));
-        let mut bad = v.clone();
-        bad[0..4].copy_from_slice(&3u32.to_le_bytes());
-        assert_eq!(decode_record(&bad), Err("impossible record length"));
-        assert_eq!(segment_bytes(1 << 30), 16 << 20);
-        assert_eq!(segment_bytes(1 << 20), 64 << 10);
-    }
-
-    #[test]
-    fn written_records_are_read_back_and_survive_a_restart() {
-        let d = dir("restart");
-        let (tx, rx) = mpsc::channel();
-        let notify = Box::new(move |e| tx.send(e).unwrap());
-        let spool = Spool::start(d.clone(), &[], 0, notify).unwrap();
-        for seq in 1..=5u64 {
-            let mut v = Vec::new();
-            encode_record(seq, "t", &seq.to_le_bytes(), &mut v);
-            // Two segments: 1-3 and 4-5.
-            spool.append(if seq <= 3 { 1 } else { 4 }, v);
-        }
-        spool.read(2, 1 << 20);
-        let got = match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
-            SpoolEvent::Read(got) => got,
-            other => panic!("{other:?}"),
-        };
-        let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
-        assert_eq!(seqs, [2, 3, 4, 5]);
-        spool.acked(3);
-        spool.delete(1);
-        drop(spool);
-        // A torn record at the end of the open segment.
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(segment_path(&d, 4))
-            .unwrap();
-        f.write_all(&[9, 0, 0]).unwrap();
-        let s = scan(&d).unwrap();
-        assert_eq!(s.acked, 3);
-        assert_eq!(s.segments.len(), 1);
-        assert_eq!((s.segments[0].id, s.segments[0].last), (4, 5));
-        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
-        assert!(!segment_path(&d, 1).exists());
-        // Cut back to the last whole record.
-        let again = scan(&d).unwrap();
-        assert!(again.warnings.is_empty());
-        fs::remove_dir_all(&d).unwrap();
-    }
-
-    #[test]
-    fn a_fully_acknowledged_segment_is_removed_at_scan() {
-        let d = dir("acked");
-        fs::create_dir_all(&d).unwrap();
-        let mut v = Vec::new();
-        encode_record(1, "t", b"x", &mut v);
-        fs::write(segment_path(&d, 1), &v).unwrap();
-        fs::write(d.join("acked"), 1u64.to_le_bytes()).unwrap();
-        let s = scan(&d).unwrap();
-        assert!(s.segments.is_empty());
-        assert!(!segment_path(&d, 1).exists());
-        fs::remove_dir_all(&d).unwrap();
-    }
+/// Where the last read stopped (see [`Writer::read`]).
+#[derive(Debug, Clone, Copy)]
+struct ReadCursor {
+    /// The sequence number a read continuing there asks for.
+    next_seq: u64,
+    /// The segment, and the byte after the last record returned.
+    id: u64,
+    offset: u64,
 }
+
+#[cfg(test)]
+#[path = "spool_file_tests.rs"]
+mod tests;
