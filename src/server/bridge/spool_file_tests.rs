@@ -10,6 +10,36 @@ fn dir(tag: &str) -> PathBuf {
     d
 }
 
+/// A writer on a fresh folder for `tag`, and the events it sends.
+fn started(tag: &str) -> (PathBuf, Spool, mpsc::Receiver<SpoolEvent>) {
+    let d = dir(tag);
+    let (tx, rx) = mpsc::channel();
+    let notify = Box::new(move |e| tx.send(e).unwrap());
+    let spool = Spool::start(d.clone(), &[], 0, notify).unwrap();
+    (d, spool, rx)
+}
+
+/// Appends record `seq` to `segment`.
+fn append(spool: &Spool, segment: u64, seq: u64, topic: &str, payload: &[u8]) {
+    let mut v = Vec::new();
+    encode_record(seq, topic, payload, &mut v);
+    spool.append(segment, v);
+}
+
+/// Asks for the records from `from` on and waits for them.
+fn read_back(
+    spool: &Spool,
+    rx: &mpsc::Receiver<SpoolEvent>,
+    from: u64,
+    max_bytes: usize,
+) -> Vec<Record> {
+    spool.read(from, max_bytes);
+    match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+        SpoolEvent::Read(got) => got,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn records_round_trip_and_refuse_damage() {
     let mut v = Vec::new();
@@ -37,21 +67,18 @@ fn records_round_trip_and_refuse_damage() {
 
 #[test]
 fn written_records_are_read_back_and_survive_a_restart() {
-    let d = dir("restart");
-    let (tx, rx) = mpsc::channel();
-    let notify = Box::new(move |e| tx.send(e).unwrap());
-    let spool = Spool::start(d.clone(), &[], 0, notify).unwrap();
+    let (d, spool, rx) = started("restart");
     for seq in 1..=5u64 {
-        let mut v = Vec::new();
-        encode_record(seq, "t", &seq.to_le_bytes(), &mut v);
         // Two segments: 1-3 and 4-5.
-        spool.append(if seq <= 3 { 1 } else { 4 }, v);
+        append(
+            &spool,
+            if seq <= 3 { 1 } else { 4 },
+            seq,
+            "t",
+            &seq.to_le_bytes(),
+        );
     }
-    spool.read(2, 1 << 20);
-    let got = match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
-        SpoolEvent::Read(got) => got,
-        other => panic!("{other:?}"),
-    };
+    let got = read_back(&spool, &rx, 2, 1 << 20);
     let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, [2, 3, 4, 5]);
     spool.acked(3);
@@ -77,31 +104,27 @@ fn written_records_are_read_back_and_survive_a_restart() {
 
 #[test]
 fn small_reads_continue_where_the_last_stopped_and_any_start_works() {
-    let d = dir("cursor");
-    let (tx, rx) = mpsc::channel();
-    let notify = Box::new(move |e| tx.send(e).unwrap());
-    let spool = Spool::start(d.clone(), &[], 0, notify).unwrap();
+    let (d, spool, rx) = started("cursor");
     // 3000 records of 100-byte payloads in three segments, so a segment
     // spans several read chunks and records straddle chunk ends.
     for seq in 1..=3000u64 {
-        let mut v = Vec::new();
-        encode_record(seq, "plant/t", &[seq as u8; 100], &mut v);
-        spool.append(1 + (seq - 1) / 1000 * 1000, v);
+        append(
+            &spool,
+            1 + (seq - 1) / 1000 * 1000,
+            seq,
+            "plant/t",
+            &[seq as u8; 100],
+        );
     }
     let read = |from: u64, max: usize| -> Vec<u64> {
-        spool.read(from, max);
-        match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
-            SpoolEvent::Read(got) => {
-                for r in &got {
-                    assert_eq!(
-                        (r.topic.as_str(), &r.payload[..]),
-                        ("plant/t", &[r.seq as u8; 100][..])
-                    );
-                }
-                got.iter().map(|r| r.seq).collect()
-            }
-            other => panic!("{other:?}"),
+        let got = read_back(&spool, &rx, from, max);
+        for r in &got {
+            assert_eq!(
+                (r.topic.as_str(), &r.payload[..]),
+                ("plant/t", &[r.seq as u8; 100][..])
+            );
         }
+        got.iter().map(|r| r.seq).collect()
     };
     // A replay in batches of about ten records: every record once, in
     // order, across segment ends.

@@ -238,12 +238,6 @@ impl Payload {
     }
 }
 
-impl From<Vec<u8>> for Payload {
-    fn from(bytes: Vec<u8>) -> Self {
-        Self::new(&bytes)
-    }
-}
-
 impl Replica {
     /// What it counts against the queue's bound.
     pub(crate) fn size(&self) -> usize {

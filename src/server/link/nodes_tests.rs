@@ -78,7 +78,7 @@ fn queue_limits_and_backoff() {
     let r = |n: usize| Replica {
         priority: 0x7f,
         topic: "t".into(),
-        message: vec![0u8; n].into(),
+        message: Payload::new(&vec![0u8; n]),
         timestamp_ns: 0,
         seq: 0,
     };
@@ -135,7 +135,7 @@ fn the_total_bound_drops_from_the_longest_queue() {
     let r = || Replica {
         priority: 0x7f,
         topic: "t".into(),
-        message: vec![0u8; 9].into(),
+        message: Payload::new(&[0u8; 9]),
         timestamp_ns: 0,
         seq: 0,
     };

@@ -151,7 +151,7 @@ impl OutgoingPeer {
 /// The delay before the next attempt of an outgoing connection: the
 /// current backoff plus up to a quarter of it at random, so peers do not
 /// retry in step; the backoff doubles up to [`MAX_BACKOFF`].
-pub(crate) fn retry_delay(backoff: &mut Duration) -> Duration {
+fn retry_delay(backoff: &mut Duration) -> Duration {
     let delay = *backoff + backoff.mul_f64(jitter_fraction() * 0.25);
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
     delay
