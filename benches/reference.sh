@@ -44,8 +44,8 @@ OPTIONS:
     --report FILE  also copy the tables to FILE (benches/run.sh uses it)
     --no-install   install nothing (fails if the reference is not built)
     --busy-poll US also run psrtd with `server.busy_poll_us: US` (a config
-                   key of psrtd's own, off by default) and report it as a
-                   column of its own
+                   key of psrtd's own, default 50; 0 = off) and report it
+                   as a column of its own
     -h, --help     this help
 
 ENVIRONMENT:
@@ -68,7 +68,7 @@ WRITE=0
 OUT="$REPO/BENCHMARKS.md"
 INSTALL=1
 REPORT=""
-BUSY=0
+BUSY=""
 REF_DIR="${PSRT_REFERENCE_DIR:-$HOME/.cache/psrt-reference/0.3.8}"
 
 die() { echo "reference.sh: $*" >&2; exit 2; }
@@ -87,7 +87,7 @@ while [ $# -gt 0 ]; do
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
-[[ "$BUSY" =~ ^[0-9]+$ ]] || die "--busy-poll: not a number of µs: $BUSY"
+[ -z "$BUSY" ] || [[ "$BUSY" =~ ^[0-9]+$ ]] || die "--busy-poll: not a number of µs: $BUSY"
 for v in "$REPS" "$N" "$ITERS"; do [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "not a positive number: $v"; done
 part() { [[ ",$PARTS," == *",$1,"* ]]; }
 
@@ -171,9 +171,9 @@ EOF
 
 # psrtd with the busy poll: the same file plus its own key (the reference
 # refuses keys it does not know).
-sed "s/^server:/server:\n  busy_poll_us: $BUSY/" "$TMP/config.yml" >"$TMP/config-bp.yml"
+[ -z "$BUSY" ] || sed "s/^server:/server:\n  busy_poll_us: $BUSY/" "$TMP/config.yml" >"$TMP/config-bp.yml"
 PSRTDS="psrtd"
-[ "$BUSY" = 0 ] || PSRTDS="psrtd psrtd-bp"
+[ -z "$BUSY" ] || PSRTDS="psrtd psrtd-bp"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 start() { # floor|psrtd|reference
@@ -232,7 +232,7 @@ fmt_rate() { awk -v x="$1" 'BEGIN { if (x >= 1e6) printf "%.2f M", x/1e6; else i
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a/b; else print "—" }'; }
 PSRTD_SHOWN=${PSRTD#"$REPO"/}
 {
-    shown_busy=""; [ "$BUSY" = 0 ] || shown_busy=" --busy-poll $BUSY"
+    shown_busy=""; [ -z "$BUSY" ] || shown_busy=" --busy-poll $BUSY"
     echo "Command: \`bash benches/reference.sh --reps $REPS --n $N --iters $ITERS$shown_busy\`"
     echo "($(date -u +%Y-%m-%d), psrtd \`$PSRTD_SHOWN\`, reference $(head -1 "$LOGDIR/versions.txt" 2>/dev/null || echo 'psrtd 0.3.8'),"
     echo "$(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg))."
@@ -243,7 +243,7 @@ PSRTD_SHOWN=${PSRTD#"$REPO"/}
         echo "|---|---|---|---|---|---|---|"
         echo "| floor (\`benches/floor\`) | $(fmt_rate "$f") | ${ACK[floor]}| $(med "${ACK[floor.p50]}") | — | $(ratio "$f" "$r") | 100 % |"
         echo "| psrtd | $(fmt_rate "$p") | ${ACK[psrtd]}| $(med "${ACK[psrtd.p50]}") | $(med "${ACK[psrtd.cpu]}") % | **$(ratio "$p" "$r")** | $(calc "int(100 * $p / $f + 0.5)") % |"
-        if [ "$BUSY" != 0 ]; then
+        if [ -n "$BUSY" ]; then
             b=$(med "${ACK[psrtd-bp]}")
             echo "| psrtd, \`busy_poll_us: $BUSY\` | $(fmt_rate "$b") | ${ACK[psrtd-bp]}| $(med "${ACK[psrtd-bp.p50]}") | $(med "${ACK[psrtd-bp.cpu]}") % | **$(ratio "$b" "$r")** | $(calc "int(100 * $b / $f + 0.5)") % |"
         fi
@@ -251,16 +251,16 @@ PSRTD_SHOWN=${PSRTD#"$REPO"/}
         echo
     fi
     if part cli; then
-        if [ "$BUSY" = 0 ]; then
+        if [ -z "$BUSY" ]; then
             echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | reference | ratio |"
             echo "|---|---|---|---|"
         else
-            echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | psrtd, \`busy_poll_us: $BUSY\` | reference | ratio | ratio with busy poll |"
+            echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | psrtd, \`busy_poll_us: $BUSY\` | reference | ratio | ratio, \`busy_poll_us: $BUSY\` |"
             echo "|---|---|---|---|---|---|"
         fi
         for st in "${STAGES[@]}"; do
             p=$(med "${CLI[psrtd.$st]:-}"); r=$(med "${CLI[reference.$st]:-}")
-            if [ "$BUSY" = 0 ]; then
+            if [ -z "$BUSY" ]; then
                 echo "| $st | $(fmt_rate "${p:-0}") | $(fmt_rate "${r:-0}") | $(ratio "${p:-0}" "${r:-0}") |"
             else
                 b=$(med "${CLI[psrtd-bp.$st]:-}")

@@ -80,7 +80,7 @@ struct ServerSection {
     max_handshakes_per_ip: Option<usize>,
     max_tls_handshakes: Option<usize>,
     listen_backlog: Option<u32>,
-    /// New: µs the loop polls without sleeping after a request (0 = off).
+    /// New: µs the loop may poll without sleeping after a request (0 = off).
     busy_poll_us: Option<u32>,
 }
 
@@ -233,8 +233,9 @@ pub struct Config {
     pub cluster_queue_total: usize,
     /// Warn when a delivery takes longer than this (µs; 0 = off).
     pub latency_warn_us: u32,
-    /// After a turn that read a request, poll without sleeping this long
-    /// before sleeping (µs; 0 = off, at most [`MAX_BUSY_POLL_US`]).
+    /// After a turn that read a request, poll without sleeping up to this
+    /// long before sleeping, adaptively (µs; 0 = off, at most
+    /// [`MAX_BUSY_POLL_US`], default [`DEFAULT_BUSY_POLL_US`]).
     pub busy_poll_us: u32,
     /// Reference keys accepted for compatibility that this build does not use.
     pub ignored: Vec<String>,
@@ -256,6 +257,10 @@ const DEFAULT_MAX_SUBSCRIPTIONS: usize = 250_000;
 /// `server.busy_poll_us` at most: a millisecond of spinning is already far
 /// past any request's round trip.
 pub const MAX_BUSY_POLL_US: u32 = 1000;
+/// `server.busy_poll_us` by default: about one request's round trip on
+/// loopback. The spin adapts (none at idle or for a trickle of requests),
+/// so it is on by default: BENCHMARKS.md, "Busy poll".
+pub const DEFAULT_BUSY_POLL_US: u32 = 50;
 const DEFAULT_MAX_PARTIAL_BYTES: usize = 64 * 1024 * 1024;
 const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 64;
 const DEFAULT_MAX_TLS_HANDSHAKES: usize = 64;
@@ -306,7 +311,7 @@ impl Config {
             cluster_file: None,
             cluster_queue_total: DEFAULT_CLUSTER_QUEUE_TOTAL,
             latency_warn_us: 0,
-            busy_poll_us: 0,
+            busy_poll_us: DEFAULT_BUSY_POLL_US,
             ignored: Vec::new(),
             mqtt: Some(MqttConfig::default_with(
                 vec![BindAddr::Tcp("127.0.0.1:1883".into())],
@@ -507,7 +512,7 @@ impl Config {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "host".into());
         let bridges = bridge::validate(bridges.unwrap_or_default(), resolve, &host).map_err(err)?;
-        let busy_poll_us = server.busy_poll_us.unwrap_or(0);
+        let busy_poll_us = server.busy_poll_us.unwrap_or(DEFAULT_BUSY_POLL_US);
         if busy_poll_us > MAX_BUSY_POLL_US {
             return Err(err(format!(
                 "server.busy_poll_us: {busy_poll_us} is too long (0 = off, at most {MAX_BUSY_POLL_US} µs)"

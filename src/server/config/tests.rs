@@ -227,11 +227,16 @@ fn listen_backlog_defaults_to_somaxconn_and_parses() {
 }
 
 #[test]
-fn busy_poll_is_off_by_default_and_bounded() {
-    assert_eq!(parse("auth:\n  acl: a\n").unwrap().busy_poll_us, 0);
-    assert_eq!(Config::embedded_default().busy_poll_us, 0);
-    let c = parse("server:\n  busy_poll_us: 50\nauth:\n  acl: a\n").unwrap();
-    assert_eq!(c.busy_poll_us, 50);
+fn busy_poll_is_50_us_by_default_can_be_turned_off_and_is_bounded() {
+    assert_eq!(parse("auth:\n  acl: a\n").unwrap().busy_poll_us, 50);
+    assert_eq!(
+        Config::embedded_default().busy_poll_us,
+        DEFAULT_BUSY_POLL_US
+    );
+    let c = parse("server:\n  busy_poll_us: 0\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.busy_poll_us, 0);
+    let c = parse("server:\n  busy_poll_us: 20\nauth:\n  acl: a\n").unwrap();
+    assert_eq!(c.busy_poll_us, 20);
     let c = parse("server:\n  busy_poll_us: 1000\nauth:\n  acl: a\n").unwrap();
     assert_eq!(c.busy_poll_us, MAX_BUSY_POLL_US);
     for bad in ["1001", "-5", "fast"] {

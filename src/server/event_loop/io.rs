@@ -436,6 +436,7 @@ impl Server {
         outbox::count_written(&mut self.core.stats, &mut self.core.tx_pool, mqtt);
         let done = messages - conn.tx.messages();
         if conn.tx.len() < before {
+            self.turn_wrote = true;
             conn.last_write = now;
         }
         if flushed == Flushed::Blocked {

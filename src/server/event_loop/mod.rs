@@ -97,6 +97,8 @@ pub struct Server {
     busy: BusyPoll,
     /// Socket input bytes read in this loop turn (for `busy`).
     turn_read: usize,
+    /// Whether this loop turn wrote to a socket (for `busy`).
+    turn_wrote: bool,
 }
 
 impl Server {
@@ -213,6 +215,7 @@ impl Server {
             accept_paused_until: None,
             busy,
             turn_read: 0,
+            turn_wrote: false,
         })
     }
 
@@ -354,6 +357,8 @@ impl Server {
                 other => other?,
             }
             self.turn_read = 0;
+            self.turn_wrote = false;
+            let large_frames_before = self.core.rx_pool.large_frames;
             self.core.set_now(Instant::now());
             self.core.sample();
             // A quiet turn (few ready sockets: clients that wait for each
@@ -411,8 +416,13 @@ impl Server {
                 mqtt::session::expire(&mut self.cx());
             }
             self.core.ratelog.flush(self.core.now);
-            self.busy
-                .after_turn(self.turn_read, eager, self.core.rx_pool.partial_total > 0);
+            self.busy.after_turn(
+                self.turn_read,
+                self.turn_wrote,
+                eager,
+                self.core.rx_pool.partial_total > 0
+                    || self.core.rx_pool.large_frames != large_frames_before,
+            );
         }
         self.core.ratelog.flush_all(Instant::now());
         self.notifier.stopping();
