@@ -257,10 +257,11 @@ const DEFAULT_MAX_SUBSCRIPTIONS: usize = 250_000;
 /// `server.busy_poll_us` at most: a millisecond of spinning is already far
 /// past any request's round trip.
 pub const MAX_BUSY_POLL_US: u32 = 1000;
-/// `server.busy_poll_us` by default: about one request's round trip on
-/// loopback. The spin adapts (none at idle or for a trickle of requests),
-/// so it is on by default: BENCHMARKS.md, "Busy poll".
-pub const DEFAULT_BUSY_POLL_US: u32 = 50;
+/// `server.busy_poll_us` by default: long enough for a Python client's
+/// turn-around between a reply and its next request. The spin adapts (none
+/// at idle, for a trickle of requests or a paced publisher), so it is on
+/// by default: BENCHMARKS.md, "Adaptive busy poll".
+pub const DEFAULT_BUSY_POLL_US: u32 = 100;
 const DEFAULT_MAX_PARTIAL_BYTES: usize = 64 * 1024 * 1024;
 const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 64;
 const DEFAULT_MAX_TLS_HANDSHAKES: usize = 64;

@@ -227,8 +227,8 @@ fn listen_backlog_defaults_to_somaxconn_and_parses() {
 }
 
 #[test]
-fn busy_poll_is_50_us_by_default_can_be_turned_off_and_is_bounded() {
-    assert_eq!(parse("auth:\n  acl: a\n").unwrap().busy_poll_us, 50);
+fn busy_poll_is_100_us_by_default_can_be_turned_off_and_is_bounded() {
+    assert_eq!(parse("auth:\n  acl: a\n").unwrap().busy_poll_us, 100);
     assert_eq!(
         Config::embedded_default().busy_poll_us,
         DEFAULT_BUSY_POLL_US

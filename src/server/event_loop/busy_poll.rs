@@ -1,33 +1,33 @@
 //! The adaptive busy poll (`server.busy_poll_us`).
 //!
 //! After a loop turn that read a little socket input — a request, or part
-//! of one — the loop may poll without sleeping for a while before it sleeps
-//! in `epoll_wait`. A client that sends its next request as soon as it has
-//! its reply (every published PSRT client works that way), or the rest of a
-//! request it wrote in two parts, is then served without the server going
-//! to sleep and being woken again, which on a busy or virtual machine costs
-//! more than the request itself.
+//! of one — the loop may poll without sleeping for up to `busy_poll_us`
+//! before it sleeps in `epoll_wait`. A client that sends its next request
+//! as soon as it has its reply (every published PSRT client works that
+//! way), or the rest of a request it wrote in two parts, is then served
+//! without the server going to sleep and being woken again, which on a busy
+//! or virtual machine costs more than the request itself.
 //!
-//! How long it spins adapts to the traffic, the way Linux's KVM halt polling
-//! does, separately after a turn that wrote an answer and after one that
-//! did not (the rest of a request comes within microseconds; the next
-//! request only when the client wants to send it): the spin window is
-//! `busy_poll_us` while spins catch input, is halved by every spin that
-//! catches nothing and is 0 below [`MIN_WINDOW`]. From 0 it comes back
-//! when a sleep was ended by input within `busy_poll_us`, or when one probe
-//! spin in [`PROBE_EVERY`] catches something. So a client in a tight
-//! request/response loop gets the spin, and a trickle of requests (gaps
-//! longer than the budget) costs at most one probe of `busy_poll_us` per
-//! `PROBE_EVERY` requests.
+//! Whether it spins adapts to the traffic: it keeps a running score of how
+//! often input came within `busy_poll_us` of such a turn — caught by a spin,
+//! or seen when a sleep ended that soon — and spins while at least
+//! [`OPEN_SCORE`] of them did (a client in a tight request/response loop:
+//! nearly all). Below that (a trickle of requests, a paced publisher, an
+//! idle gateway) it only probes: one spin in [`PROBE_EVERY`] such turns, and
+//! a probe that catches input opens it again. Scores are kept apart after a
+//! turn that wrote an answer and after one that did not (the rest of a
+//! request comes within microseconds; the next request only when the client
+//! wants to send it).
 //!
 //! It never spins when the loop had no input (an idle server sleeps as
 //! before); nor after a turn that read [`BULK_TURN_BYTES`] or more, or that
 //! received a large frame or part of one (a bulk transfer, where the
-//! clients need the CPU to copy more than the server needs to be awake); nor after a busy turn (many
-//! ready sockets: clients sending at once are batched better by sleeping
-//! until several have written); nor when the loop has work queued (it polls
-//! without sleeping then anyway); nor past the loop's next deadline. Costs
-//! are measured in BENCHMARKS.md ("Busy poll").
+//! clients need the CPU to copy more than the server needs to be awake);
+//! nor after a busy turn (many ready sockets: clients sending at once are
+//! batched better by sleeping until several have written); nor when the
+//! loop has work queued (it polls without sleeping then anyway); nor past
+//! the loop's next deadline. Costs are measured in BENCHMARKS.md ("Adaptive
+//! busy poll").
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -37,42 +37,57 @@ use mio::{Events, Poll};
 /// A turn that read this many bytes or more was a bulk transfer: no spin.
 pub(super) const BULK_TURN_BYTES: usize = 64 * 1024;
 
-/// A spin window shorter than this is not worth it: 0.
-const MIN_WINDOW: Duration = Duration::from_micros(5);
+/// A score of 1 (every recent poll saw input within the budget).
+const ONE: u32 = 1024;
 
-/// With the window at 0, one request turn in this many spins the full
-/// budget once to find out whether the traffic changed.
+/// Spin while the score is at least this (3 in 4).
+pub(super) const OPEN_SCORE: u32 = ONE * 3 / 4;
+
+/// Below [`OPEN_SCORE`], one armed poll in this many spins (a probe).
 pub(super) const PROBE_EVERY: u32 = 32;
 
-/// The spin windows and whether the next poll uses one.
+/// Whether the next poll may spin, and the scores that decide it.
 #[derive(Debug)]
 pub(super) struct BusyPoll {
     budget: Duration,
     /// After a turn that wrote no answer, after one that did.
-    windows: [Window; 2],
-    /// Which window the next poll uses, if armed.
+    scores: [Score; 2],
+    /// Which score the next poll uses, if armed.
     armed: Option<usize>,
 }
 
-/// One adaptive spin window.
+/// How often input came within the budget, recently: a moving average in
+/// 1/1024, each poll weighing 1/8.
 #[derive(Debug, Clone, Copy)]
-struct Window {
-    spin: Duration,
-    /// Armed polls since the last probe, while `spin` is 0.
+struct Score {
+    value: u32,
+    /// Armed polls since the last probe, while below [`OPEN_SCORE`].
     since_probe: u32,
+}
+
+impl Score {
+    fn open(&self) -> bool {
+        self.value >= OPEN_SCORE
+    }
+
+    fn record(&mut self, soon: bool) {
+        self.value -= self.value / 8;
+        if soon {
+            self.value += ONE / 8;
+        }
+    }
 }
 
 impl BusyPoll {
     /// `us` = 0: never spins.
     pub(super) fn new(us: u32) -> Self {
-        let budget = Duration::from_micros(u64::from(us));
-        let window = Window {
-            spin: budget,
+        let score = Score {
+            value: ONE,
             since_probe: 0,
         };
         Self {
-            budget,
-            windows: [window; 2],
+            budget: Duration::from_micros(u64::from(us)),
+            scores: [score; 2],
             armed: None,
         }
     }
@@ -97,22 +112,22 @@ impl BusyPoll {
         self.armed = request.then_some(usize::from(answered));
     }
 
-    /// Whether the next poll with `timeout` is an armed one (spins, probes
-    /// or learns from how soon input comes).
+    /// Whether the next poll with `timeout` is an armed one (may spin, and
+    /// scores how soon input comes).
     pub(super) fn spins(&self, timeout: Option<Duration>) -> bool {
         self.armed.is_some() && timeout != Some(Duration::ZERO)
     }
 
-    /// The current spin window after a turn that `answered` or not (0
-    /// while only probing).
+    /// Whether polls after a turn that `answered` (or not) spin, rather
+    /// than only probe.
     #[cfg(test)]
-    pub(super) fn window(&self, answered: bool) -> Duration {
-        self.windows[usize::from(answered)].spin
+    fn open(&self, answered: bool) -> bool {
+        self.scores[usize::from(answered)].open()
     }
 
     /// Polls for events: when armed and the loop would otherwise sleep,
-    /// first without sleeping for the current window (or a probe), then as
-    /// asked; the window adapts to how soon input came.
+    /// first without sleeping for up to the budget if the score is open or
+    /// a probe is due, then as asked; the score learns how soon input came.
     pub(super) fn poll(
         &mut self,
         poll: &mut Poll,
@@ -123,26 +138,25 @@ impl BusyPoll {
             return poll.poll(events, timeout);
         };
         let budget = self.budget;
-        let w = &mut self.windows[which];
-        let spin = if !w.spin.is_zero() {
-            w.spin
-        } else {
-            w.since_probe += 1;
-            if w.since_probe >= PROBE_EVERY {
-                w.since_probe = 0;
-                budget
-            } else {
-                Duration::ZERO
-            }
+        let score = &mut self.scores[which];
+        let spin = score.open() || {
+            score.since_probe += 1;
+            score.since_probe >= PROBE_EVERY
         };
         let start = Instant::now();
-        if !spin.is_zero() {
+        if spin {
+            let probe = !score.open();
+            score.since_probe = 0;
             // Never past the loop's next deadline.
-            let limit = timeout.map_or(spin, |t| t.min(spin));
+            let limit = timeout.map_or(budget, |t| t.min(budget));
             loop {
                 poll.poll(events, Some(Duration::ZERO))?;
                 if !events.is_empty() {
-                    w.restore(budget);
+                    score.record(true);
+                    if probe {
+                        // Caught: spin again, and stay if it keeps catching.
+                        score.value = score.value.max(OPEN_SCORE);
+                    }
                     return Ok(());
                 }
                 if start.elapsed() >= limit {
@@ -150,28 +164,11 @@ impl BusyPoll {
                 }
                 std::hint::spin_loop();
             }
-            // Caught nothing: halve the window.
-            w.spin = spin / 2;
-            if w.spin < MIN_WINDOW {
-                w.spin = Duration::ZERO;
-            }
         }
         let spent = start.elapsed();
         poll.poll(events, timeout.map(|t| t.saturating_sub(spent)))?;
-        // Input came within the budget while sleeping: a spin would have
-        // caught it.
-        if !events.is_empty() && start.elapsed() <= budget {
-            w.restore(budget);
-        }
+        score.record(!events.is_empty() && start.elapsed() <= budget);
         Ok(())
-    }
-}
-
-impl Window {
-    /// Input came soon enough for a spin to catch it: the whole window.
-    fn restore(&mut self, budget: Duration) {
-        self.spin = budget;
-        self.since_probe = 0;
     }
 }
 
@@ -207,118 +204,111 @@ mod tests {
     }
 
     /// A real `mio::Poll` with a `Waker` as the only event source.
-    fn poll_with_waker() -> (Poll, mio::Waker, Events) {
-        let poll = Poll::new().unwrap();
-        let waker = mio::Waker::new(poll.registry(), mio::Token(7)).unwrap();
-        (poll, waker, Events::with_capacity(8))
+    struct Rig {
+        poll: Poll,
+        waker: mio::Waker,
+        events: Events,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let poll = Poll::new().unwrap();
+            let waker = mio::Waker::new(poll.registry(), mio::Token(7)).unwrap();
+            Self {
+                poll,
+                waker,
+                events: Events::with_capacity(8),
+            }
+        }
+
+        /// An armed poll after a turn that `answered`; input is there at
+        /// once if `soon`, else none comes before the loop's deadline.
+        fn turn(&mut self, b: &mut BusyPoll, answered: bool, soon: bool) {
+            b.after_turn(10, answered, true, false);
+            let timeout = if soon {
+                self.waker.wake().unwrap();
+                Duration::from_secs(5)
+            } else {
+                Duration::from_micros(1)
+            };
+            b.poll(&mut self.poll, &mut self.events, Some(timeout))
+                .unwrap();
+            assert_eq!(self.events.is_empty(), !soon);
+        }
     }
 
     #[test]
-    fn an_armed_poll_returns_the_events_that_arrive_and_halves_its_window_when_none_do() {
-        let (mut poll, waker, mut events) = poll_with_waker();
+    fn misses_close_it_and_a_probe_that_catches_input_opens_it() {
+        let mut rig = Rig::new();
         let mut b = BusyPoll::new(1000);
-        let budget = Duration::from_micros(1000);
-        assert_eq!(b.window(true), budget, "starts at the budget");
-        b.after_turn(10, true, true, false);
-        waker.wake().unwrap();
-        b.poll(&mut poll, &mut events, Some(Duration::from_secs(5)))
-            .unwrap();
-        assert_eq!(
-            events.iter().map(|e| e.token()).collect::<Vec<_>>(),
-            [mio::Token(7)]
-        );
-        assert_eq!(b.window(true), budget, "a hit keeps the window");
-        assert!(
-            !b.spins(Some(Duration::from_secs(5))),
-            "each turn arms the next poll anew"
-        );
-        // Nothing arrives: the spin ends at the loop's deadline (1 µs), the
-        // poll sleeps what is left of it (none), and the window halves.
-        b.after_turn(10, true, true, false);
-        b.poll(&mut poll, &mut events, Some(Duration::from_micros(1)))
-            .unwrap();
-        assert!(events.is_empty());
-        assert_eq!(b.window(true), budget / 2);
-        // Misses go on halving it down to 0 (below MIN_WINDOW).
-        let mut misses = 1;
-        while !b.window(true).is_zero() {
-            b.after_turn(10, true, true, false);
-            b.poll(&mut poll, &mut events, Some(Duration::from_micros(1)))
-                .unwrap();
+        assert!(b.open(true), "starts open");
+        for _ in 0..100 {
+            rig.turn(&mut b, true, true);
+        }
+        assert!(b.open(true), "a tight request/response loop keeps it open");
+        let mut misses = 0;
+        while b.open(true) {
+            rig.turn(&mut b, true, false);
             misses += 1;
-            assert!(misses < 20, "the window shrinks to 0");
         }
-        assert_eq!(misses, 8, "1000 µs halved until it is under 5 µs");
+        assert_eq!(misses, 3, "three misses in a row close it");
+        // Closed: only every PROBE_EVERY-th armed poll spins.
+        for _ in 0..PROBE_EVERY - 1 {
+            rig.turn(&mut b, true, false);
+        }
+        assert_eq!(b.scores[1].since_probe, PROBE_EVERY - 1);
+        // The probe catches input: open again, at the threshold ...
+        rig.turn(&mut b, true, true);
+        assert!(b.open(true));
+        assert_eq!(b.scores[1].since_probe, 0);
+        // ... so one more miss closes it again.
+        rig.turn(&mut b, true, false);
+        assert!(!b.open(true));
     }
 
     #[test]
-    fn from_zero_the_window_comes_back_by_a_quick_sleep_or_by_a_probe() {
-        let (mut poll, waker, mut events) = poll_with_waker();
+    fn input_that_ends_sleeps_soon_opens_it_without_a_probe() {
+        let mut rig = Rig::new();
         let mut b = BusyPoll::new(1000);
-        let budget = Duration::from_micros(1000);
-        let miss = |b: &mut BusyPoll, poll: &mut Poll, events: &mut Events| {
-            b.after_turn(10, true, true, false);
-            b.poll(poll, events, Some(Duration::from_micros(1)))
-                .unwrap();
-            assert!(events.is_empty());
-        };
-        while !b.window(true).is_zero() {
-            miss(&mut b, &mut poll, &mut events);
+        while b.open(true) {
+            rig.turn(&mut b, true, false);
         }
-        // A sleep ended by input well within the budget: a spin would have
-        // caught it, so the window is back.
-        b.after_turn(10, true, true, false);
-        waker.wake().unwrap();
-        b.poll(&mut poll, &mut events, Some(Duration::from_secs(5)))
-            .unwrap();
-        assert!(!events.is_empty());
-        assert_eq!(b.window(true), budget);
-        while !b.window(true).is_zero() {
-            miss(&mut b, &mut poll, &mut events);
+        let mut quick = 0;
+        while !b.open(true) {
+            rig.turn(&mut b, true, true);
+            quick += 1;
+            assert!(quick < PROBE_EVERY, "opened by the quick sleeps");
         }
-        // Input only ever after the deadline: PROBE_EVERY - 1 armed polls
-        // do not spin, the next probes with the whole budget; its miss
-        // halves the probe, its hit restores the window.
-        for _ in 0..PROBE_EVERY - 1 {
-            miss(&mut b, &mut poll, &mut events);
-            assert!(b.window(true).is_zero(), "no spin between probes");
+        assert!(quick > 1, "one quick sleep is not enough");
+    }
+
+    #[test]
+    fn a_paced_client_half_of_whose_requests_come_soon_keeps_it_closed() {
+        let mut rig = Rig::new();
+        let mut b = BusyPoll::new(1000);
+        let mut open_polls = 0;
+        for i in 0..400 {
+            if b.open(true) {
+                open_polls += 1;
+            }
+            rig.turn(&mut b, true, i % 2 == 0);
         }
-        b.after_turn(10, true, true, false);
-        waker.wake().unwrap();
-        // Without the event pending first, the probe would spin the budget.
-        b.poll(&mut poll, &mut events, Some(Duration::from_secs(5)))
-            .unwrap();
-        assert!(!events.is_empty());
-        assert_eq!(b.window(true), budget, "a probe that catches input");
-        while !b.window(true).is_zero() {
-            miss(&mut b, &mut poll, &mut events);
-        }
-        for _ in 0..PROBE_EVERY - 1 {
-            miss(&mut b, &mut poll, &mut events);
-        }
-        miss(&mut b, &mut poll, &mut events);
-        assert_eq!(b.window(true), budget / 2, "a probe that catches nothing");
+        assert!(open_polls < 40, "spun in {open_polls} of 400");
     }
 
     #[test]
     fn turns_with_and_without_an_answer_learn_apart() {
-        let (mut poll, waker, mut events) = poll_with_waker();
+        let mut rig = Rig::new();
         let mut b = BusyPoll::new(1000);
-        let budget = Duration::from_micros(1000);
         // After answers nothing comes soon (a paced client) ...
-        for _ in 0..8 {
-            b.after_turn(10, true, true, false);
-            b.poll(&mut poll, &mut events, Some(Duration::from_micros(1)))
-                .unwrap();
+        while b.open(true) {
+            rig.turn(&mut b, true, false);
         }
-        assert!(b.window(true).is_zero());
         // ... while the rest of a request written in two parts always does.
-        b.after_turn(10, false, true, false);
-        waker.wake().unwrap();
-        b.poll(&mut poll, &mut events, Some(Duration::from_secs(5)))
-            .unwrap();
-        assert!(!events.is_empty());
-        assert_eq!(b.window(false), budget);
-        assert!(b.window(true).is_zero(), "a hit of the other kind");
+        for _ in 0..10 {
+            rig.turn(&mut b, false, true);
+        }
+        assert!(b.open(false));
+        assert!(!b.open(true), "the other kind's hits do not open it");
     }
 }
