@@ -38,7 +38,9 @@ OPTIONS:
     --reps N       rounds (default 3: medians of 3)
     --n N          pbench messages per ack run (default 20000)
     --iters N      psrt-cli --benchmark-iterations (default 5000)
-    --only LIST    parts to run: ack,cli (default both)
+    --only LIST    parts to run: ack,cli,py (default all; py = psrt-py's
+                   publish loop, needs .venv with PyPI psrt 0.0.19, which
+                   `bash tests/run.sh` makes; skipped without it)
     --write        write the tables into BENCHMARKS.md
     --out FILE     the markdown file to write (default BENCHMARKS.md)
     --report FILE  also copy the tables to FILE (benches/run.sh uses it)
@@ -63,7 +65,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=3
 N=20000
 ITERS=5000
-PARTS="ack,cli"
+PARTS="ack,cli,py"
 WRITE=0
 OUT="$REPO/BENCHMARKS.md"
 INSTALL=1
@@ -190,8 +192,15 @@ start() { # floor|psrtd|reference
 stop() { kill "$SRV_PID" 2>/dev/null || true; wait "$SRV_PID" 2>/dev/null || true; SRV_PID=""; }
 "$REF_PSRTD" -V >"$LOGDIR/versions.txt" 2>&1 || true
 
+# psrt-py (the published Python client) from the test suite's venv.
+PY="$REPO/.venv/bin/python3"
+if part py && ! "$PY" -c 'import psrt' 2>/dev/null; then
+    log "py: skipped (no $REPO/.venv with PyPI psrt; bash tests/run.sh makes it)"
+    PARTS=${PARTS//py/}
+fi
+
 # ---------------------------------------------------------------- runs
-declare -A ACK CLI       # ACK[server] = "rate rate …"; CLI[server.stage] = "rate …"
+declare -A ACK CLI PYR   # ACK[server] = "rate rate …"; CLI[server.stage] = "rate …"; PYR[server]
 STAGES=()
 field() { grep -o "$2=[^ ]*" <<<"$1" | head -1 | cut -d= -f2 | sed 's#/s$##'; }
 run_ack() { # SERVER ROUND
@@ -217,7 +226,18 @@ run_cli() { # SERVER ROUND
     log "cli $1: done"
 }
 
+run_py() { # SERVER ROUND
+    local lg="$LOGDIR/py-$1-$2.log"
+    timeout 120 "$PY" "$REPO/benches/psrt_py_publish.py" "127.0.0.1:$PORT" "$N" >"$lg" 2>&1 \
+        || die "psrt-py publish loop failed on $1: $lg"
+    PYR[$1]+="$(field "$(cat "$lg")" rate) "
+    log "py $1: $(field "$(cat "$lg")" rate) publishes/s"
+}
+
 for round in $(seq "$REPS"); do
+    if part py; then
+        for s in $PSRTDS reference; do start "$s"; run_py "$s" "$round"; stop; done
+    fi
     if part ack; then
         for s in floor $PSRTDS reference; do start "$s"; run_ack "$s" "$round"; stop; done
     fi
@@ -248,6 +268,17 @@ PSRTD_SHOWN=${PSRTD#"$REPO"/}
             echo "| psrtd, \`busy_poll_us: $BUSY\` | $(fmt_rate "$b") | ${ACK[psrtd-bp]}| $(med "${ACK[psrtd-bp.p50]}") | $(med "${ACK[psrtd-bp.cpu]}") % | **$(ratio "$b" "$r")** | $(calc "int(100 * $b / $f + 0.5)") % |"
         fi
         echo "| reference psrtd 0.3.8 | $(fmt_rate "$r") | ${ACK[reference]}| $(med "${ACK[reference.p50]}") | $(med "${ACK[reference.cpu]}") % | 1.00× | $(calc "int(100 * $r / $f + 0.5)") % |"
+        echo
+    fi
+    if part py; then
+        r=$(med "${PYR[reference]}")
+        echo "| psrt-py 0.0.19 publish loop, 16 B, n $N (median of $REPS) | publishes/s | runs | vs reference |"
+        echo "|---|---|---|---|"
+        for s in $PSRTDS reference; do
+            label=$s; [ "$s" = psrtd-bp ] && label="psrtd, \`busy_poll_us: $BUSY\`"; [ "$s" = reference ] && label="reference psrtd 0.3.8"
+            v=$(med "${PYR[$s]}")
+            echo "| $label | $(fmt_rate "$v") | ${PYR[$s]}| $(ratio "$v" "$r") |"
+        done
         echo
     fi
     if part cli; then
