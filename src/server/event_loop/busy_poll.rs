@@ -235,6 +235,13 @@ mod tests {
                 .unwrap();
             assert_eq!(self.events.is_empty(), !soon);
         }
+
+        /// Misses until polls after a turn that `answered` only probe.
+        fn close(&mut self, b: &mut BusyPoll, answered: bool) {
+            while b.open(answered) {
+                self.turn(b, answered, false);
+            }
+        }
     }
 
     #[test]
@@ -270,9 +277,7 @@ mod tests {
     fn input_that_ends_sleeps_soon_opens_it_without_a_probe() {
         let mut rig = Rig::new();
         let mut b = BusyPoll::new(1000);
-        while b.open(true) {
-            rig.turn(&mut b, true, false);
-        }
+        rig.close(&mut b, true);
         let mut quick = 0;
         while !b.open(true) {
             rig.turn(&mut b, true, true);
@@ -301,9 +306,7 @@ mod tests {
         let mut rig = Rig::new();
         let mut b = BusyPoll::new(1000);
         // After answers nothing comes soon (a paced client) ...
-        while b.open(true) {
-            rig.turn(&mut b, true, false);
-        }
+        rig.close(&mut b, true);
         // ... while the rest of a request written in two parts always does.
         for _ in 0..10 {
             rig.turn(&mut b, false, true);
