@@ -70,13 +70,8 @@ fn written_records_are_read_back_and_survive_a_restart() {
     let (d, spool, rx) = started("restart");
     for seq in 1..=5u64 {
         // Two segments: 1-3 and 4-5.
-        append(
-            &spool,
-            if seq <= 3 { 1 } else { 4 },
-            seq,
-            "t",
-            &seq.to_le_bytes(),
-        );
+        let segment = if seq <= 3 { 1 } else { 4 };
+        append(&spool, segment, seq, "t", &seq.to_le_bytes());
     }
     let got = read_back(&spool, &rx, 2, 1 << 20);
     let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
@@ -108,13 +103,8 @@ fn small_reads_continue_where_the_last_stopped_and_any_start_works() {
     // 3000 records of 100-byte payloads in three segments, so a segment
     // spans several read chunks and records straddle chunk ends.
     for seq in 1..=3000u64 {
-        append(
-            &spool,
-            1 + (seq - 1) / 1000 * 1000,
-            seq,
-            "plant/t",
-            &[seq as u8; 100],
-        );
+        let segment = 1 + (seq - 1) / 1000 * 1000;
+        append(&spool, segment, seq, "plant/t", &[seq as u8; 100]);
     }
     let read = |from: u64, max: usize| -> Vec<u64> {
         let got = read_back(&spool, &rx, from, max);
