@@ -44,8 +44,6 @@ pub(crate) struct RxPool {
     pub(crate) partial_total: usize,
     /// Limit of `partial_total` (0 = none).
     pub(crate) partial_budget: usize,
-    /// Large frames received whole and consumed, ever (wraps).
-    pub(crate) large_frames: u64,
 }
 
 impl RxPool {
@@ -160,9 +158,6 @@ impl RecvBuf {
             // A large frame is only ever consumed whole (or dropped on close).
             if n >= big.filled {
                 if let Some(big) = self.big.take() {
-                    if big.filled == big.len {
-                        pool.large_frames = pool.large_frames.wrapping_add(1);
-                    }
                     pool.partial_total -= big.filled;
                     pool.give_big(big.buf);
                 }
@@ -333,10 +328,8 @@ mod tests {
         let (shared, len) = rb.shared_frame().unwrap();
         assert_eq!(len, frame.len());
         let held = shared.clone(); // a send queue's handle
-        assert_eq!(pool.large_frames, 0);
         rb.consume(frame.len(), &mut pool);
         assert!(rb.is_empty());
-        assert_eq!(pool.large_frames, 1, "counted once received whole");
         assert_eq!(pool.big.len(), 1);
         // Still held by a queue: a new frame gets another buffer.
         let other = pool.take_big(frame.len());

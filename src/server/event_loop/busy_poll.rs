@@ -20,10 +20,14 @@
 //! wants to send it).
 //!
 //! It never spins when the loop had no input (an idle server sleeps as
-//! before); nor after a turn that read [`BULK_TURN_BYTES`] or more, or that
-//! received a large frame or part of one (a bulk transfer, where the
-//! clients need the CPU to copy more than the server needs to be awake);
-//! nor after a busy turn (many ready sockets: clients sending at once are
+//! before); nor after a turn that read [`BULK_TURN_BYTES`] or more (a bulk
+//! transfer, where the clients need the CPU to copy more than the server
+//! needs to be awake). A turn that read only the head of a large frame, or
+//! its last few bytes, is a request turn like any other: its rest, or the
+//! client's next message, comes within microseconds, and a sleeping server
+//! makes the client pay for waking it — with one of its cores busy
+//! copying, that is the bottleneck (BENCHMARKS.md, "Bulk rows"). Nor after
+//! a busy turn (many ready sockets: clients sending at once are
 //! batched better by sleeping until several have written); nor when the
 //! loop has work queued (it polls without sleeping then anyway); nor past
 //! the loop's next deadline. Costs are measured in BENCHMARKS.md ("Adaptive
@@ -93,22 +97,12 @@ impl BusyPoll {
     }
 
     /// After a turn that read `bytes_read` bytes of socket input, that
-    /// `answered` (wrote output), `quiet` if it had few ready sockets, with
-    /// `large_frame` if it received a large frame whole or one is still
-    /// arriving: the next poll may spin if that was a request or two — not
-    /// a bulk transfer, not a busy turn (many clients sending at once batch
-    /// well without it).
-    pub(super) fn after_turn(
-        &mut self,
-        bytes_read: usize,
-        answered: bool,
-        quiet: bool,
-        large_frame: bool,
-    ) {
-        let request = !self.budget.is_zero()
-            && quiet
-            && !large_frame
-            && (1..BULK_TURN_BYTES).contains(&bytes_read);
+    /// `answered` (wrote output), `quiet` if it had few ready sockets: the
+    /// next poll may spin if that was a request or two — not a bulk
+    /// transfer, not a busy turn (many clients sending at once batch well
+    /// without it).
+    pub(super) fn after_turn(&mut self, bytes_read: usize, answered: bool, quiet: bool) {
+        let request = !self.budget.is_zero() && quiet && (1..BULK_TURN_BYTES).contains(&bytes_read);
         self.armed = request.then_some(usize::from(answered));
     }
 
@@ -181,25 +175,23 @@ mod tests {
         let mut b = BusyPoll::new(50);
         let sleep = Some(Duration::from_secs(1));
         assert!(!b.spins(sleep), "not before any input");
-        b.after_turn(17, true, true, false);
+        b.after_turn(17, true, true);
         assert!(b.spins(sleep), "after a request");
         assert!(b.spins(None), "before an unbounded sleep too");
         assert!(
             !b.spins(Some(Duration::ZERO)),
             "work queued: the loop does not sleep anyway"
         );
-        b.after_turn(17, true, true, true);
-        assert!(!b.spins(sleep), "a large frame arrived or is arriving");
-        b.after_turn(17, true, false, false);
+        b.after_turn(17, true, false);
         assert!(!b.spins(sleep), "a busy turn");
-        b.after_turn(0, true, true, false);
+        b.after_turn(0, true, true);
         assert!(!b.spins(sleep), "a turn without input (timers, idle)");
-        b.after_turn(BULK_TURN_BYTES, true, true, false);
+        b.after_turn(BULK_TURN_BYTES, true, true);
         assert!(!b.spins(sleep), "a bulk transfer");
-        b.after_turn(BULK_TURN_BYTES - 1, true, true, false);
+        b.after_turn(BULK_TURN_BYTES - 1, true, true);
         assert!(b.spins(sleep));
         let mut off = BusyPoll::new(0);
-        off.after_turn(17, true, true, false);
+        off.after_turn(17, true, true);
         assert!(!off.spins(sleep), "0 = off");
     }
 
@@ -224,7 +216,7 @@ mod tests {
         /// An armed poll after a turn that `answered`; input is there at
         /// once if `soon`, else none comes before the loop's deadline.
         fn turn(&mut self, b: &mut BusyPoll, answered: bool, soon: bool) {
-            b.after_turn(10, answered, true, false);
+            b.after_turn(10, answered, true);
             let timeout = if soon {
                 self.waker.wake().unwrap();
                 Duration::from_secs(5)

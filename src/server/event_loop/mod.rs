@@ -358,7 +358,6 @@ impl Server {
             }
             self.turn_read = 0;
             self.turn_wrote = false;
-            let large_frames_before = self.core.rx_pool.large_frames;
             self.core.set_now(Instant::now());
             self.core.sample();
             // A quiet turn (few ready sockets: clients that wait for each
@@ -416,13 +415,7 @@ impl Server {
                 mqtt::session::expire(&mut self.cx());
             }
             self.core.ratelog.flush(self.core.now);
-            self.busy.after_turn(
-                self.turn_read,
-                self.turn_wrote,
-                eager,
-                self.core.rx_pool.partial_total > 0
-                    || self.core.rx_pool.large_frames != large_frames_before,
-            );
+            self.busy.after_turn(self.turn_read, self.turn_wrote, eager);
         }
         self.core.ratelog.flush_all(Instant::now());
         self.notifier.stopping();

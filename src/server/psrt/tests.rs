@@ -331,3 +331,27 @@ fn a_replicated_message_is_acknowledged_after_the_push_it_caused() {
     assert_eq!(h.take_output(sub_data), pushed("plant/t", b"42"));
     assert_eq!(h.take_output(repl), [0x01]);
 }
+
+#[test]
+fn a_large_push_is_written_before_the_publishers_reply() {
+    use crate::server::pubsub::deliver::PUSH_FIRST_MIN;
+
+    let mut h = Harness::new();
+    let (publisher, _) = h.client();
+    let large = vec![7u8; PUSH_FIRST_MIN];
+    h.feed(publisher, &publish("plant/cam", &large));
+    assert_eq!(h.take_output(publisher), [0x01]);
+    assert!(!h.core.pushes_first, "no subscriber: nothing was pushed");
+    let (sub, sub_data) = h.client();
+    h.feed(sub, &topics(true, &["plant/#"]));
+    assert_eq!(h.take_output(sub), [0x01]);
+    let small = vec![1u8; PUSH_FIRST_MIN - 100];
+    h.feed(publisher, &publish("plant/t", &small));
+    assert!(!h.core.pushes_first, "a small push goes after the reply");
+    assert_eq!(h.take_output(publisher), [0x01]);
+    assert_eq!(h.take_output(sub_data), pushed("plant/t", &small));
+    h.feed(publisher, &publish("plant/cam", &large));
+    assert!(h.core.pushes_first, "a large one before it");
+    assert_eq!(h.take_output(sub_data), pushed("plant/cam", &large));
+    assert_eq!(h.take_output(publisher), [0x01]);
+}

@@ -7,7 +7,8 @@
 //! topic needed no normalisation), large ones are built once into an
 //! `SharedBuf` that every queue shares (or are the very buffer the frame was
 //! read into). Delivery only queues; the loop's flush writes. A queue with
-//! no room is a slow consumer (`outbox`).
+//! no room is a slow consumer (`outbox`). Replies are written before
+//! pushes, except after a push of [`PUSH_FIRST_MIN`] bytes or more.
 //!
 //! MQTT sessions are in the same matcher under ids with the top bit set
 //! (`mqtt::state::MQTT_SUB`): one bit test per subscriber sends them to
@@ -26,6 +27,18 @@ use crate::server::mqtt::outbound::{Fanout, Sink};
 use crate::server::mqtt::state::MQTT_SUB;
 use crate::server::phase::Phase;
 use crate::server::psrt::state::Phase as Psrt;
+
+/// A push frame this large is written before the publisher's reply, not
+/// after it. A publisher that waits for each reply sends its next large
+/// message as soon as it has the reply; written first, the reply set that
+/// transfer going while the subscriber was still reading the push, and on
+/// loopback the two transfers then ran on both cores at once: segments of
+/// one connection sent from two cores arrive out of order, TCP takes that
+/// for loss (fast retransmit, a halved congestion window), and the next
+/// megabyte waits for acknowledgements (BENCHMARKS.md, "Bulk rows").
+/// Small pushes go after the reply: there the requester's wait is all
+/// there is.
+pub(crate) const PUSH_FIRST_MIN: usize = 64 * 1024;
 
 /// A message as it arrived (the pipeline's input) or, with its topic
 /// normalised, as it is delivered.
@@ -154,5 +167,8 @@ pub(crate) fn deliver(cx: &mut Cx, frame: &Message<'_>) -> u64 {
         }
         delivered += 1;
     });
+    if frame_len >= PUSH_FIRST_MIN && delivered > 0 {
+        core.pushes_first = true;
+    }
     delivered
 }
