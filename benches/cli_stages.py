@@ -28,6 +28,7 @@ for BENCHMARKS.md, "Bulk rows".
 import argparse
 import collections
 import glob
+import math
 import re
 import socket
 import statistics
@@ -39,14 +40,16 @@ TCP = ("TcpRetransSegs", "TcpExtTCPSackRecovery")
 
 
 def cpu_ms(pid):
-    total = 0
+    """CPU time of all the process's threads, or NaN once it has exited."""
+    total, seen = 0, False
     for f in glob.glob(f"/proc/{pid}/task/*/schedstat"):
         try:
             with open(f) as fh:
                 total += int(fh.read().split()[0])
+            seen = True
         except (OSError, ValueError, IndexError):
             pass
-    return total / 1e6
+    return total / 1e6 if seen else math.nan
 
 
 def tcp_counters(reset):
@@ -140,10 +143,13 @@ def main():
             if not v:
                 cells.append("—")
                 continue
-            med = [statistics.median(x[i] for x in v) for i in range(3)]
-            cells.append(
-                f"{med[0]:.1f} / {med[1]:.1f} / {med[2]:.1f}; {sum(x[3] for x in v)}, {sum(x[4] for x in v)}"
-            )
+            # A process that exited before a stage's last line has no CPU
+            # time to read there: those runs are left out of that median.
+            med = []
+            for i in range(3):
+                known = [x[i] for x in v if not math.isnan(x[i])]
+                med.append(f"{statistics.median(known):.1f}" if known else "—")
+            cells.append(f"{med[0]} / {med[1]} / {med[2]}; {sum(x[3] for x in v)}, {sum(x[4] for x in v)}")
         print(f"| {stage} | " + " | ".join(cells) + " |")
 
 

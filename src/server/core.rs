@@ -63,11 +63,10 @@ pub(crate) struct Core {
     pub(crate) topics: TopTopics,
     pub(crate) timers: Timers,
     pub(crate) flush_list: Vec<ConnId>,
-    /// Connections with a reply queued: flushed before `flush_list`.
+    /// Connections with a reply queued (or a large push, queued before the
+    /// reply it goes ahead of: `pubsub::deliver::PUSH_FIRST_MIN`): flushed
+    /// before `flush_list`.
     pub(crate) reply_list: Vec<ConnId>,
-    /// A large push was queued: the next flush writes `flush_list` before
-    /// `reply_list` (see `pubsub::deliver::PUSH_FIRST_MIN`).
-    pub(crate) pushes_first: bool,
     pub(crate) ready_list: Vec<ConnId>,
     /// Effects queued by handlers, applied by the loop.
     pub(crate) effects: Vec<Effect>,
@@ -137,7 +136,6 @@ impl Core {
             timers: Timers::default(),
             flush_list: Vec::new(),
             reply_list: Vec::new(),
-            pushes_first: false,
             ready_list: Vec::new(),
             effects: Vec::new(),
             rx_pool,

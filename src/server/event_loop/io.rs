@@ -335,12 +335,9 @@ impl Server {
     /// gets it one read (or a whole batch of them) sooner, and clients that
     /// happen to send together are not answered in lockstep. Pushes to
     /// subscribers still wait for the end of the turn, batched — except a
-    /// large push, which goes out now and before the reply
-    /// (`Core::pushes_first`).
+    /// large push, which is on the reply list ahead of its publisher's
+    /// reply (`pubsub::deliver::PUSH_FIRST_MIN`).
     pub(super) fn flush_replies(&mut self) {
-        if self.core.pushes_first {
-            return self.flush_pending();
-        }
         if self.core.reply_list.is_empty() {
             return;
         }
@@ -352,14 +349,11 @@ impl Server {
     /// Writes every connection on the flush list once and reaps closing
     /// connections that have nothing left to write.
     /// Replies go first: a requester waiting for its one-byte answer is
-    /// not kept waiting behind the pushes its request caused — unless a
-    /// large push was queued (`Core::pushes_first`).
+    /// not kept waiting behind the pushes its request caused (a large push
+    /// is on the reply list, ahead of its reply).
     pub(super) fn flush_pending(&mut self) {
         loop {
-            let pushes_first = std::mem::take(&mut self.core.pushes_first);
-            let list = if pushes_first && !self.core.flush_list.is_empty() {
-                std::mem::take(&mut self.core.flush_list)
-            } else if !self.core.reply_list.is_empty() {
+            let list = if !self.core.reply_list.is_empty() {
                 std::mem::take(&mut self.core.reply_list)
             } else if !self.core.flush_list.is_empty() {
                 std::mem::take(&mut self.core.flush_list)

@@ -338,20 +338,39 @@ fn a_large_push_is_written_before_the_publishers_reply() {
 
     let mut h = Harness::new();
     let (publisher, _) = h.client();
-    let large = vec![7u8; PUSH_FIRST_MIN];
-    h.feed(publisher, &publish("plant/cam", &large));
-    assert_eq!(h.take_output(publisher), [0x01]);
-    assert!(!h.core.pushes_first, "no subscriber: nothing was pushed");
     let (sub, sub_data) = h.client();
     h.feed(sub, &topics(true, &["plant/#"]));
     assert_eq!(h.take_output(sub), [0x01]);
+    let flushed_in_order = |h: &mut Harness, topic: &str, message: &[u8]| {
+        h.core.reply_list.clear();
+        h.core.flush_list.clear();
+        for id in [publisher, sub, sub_data] {
+            h.conns[id].in_flush_list = false;
+        }
+        h.feed(publisher, &publish(topic, message));
+        let order = (h.core.reply_list.clone(), h.core.flush_list.clone());
+        if topic.starts_with("plant/") {
+            assert_eq!(h.take_output(sub_data), pushed(topic, message));
+        }
+        assert_eq!(h.take_output(publisher), [0x01]);
+        order
+    };
     let small = vec![1u8; PUSH_FIRST_MIN - 100];
-    h.feed(publisher, &publish("plant/t", &small));
-    assert!(!h.core.pushes_first, "a small push goes after the reply");
-    assert_eq!(h.take_output(publisher), [0x01]);
-    assert_eq!(h.take_output(sub_data), pushed("plant/t", &small));
-    h.feed(publisher, &publish("plant/cam", &large));
-    assert!(h.core.pushes_first, "a large one before it");
-    assert_eq!(h.take_output(sub_data), pushed("plant/cam", &large));
-    assert_eq!(h.take_output(publisher), [0x01]);
+    assert_eq!(
+        flushed_in_order(&mut h, "plant/t", &small),
+        (vec![publisher], vec![sub_data]),
+        "a small push goes after the reply"
+    );
+    let large = vec![7u8; PUSH_FIRST_MIN];
+    assert_eq!(
+        flushed_in_order(&mut h, "other/cam", &large),
+        (vec![publisher], vec![]),
+        "no subscriber: nothing pushed"
+    );
+    assert!(h.take_output(sub_data).is_empty());
+    assert_eq!(
+        flushed_in_order(&mut h, "plant/cam", &large),
+        (vec![sub_data, publisher], vec![]),
+        "a large one ahead of it, on the reply list"
+    );
 }

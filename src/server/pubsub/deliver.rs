@@ -7,8 +7,10 @@
 //! topic needed no normalisation), large ones are built once into an
 //! `SharedBuf` that every queue shares (or are the very buffer the frame was
 //! read into). Delivery only queues; the loop's flush writes. A queue with
-//! no room is a slow consumer (`outbox`). Replies are written before
-//! pushes, except after a push of [`PUSH_FIRST_MIN`] bytes or more.
+//! no room is a slow consumer (`outbox`). A data socket with a push goes on
+//! the flush list, written after the replies — or, for a push of
+//! [`PUSH_FIRST_MIN`] bytes or more, on the reply list, ahead of the
+//! publisher's reply (queued after delivery).
 //!
 //! MQTT sessions are in the same matcher under ids with the top bit set
 //! (`mqtt::state::MQTT_SUB`): one bit test per subscriber sends them to
@@ -29,6 +31,7 @@ use crate::server::phase::Phase;
 use crate::server::psrt::state::Phase as Psrt;
 
 /// A push frame this large is written before the publisher's reply, not
+/// after it: its data socket joins the reply list, which the reply joins
 /// after it. A publisher that waits for each reply sends its next large
 /// message as soon as it has the reply; written first, the reply set that
 /// transfer going while the subscriber was still reading the push, and on
@@ -105,10 +108,11 @@ pub(crate) fn deliver(cx: &mut Cx, frame: &Message<'_>) -> u64 {
     let max_bytes = core.config.data_queue_bytes;
     let mut shared: Option<SharedBuf> = None;
     let mut delivered = 0u64;
-    let (matcher, tx_pool, flush_list, effects) = (
+    let (matcher, tx_pool, flush_list, reply_list, effects) = (
         &core.matcher,
         &mut core.tx_pool,
         &mut core.flush_list,
+        &mut core.reply_list,
         &mut core.effects,
     );
     let (sessions, stats, config) = (&mut core.mqtt, &mut core.stats, &core.config);
@@ -163,12 +167,13 @@ pub(crate) fn deliver(cx: &mut Cx, frame: &Message<'_>) -> u64 {
         }
         if !conn.in_flush_list {
             conn.in_flush_list = true;
-            flush_list.push(data_id);
+            if frame_len >= PUSH_FIRST_MIN {
+                reply_list.push(data_id);
+            } else {
+                flush_list.push(data_id);
+            }
         }
         delivered += 1;
     });
-    if frame_len >= PUSH_FIRST_MIN && delivered > 0 {
-        core.pushes_first = true;
-    }
     delivered
 }
