@@ -8,6 +8,8 @@ server per run, ROUNDS rounds, alternating) and, at those two lines, reads:
   - the wall clock;
   - the CPU time of every thread of the client and of the server
     (/proc/PID/task/*/schedstat: no tracer attached, nothing slowed down);
+  - the client's minor page faults (its allocator giving memory back and
+    faulting it in again, zeroed by the kernel);
   - the kernel's TCP counters (`nstat`): retransmitted segments and SACK
     recoveries inside the stage (loopback has no loss: a recovery there
     means segments arrived out of order).
@@ -39,17 +41,35 @@ import time
 TCP = ("TcpRetransSegs", "TcpExtTCPSackRecovery")
 
 
-def cpu_ms(pid):
-    """CPU time of all the process's threads, or NaN once it has exited."""
-    total, seen = 0, False
+def thread_cpu(pid):
+    """CPU time (ns) of each live thread of the process, by thread id."""
+    times = {}
     for f in glob.glob(f"/proc/{pid}/task/*/schedstat"):
         try:
             with open(f) as fh:
-                total += int(fh.read().split()[0])
-            seen = True
+                times[f.split("/")[4]] = int(fh.read().split()[0])
         except (OSError, ValueError, IndexError):
             pass
-    return total / 1e6 if seen else math.nan
+    return times
+
+
+def cpu_ms_since(before, after):
+    """CPU time (ms) the process spent between two `thread_cpu` readings, or
+    NaN if a thread of the first is gone in the second (it exited, and its
+    time with it: the process was ending)."""
+    if not after or any(tid not in after for tid in before):
+        return math.nan
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e6
+
+
+def minor_faults(pid):
+    """The process's minor page faults so far (a fault on a transparent huge
+    page counts once but zeroes 2 MiB), or NaN once it has exited."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[7])
+    except (OSError, ValueError, IndexError):
+        return math.nan
 
 
 def tcp_counters(reset):
@@ -88,18 +108,19 @@ def one_run(cli, addr, config, binary, workers, iters):
             m = re.search(r"stage started: (\S+)\s*$", line)
             if m:
                 tcp_counters(reset=True)
-                started[m.group(1)] = (time.monotonic(), cpu_ms(client.pid), cpu_ms(server.pid))
+                started[m.group(1)] = (time.monotonic(), thread_cpu(client.pid), thread_cpu(server.pid), minor_faults(client.pid))
                 continue
             m = re.search(r"stage completed: (\S+) ", line)
             if m and m.group(1) in started:
-                t0, c0, s0 = started[m.group(1)]
+                t0, c0, s0, f0 = started[m.group(1)]
                 tcp = tcp_counters(reset=False)
                 stages[m.group(1)] = (
                     (time.monotonic() - t0) * 1e3,
-                    cpu_ms(client.pid) - c0,
-                    cpu_ms(server.pid) - s0,
+                    cpu_ms_since(c0, thread_cpu(client.pid)),
+                    cpu_ms_since(s0, thread_cpu(server.pid)),
                     tcp.get(TCP[0], 0),
                     tcp.get(TCP[1], 0),
+                    minor_faults(client.pid) - f0,
                 )
         client.wait()
         return stages
@@ -115,6 +136,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5000)
+    ap.add_argument("--detail", metavar="STAGE", help="also print every run of STAGE (to stderr)")
     ap.add_argument("servers", nargs="+", help="NAME=CONFIG:BIN")
     a = ap.parse_args()
     servers = []
@@ -132,9 +154,12 @@ def main():
                 if stage not in order:
                     order.append(stage)
                 runs[stage][name].append(v)
+                if stage == a.detail:
+                    print(f"{stage} {name}: wall {v[0]:.1f} ms, client CPU {v[1]:.1f} ms, server CPU {v[2]:.1f} ms, "
+                          f"retransmits {v[3]}, SACK recoveries {v[4]}, client page faults {v[5]}", file=sys.stderr)
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
     names = [s[0] for s in servers]
-    print("| stage | " + " | ".join(f"{n}: wall / client CPU / server CPU, ms; retransmits, SACK recoveries" for n in names) + " |")
+    print("| stage | " + " | ".join(f"{n}: wall / client CPU / server CPU, ms; retransmits, SACK recoveries; client page faults" for n in names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for stage in order:
         cells = []
@@ -146,10 +171,10 @@ def main():
             # A process that exited before a stage's last line has no CPU
             # time to read there: those runs are left out of that median.
             med = []
-            for i in range(3):
+            for i in (0, 1, 2, 5):
                 known = [x[i] for x in v if not math.isnan(x[i])]
                 med.append(f"{statistics.median(known):.1f}" if known else "—")
-            cells.append(f"{med[0]} / {med[1]} / {med[2]}; {sum(x[3] for x in v)}, {sum(x[4] for x in v)}")
+            cells.append(f"{med[0]} / {med[1]} / {med[2]}; {sum(x[3] for x in v)}, {sum(x[4] for x in v)}; {med[3]}")
         print(f"| {stage} | " + " | ".join(cells) + " |")
 
 

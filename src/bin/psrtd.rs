@@ -178,6 +178,10 @@ fn raise_fd_limit() {
     }
 }
 
+/// Large message buffers start on a page boundary (see `psrt::page_alloc`).
+#[global_allocator]
+static ALLOC: psrt::page_alloc::PageAlignedLarge = psrt::page_alloc::PageAlignedLarge;
+
 fn main() -> ExitCode {
     let mut raw: Vec<OsString> = std::env::args_os().skip(1).collect();
     if raw.first().is_some_and(|a| a == "passwd") {
