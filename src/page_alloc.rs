@@ -1,6 +1,6 @@
 //! `PageAlignedLarge`: the global allocator of `psrtd` and `psrt-cli`. It is
-//! the system allocator, except that every block of [`LARGE`] bytes or more
-//! starts on a page boundary.
+//! the system allocator, except that every block of more than
+//! [`LARGE_ABOVE`] bytes starts on a page boundary.
 //!
 //! Why: a large message is copied by the kernel between socket buffers and
 //! the buffer it is assembled in (`recv`) or sent from (`send`). On the x86
@@ -15,14 +15,19 @@
 //! client's copies cost.
 //!
 //! The rule is decided by the size alone, so `dealloc` and `realloc` see
-//! the same layout `alloc` chose. Small blocks are untouched.
+//! the same layout `alloc` chose. Smaller blocks are untouched — among
+//! them the server's 64 KiB input buffers, which many connections take and
+//! give back in turn and which hold many small frames each: only a frame
+//! larger than one of them gets a buffer of its own, and that is a large
+//! block.
 
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
-/// Blocks of this many bytes or more start on a page boundary.
-pub const LARGE: usize = 64 * 1024;
+/// Blocks of more than this many bytes start on a page boundary (the
+/// server's input buffer size, `conn::recv::RX_CHUNK`).
+pub const LARGE_ABOVE: usize = 64 * 1024;
 /// The alignment given to large blocks.
 const PAGE: usize = 4096;
 
@@ -32,7 +37,7 @@ pub struct PageAlignedLarge;
 
 /// The layout actually requested from the system for `layout`.
 fn actual(layout: Layout) -> Layout {
-    if layout.size() >= LARGE && layout.align() < PAGE {
+    if layout.size() > LARGE_ABOVE && layout.align() < PAGE {
         // A size valid with a smaller alignment stays valid with PAGE unless
         // rounding it up to PAGE overflows isize; then keep the request as is.
         Layout::from_size_align(layout.size(), PAGE).unwrap_or(layout)
@@ -73,7 +78,7 @@ unsafe impl GlobalAlloc for PageAlignedLarge {
             // the same alignment is a valid layout (checked above).
             return unsafe { System.realloc(ptr, old, new_size) };
         }
-        // Crossing LARGE: a new block with the other alignment, then copy.
+        // Crossing LARGE_ABOVE: a new block with the other alignment, then copy.
         // SAFETY: `new` is a valid non-zero layout (new_size > 0 per the
         // caller's contract).
         let fresh = unsafe { System.alloc(new) };
@@ -97,9 +102,9 @@ mod tests {
     fn large_blocks_start_on_a_page_and_small_ones_keep_their_alignment() {
         let a = PageAlignedLarge;
         for (size, align) in [
-            (LARGE, 1),
+            (LARGE_ABOVE + 1, 1),
             (1 << 20, 8),
-            (LARGE - 1, 1),
+            (LARGE_ABOVE, 1),
             (100, 16),
             (8192, 8192),
         ] {
@@ -107,7 +112,7 @@ mod tests {
             // SAFETY: non-zero size; freed below with the same layout.
             let p = unsafe { a.alloc(l) };
             assert!(!p.is_null());
-            let want = if size >= LARGE {
+            let want = if size > LARGE_ABOVE {
                 PAGE.max(align)
             } else {
                 align
@@ -132,14 +137,14 @@ mod tests {
             for i in 0..1000 {
                 p.add(i).write(i as u8);
             }
-            let big = a.realloc(p, small, 3 * LARGE);
+            let big = a.realloc(p, small, 3 * LARGE_ABOVE);
             assert_eq!(big as usize % PAGE, 0);
             assert!((0..1000).all(|i| big.add(i).read() == i as u8));
-            let big_l = Layout::from_size_align(3 * LARGE, 1).unwrap();
-            let bigger = a.realloc(big, big_l, 5 * LARGE);
+            let big_l = Layout::from_size_align(3 * LARGE_ABOVE, 1).unwrap();
+            let bigger = a.realloc(big, big_l, 5 * LARGE_ABOVE);
             assert_eq!(bigger as usize % PAGE, 0);
             assert!((0..1000).all(|i| bigger.add(i).read() == i as u8));
-            let bigger_l = Layout::from_size_align(5 * LARGE, 1).unwrap();
+            let bigger_l = Layout::from_size_align(5 * LARGE_ABOVE, 1).unwrap();
             let back = a.realloc(bigger, bigger_l, 500);
             assert!((0..500).all(|i| back.add(i).read() == i as u8));
             a.dealloc(back, Layout::from_size_align(500, 1).unwrap());
@@ -153,5 +158,6 @@ mod tests {
         let l = Layout::array::<u8>(1 << 20).unwrap();
         assert_eq!(actual(l).align(), PAGE);
         assert_eq!(actual(Layout::array::<u8>(100).unwrap()).align(), 1);
+        assert_eq!(actual(Layout::array::<u8>(LARGE_ABOVE).unwrap()).align(), 1);
     }
 }
