@@ -152,9 +152,10 @@ mod tests {
     }
 
     #[test]
-    fn vectors_of_large_messages_are_page_aligned_under_the_global_allocator() {
+    fn a_large_message_buffer_layout_is_raised_to_a_page() {
         // The library's tests run on the default allocator; this checks the
-        // layout rule a Vec<u8> of a large message goes through.
+        // rule the binaries apply to a Vec<u8> of a large message (and that
+        // one of exactly 64 KiB, an input buffer, is left alone).
         let l = Layout::array::<u8>(1 << 20).unwrap();
         assert_eq!(actual(l).align(), PAGE);
         assert_eq!(actual(Layout::array::<u8>(100).unwrap()).align(), 1);
