@@ -3,7 +3,8 @@
 
 `psrt-cli --benchmark` prints one line when a stage starts and one when it
 completes. This script runs it against each given server in turn (one fresh
-server per run, ROUNDS rounds, alternating) and, at those two lines, reads:
+server per run, ROUNDS rounds, alternating, every other round in reverse
+order) and, at those two lines, reads:
 
   - the wall clock;
   - the CPU time of every thread of the client and of the server
@@ -149,7 +150,9 @@ def main():
     runs = collections.defaultdict(lambda: collections.defaultdict(list))
     order = []
     for r in range(a.rounds):
-        for name, config, binary in servers:
+        # Every other round in reverse order: a server's place in the round
+        # must not favour it (BENCHMARKS.md, "Counterbalanced rounds").
+        for name, config, binary in servers if r % 2 == 0 else servers[::-1]:
             for stage, v in one_run(a.cli, a.addr, config, binary, a.workers, a.iters).items():
                 if stage not in order:
                     order.append(stage)

@@ -23,7 +23,9 @@ What it does:
      benches/floor (a PSRT "server" that only answers 0x01 and forwards the
      frame: one blocking thread per socket, no loop, no matching).
   3. Round-robin over the servers (floor, psrtd, reference), REPS rounds,
-     one fresh server per run, the same config for both servers:
+     the order reversed every other round (A B, B A, ...) so that no
+     server gains from its place in the round, one fresh server per run,
+     the same config for both servers:
        ack    `pbench --psrt-ack --pubs 1 --subs 1 --n N --size 16`: the
               publisher waits for each OK, as every published client does
      then, psrtd and reference only:
@@ -234,15 +236,24 @@ run_py() { # SERVER ROUND
     log "py $1: $(field "$(cat "$lg")" rate) publishes/s"
 }
 
+# Counterbalanced rounds: the order is reversed every other round, so each
+# server runs first in half of them and its place cannot favour it. The
+# same psrtd in both places, 20 rounds, fixed order, gave the first place
+# 0.77x the second in pub-read-1mb and 1.37x in pub-100kb (medians);
+# reversing every other round, 0.94x and 1.10x (BENCHMARKS.md,
+# "Counterbalanced rounds").
+in_order() { # SERVER...: as given in odd rounds, reversed in even ones
+    if (( round % 2 )); then echo "$@"; else printf '%s\n' "$@" | tac | tr '\n' ' '; fi
+}
 for round in $(seq "$REPS"); do
     if part py; then
-        for s in $PSRTDS reference; do start "$s"; run_py "$s" "$round"; stop; done
+        for s in $(in_order $PSRTDS reference); do start "$s"; run_py "$s" "$round"; stop; done
     fi
     if part ack; then
-        for s in floor $PSRTDS reference; do start "$s"; run_ack "$s" "$round"; stop; done
+        for s in $(in_order floor $PSRTDS reference); do start "$s"; run_ack "$s" "$round"; stop; done
     fi
     if part cli; then
-        for s in $PSRTDS reference; do start "$s"; run_cli "$s" "$round"; stop; done
+        for s in $(in_order $PSRTDS reference); do start "$s"; run_cli "$s" "$round"; stop; done
     fi
 done
 
@@ -250,11 +261,30 @@ done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 fmt_rate() { awk -v x="$1" 'BEGIN { if (x >= 1e6) printf "%.2f M", x/1e6; else if (x >= 1e4) printf "%.1f k", x/1e3; else if (x >= 1e3) printf "%.2f k", x/1e3; else printf "%.0f", x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a/b; else print "—" }'; }
-PSRTD_SHOWN=${PSRTD#"$REPO"/}
+# paired "a1 a2 …" "b1 b2 …": the runs of two servers, one of each per
+# round. Prints the geometric mean of a_i/b_i and its 95 % interval
+# (Student's t): the two servers of a round share the VM's mood of the
+# moment, so the per-round ratio is steadier than a ratio of medians.
+paired() {
+    awk -v A="$1" -v B="$2" 'BEGIN {
+        n = split(A, a, " "); m = split(B, b, " "); if (m < n) n = m
+        for (i = 1; i <= n; i++) if (a[i] > 0 && b[i] > 0) { x = log(a[i] / b[i]); k++; s += x; ss += x * x }
+        if (k < 3) { print "—"; exit }
+        split("12.7 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26", T, " ")
+        t = (k - 1 <= 9) ? T[k - 1] : (k - 1 < 15 ? 2.2 : (k - 1 < 30 ? 2.1 : 2.0))
+        mu = s / k; v = (ss - k * mu * mu) / (k - 1); se = sqrt(v > 0 ? v : 0) / sqrt(k)
+        printf "%.2f× (%.2f–%.2f)", exp(mu), exp(mu - t * se), exp(mu + t * se) }'
+}
+PSRTD_SHOWN=\`${PSRTD#"$REPO"/}\`
+if [ -z "${PSRTD_BIN:-}" ]; then # built here: say from which commit
+    rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    [ -z "$(git -C "$REPO" status --porcelain -- . ':(exclude)*.md' ':(exclude)benches' 2>/dev/null)" ] || rev="$rev + local changes"
+    PSRTD_SHOWN="static build of \`$rev\`"
+fi
 {
     shown_busy=""; [ -z "$BUSY" ] || shown_busy=" --busy-poll $BUSY"
     echo "Command: \`bash benches/reference.sh --reps $REPS --n $N --iters $ITERS$shown_busy\`"
-    echo "($(date -u +%Y-%m-%d), psrtd \`$PSRTD_SHOWN\`, reference $(head -1 "$LOGDIR/versions.txt" 2>/dev/null || echo 'psrtd 0.3.8'),"
+    echo "($(date -u +%Y-%m-%d), psrtd $PSRTD_SHOWN, reference $(head -1 "$LOGDIR/versions.txt" 2>/dev/null || echo 'psrtd 0.3.8'),"
     echo "$(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg))."
     echo
     if part ack; then
@@ -282,20 +312,22 @@ PSRTD_SHOWN=${PSRTD#"$REPO"/}
         echo
     fi
     if part cli; then
+        per_round="psrtd ÷ reference per round: geometric mean (95 % interval)"
         if [ -z "$BUSY" ]; then
-            echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | reference | ratio |"
-            echo "|---|---|---|---|"
+            echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | reference | ratio | $per_round |"
+            echo "|---|---|---|---|---|"
         else
-            echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | psrtd, \`busy_poll_us: $BUSY\` | reference | ratio | ratio, \`busy_poll_us: $BUSY\` |"
-            echo "|---|---|---|---|---|---|"
+            echo "| reference \`psrt-cli --benchmark\`, 2 workers × $ITERS (iters/s, median of $REPS) | psrtd | psrtd, \`busy_poll_us: $BUSY\` | reference | ratio | ratio, \`busy_poll_us: $BUSY\` | $per_round |"
+            echo "|---|---|---|---|---|---|---|"
         fi
         for st in "${STAGES[@]}"; do
             p=$(med "${CLI[psrtd.$st]:-}"); r=$(med "${CLI[reference.$st]:-}")
+            pr=$(paired "${CLI[psrtd.$st]:-}" "${CLI[reference.$st]:-}")
             if [ -z "$BUSY" ]; then
-                echo "| $st | $(fmt_rate "${p:-0}") | $(fmt_rate "${r:-0}") | $(ratio "${p:-0}" "${r:-0}") |"
+                echo "| $st | $(fmt_rate "${p:-0}") | $(fmt_rate "${r:-0}") | $(ratio "${p:-0}" "${r:-0}") | $pr |"
             else
                 b=$(med "${CLI[psrtd-bp.$st]:-}")
-                echo "| $st | $(fmt_rate "${p:-0}") | $(fmt_rate "${b:-0}") | $(fmt_rate "${r:-0}") | $(ratio "${p:-0}" "${r:-0}") | $(ratio "${b:-0}" "${r:-0}") |"
+                echo "| $st | $(fmt_rate "${p:-0}") | $(fmt_rate "${b:-0}") | $(fmt_rate "${r:-0}") | $(ratio "${p:-0}" "${r:-0}") | $(ratio "${b:-0}" "${r:-0}") | $pr |"
             fi
         done
     fi
