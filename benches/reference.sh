@@ -173,9 +173,18 @@ auth:
   acl: $TMP/acl.yml
 EOF
 
+# psrt-cli's subscribe stage puts ITERS subscriptions and then a test topic
+# on each connection: from --iters 10000 on, psrtd's default limit (10000
+# per session) would refuse the last one. The reference has no such limit,
+# so there psrtd's is lifted to match (a key of psrtd's own).
+PSRTD_CFG="$TMP/config.yml"
+if [ "$ITERS" -ge 10000 ]; then
+    PSRTD_CFG="$TMP/config-psrtd.yml"
+    sed "s/^server:/server:\n  max_subscriptions_per_client: 0/" "$TMP/config.yml" >"$PSRTD_CFG"
+fi
 # psrtd with the busy poll: the same file plus its own key (the reference
 # refuses keys it does not know).
-[ -z "$BUSY" ] || sed "s/^server:/server:\n  busy_poll_us: $BUSY/" "$TMP/config.yml" >"$TMP/config-bp.yml"
+[ -z "$BUSY" ] || sed "s/^server:/server:\n  busy_poll_us: $BUSY/" "$PSRTD_CFG" >"$TMP/config-bp.yml"
 PSRTDS="psrtd"
 [ -z "$BUSY" ] || PSRTDS="psrtd psrtd-bp"
 
@@ -183,7 +192,7 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 start() { # floor|psrtd|reference
     case "$1" in
         floor) "$FLOOR" "127.0.0.1:$PORT" >"$LOGDIR/floor.log" 2>&1 & ;;
-        psrtd) "$PSRTD" -C "$TMP/config.yml" >>"$LOGDIR/psrtd.log" 2>&1 & ;;
+        psrtd) "$PSRTD" -C "$PSRTD_CFG" >>"$LOGDIR/psrtd.log" 2>&1 & ;;
         psrtd-bp) "$PSRTD" -C "$TMP/config-bp.yml" >>"$LOGDIR/psrtd-bp.log" 2>&1 & ;;
         reference) "$REF_PSRTD" -C "$TMP/config.yml" >>"$LOGDIR/reference.log" 2>&1 & ;;
     esac
