@@ -247,10 +247,11 @@ run_py() { # SERVER ROUND
 
 # Counterbalanced rounds: the order is reversed every other round, so each
 # server runs first in half of them and its place cannot favour it. The
-# same psrtd in both places, 20 rounds, fixed order, gave the first place
-# 0.77x the second in pub-read-1mb and 1.37x in pub-100kb (medians);
-# reversing every other round, 0.94x and 1.10x (BENCHMARKS.md,
-# "Counterbalanced rounds").
+# same psrtd in both places, 20 rounds, read 0.77x (first place / second)
+# in pub-read-1mb and 1.37x in pub-100kb with a fixed order, 0.94x and
+# 1.10x reversing every other round (ratios of medians): whether the place
+# itself costs time is not settled at that size, but it is a bias the
+# harness can remove (BENCHMARKS.md, "Counterbalanced rounds").
 in_order() { # SERVER...: as given in odd rounds, reversed in even ones
     if (( round % 2 )); then echo "$@"; else printf '%s\n' "$@" | tac | tr '\n' ' '; fi
 }
