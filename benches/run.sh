@@ -22,7 +22,7 @@ What it does:
      for the syscall count.
   3. Starts one server at a time on loopback, on a free port, with a
      benchmark-friendly config written to a temp dir. The headline rows
-     (1to1, fanout, fanin, latency) come first, interleaved: in each of
+     (1to1, fanout, fanin, 1k, 1m, latency) come first, interleaved: in each of
      the REPS repetitions every server in turn (a fresh instance each, the
      order reversed every other repetition), so that a slow minute of a
      shared machine does not land on one server only. Then, server by
@@ -620,12 +620,14 @@ udp_runs() { # SERVER
     R[$s.udp.runs]="loss of the runs: ${losses[*]}"
 }
 
-# The headline rows (1to1, fanout, fanin, latency), interleaved: in each
+# The headline rows (1to1, fanout, fanin, 1k, 1m, latency), interleaved: in each
 # repetition every server in turn, the order reversed every other
 # repetition, one fresh instance per server and repetition. Run one server
 # after the other instead, a slow minute of this shared VM lands on one
 # server only (2026-12-02: the same build's fan-out read 1.46x and 0.94x
-# the best peer in two such runs an hour apart, 1.41x alternating).
+# the best peer in two such runs an hour apart, 1.41x alternating; 1 KB
+# 3.44x, 3.21x, then 1.02x in a third run where only the four rows above
+# were interleaved).
 headline_runs() {
     local rep s w order=() acc_keys=()
     declare -A acc=()   # acc[server.workload] = result lines, one per line
@@ -638,17 +640,19 @@ headline_runs() {
         if (( rep % 2 == 0 )); then mapfile -t order < <(printf '%s\n' "${SERVERS[@]}" | tac); fi
         for s in "${order[@]}"; do
             local any=0
-            for w in 1to1 fanout fanin latency; do headline_wanted "$s" "$w" && any=1; done
+            for w in 1to1 fanout fanin 1k 1m latency; do headline_wanted "$s" "$w" && any=1; done
             [ "$any" = 1 ] || continue
-            log "$s: 1to1, fanout, fanin, latency (repetition $rep of $REPS)"
+            log "$s: 1to1, fanout, fanin, 1k, 1m, latency (repetition $rep of $REPS)"
             if ! start_server "$s"; then NOTE[$s.start]="did not start"; continue; fi
-            for w in 1to1 fanout fanin latency; do
+            for w in 1to1 fanout fanin 1k 1m latency; do
                 headline_wanted "$s" "$w" || continue
                 ensure_up "$s" || break
                 case "$w" in
                     1to1) pb "$s" 1to1 --pubs 1 --subs 1 --n "$N_1TO1" --size 16 --window 500 || true ;;
                     fanout) pb "$s" fanout --pubs 1 --subs 100 --n "$N_FANOUT" --size 16 --window 200 || true ;;
                     fanin) pb "$s" fanin --pubs 100 --subs 1 --n "$N_FANIN" --size 16 --window 500 || true ;;
+                    1k) pb "$s" 1k --pubs 1 --subs 1 --n "$N_1K" --size 1024 --window 500 || true ;;
+                    1m) pb "$s" 1m --pubs 1 --subs 1 --n "$N_1M" --size 1048576 --window 4 || true ;;
                     latency) pb "$s" latency --pubs 1 --subs 1 --n "$N_LAT" --size 16 --rate 5000 --window 100000 || true ;;
                 esac
                 if [ -z "${acc[$s.$w]+x}" ]; then acc_keys+=("$s.$w"); acc[$s.$w]=""; fi
@@ -669,7 +673,7 @@ run_server() { # SERVER
     local s=$1 psrt=0
     [ "$s" = psrtd ] && psrt=1
     local busy=0 w
-    for w in 1k 1m subs100k cpu; do
+    for w in subs100k cpu; do
         want "$w" && busy=1
     done
     if [ $psrt = 1 ]; then
@@ -680,14 +684,6 @@ run_server() { # SERVER
             if want ack && [ $psrt = 1 ]; then
                 log "$s: ack"
                 single_run "$s" ack --pubs 1 --subs 1 --n "$N_ACK" --size 16 --window 500 --psrt-ack
-            fi
-            if want 1k; then
-                log "$s: 1k"
-                single_run "$s" 1k --pubs 1 --subs 1 --n "$N_1K" --size 1024 --window 500
-            fi
-            if want 1m; then
-                log "$s: 1m"
-                single_run "$s" 1m --pubs 1 --subs 1 --n "$N_1M" --size 1048576 --window 4
             fi
             if want udp && [ $psrt = 1 ]; then
                 log "$s: udp x$REPS"
@@ -959,13 +955,13 @@ if want ack; then
 fi
 tput_row fanout "fan-out 1 → 100, 16 B (median of $REPS)" "≥ 1.3× best peer" 1.3 "deliveries/s"
 tput_row fanin "fan-in 100 → 1, 16 B (median of $REPS)" "≥ 1.0× best peer" 1.0 "msg/s"
-tput_row 1k "1 → 1, 1 KB" "—" "" "msg/s"
+tput_row 1k "1 → 1, 1 KB (median of $REPS)" "—" "" "msg/s"
 if want 1m; then
     pv=$(value psrtd 1m rate)
     bp=$(best_peer 1m rate max); bv=${bp% *}; bw=${bp#* }
     met="—"; [ -n "$pv" ] && met=$(yesno ge "$pv" 1500)
     ratio="—"; [ -n "$pv" ] && [ -n "$bv" ] && ratio=$(fmt_ratio "$pv" "$bv")
-    row "1 → 1, 1 MB" "$(psrtd_cell 1m "$(fmt_rate "${pv:-0}") msg/s")" "$(pcell "$bv" "$(fmt_rate "$bv") msg/s ($bw)")" "$ratio" "≥ 1500 msg/s" "$met"
+    row "1 → 1, 1 MB (median of $REPS)" "$(psrtd_cell 1m "$(fmt_rate "${pv:-0}") msg/s")" "$(pcell "$bv" "$(fmt_rate "$bv") msg/s ($bw)")" "$ratio" "≥ 1500 msg/s" "$met"
 fi
 if want latency; then
     pv=$(value psrtd latency p50)
