@@ -175,7 +175,11 @@ ensure_openssl_dev() {
 # (empty without a UDP listener).
 start_psrtd() {
     local bin="$1" dir="$2" i
-    (cd "$dir" && exec "$bin" -C config.yml -v) >"$dir/psrtd.log" 2>&1 &
+    # The log exists before the server starts: the background job opens it
+    # in its own time, and the loop below must not read a file not yet there
+    # (a CI run failed on exactly that: "sed: can't read .../psrtd.log").
+    : >"$dir/psrtd.log"
+    (cd "$dir" && exec "$bin" -C config.yml -v) >>"$dir/psrtd.log" 2>&1 &
     PSRTD_PID=$!
     PSRTD_PORT=""
     PSRTD_UDP_PORT=""
