@@ -6,9 +6,9 @@ every round in target/bench/reference-<timestamp>/cli-<server>-<round>.log.
 In a round both servers ran back to back, so the ratio psrtd / reference
 of one round shares the VM's mood of that moment; this script takes those
 per-round ratios from all the given runs together and prints, per stage,
-their geometric mean with its 95 % interval (Student's t on the logs),
-the same figure as the last column of reference.sh's table, over more
-rounds than one run holds.
+their geometric mean with its 95 % interval (Student's t on the logs).
+reference.sh runs it on its own run for the last column of its table;
+given several runs, it gives the same figure over more rounds.
 
 Usage:
   python3 benches/pool_rounds.py target/bench/reference-A target/bench/reference-B ...
@@ -26,7 +26,7 @@ import statistics
 import sys
 
 # Two-sided 95 % quantiles of Student's t for 1..9 degrees of freedom,
-# then the values reference.sh uses for larger samples.
+# then rounded values for larger samples.
 T95 = [12.7, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26]
 
 

@@ -271,19 +271,14 @@ done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 fmt_rate() { awk -v x="$1" 'BEGIN { if (x >= 1e6) printf "%.2f M", x/1e6; else if (x >= 1e4) printf "%.1f k", x/1e3; else if (x >= 1e3) printf "%.2f k", x/1e3; else printf "%.0f", x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a/b; else print "—" }'; }
-# paired "a1 a2 …" "b1 b2 …": the runs of two servers, one of each per
-# round. Prints the geometric mean of a_i/b_i and its 95 % interval
-# (Student's t): the two servers of a round share the VM's mood of the
-# moment, so the per-round ratio is steadier than a ratio of medians.
-paired() {
-    awk -v A="$1" -v B="$2" 'BEGIN {
-        n = split(A, a, " "); m = split(B, b, " "); if (m < n) n = m
-        for (i = 1; i <= n; i++) if (a[i] > 0 && b[i] > 0) { x = log(a[i] / b[i]); k++; s += x; ss += x * x }
-        if (k < 3) { print "—"; exit }
-        split("12.7 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26", T, " ")
-        t = (k - 1 <= 9) ? T[k - 1] : (k - 1 < 15 ? 2.2 : (k - 1 < 30 ? 2.1 : 2.0))
-        mu = s / k; v = (ss - k * mu * mu) / (k - 1); se = sqrt(v > 0 ? v : 0) / sqrt(k)
-        printf "%.2f× (%.2f–%.2f)", exp(mu), exp(mu - t * se), exp(mu + t * se) }'
+# The per-round column: benches/pool_rounds.py over this run's logs (the
+# geometric mean of the per-round ratios psrtd / reference and its 95 %
+# interval; the two servers of a round share the VM's mood of the moment,
+# so that ratio is steadier than a ratio of medians).
+PAIRED=""
+if part cli; then PAIRED=$(python3 "$REPO/benches/pool_rounds.py" "$LOGDIR" 2>/dev/null || true); fi
+paired() { # STAGE
+    awk -F' [|] ' -v st="$1" '$1 == "| " st { sub(/ [|]$/, "", $3); print $3; found = 1 } END { if (!found) print "—" }' <<<"$PAIRED"
 }
 PSRTD_SHOWN=\`${PSRTD#"$REPO"/}\`
 if [ -z "${PSRTD_BIN:-}" ]; then # built here: say from which commit
@@ -332,7 +327,7 @@ fi
         fi
         for st in "${STAGES[@]}"; do
             p=$(med "${CLI[psrtd.$st]:-}"); r=$(med "${CLI[reference.$st]:-}")
-            pr=$(paired "${CLI[psrtd.$st]:-}" "${CLI[reference.$st]:-}")
+            pr=$(paired "$st")
             if [ -z "$BUSY" ]; then
                 echo "| $st | $(fmt_rate "${p:-0}") | $(fmt_rate "${r:-0}") | $(ratio "${p:-0}" "${r:-0}") | $pr |"
             else

@@ -8,8 +8,9 @@
 //! placements of the destination relative to the source within a page
 //! (`benches/recv_alignment.py`), and glibc's `malloc` puts a block it maps
 //! on its own 16 bytes past a page boundary. With the reference client's
-//! traffic that placement was a slow one: psrtd's `recvfrom` of 256 KiB took 0.47–0.53 ms/MB at +16 bytes
-//! and 0.08–0.13 ms/MB page-aligned (BENCHMARKS.md, "Buffer alignment").
+//! traffic that placement was a slow one: psrtd's `recvfrom` of 256 KiB
+//! took 0.47–0.53 ms/MB at +16 bytes and 0.08–0.13 ms/MB page-aligned
+//! (BENCHMARKS.md, "Buffer alignment").
 //! Page-aligned large blocks are also what mmap and most allocators
 //! (mimalloc, jemalloc) give, so the server's copies cost what any
 //! client's copies cost.
